@@ -1,0 +1,82 @@
+"""The ``spine-measure`` command line: a thin shell over the library.
+
+Exit codes (every subcommand):
+
+==== =====================================================================
+0    every input was processed
+1    the command ran, but at least one input failed (reported, not raised)
+2    usage error (bad option, missing path)
+3    nothing could be processed (e.g. no readable input at all)
+==== =====================================================================
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import typer
+
+from spine_measure import __version__
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOTHING_DONE = 3
+
+app = typer.Typer(
+    name="spine-measure",
+    help="Measure spine radiographs for vertebral augmentation (PVP/PKP) studies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"spine-measure {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if verbose < 2:
+        # pydicom logs every failed decoder attempt with a traceback; spine_measure tries
+        # several decoders on purpose and reports the outcome itself. (pydicom resets its
+        # logger's level when imported, so import it first.)
+        import pydicom  # noqa: F401
+
+        logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+
+
+# --- subcommands: each lives in its own module and registers itself on ``app`` ---------
+from spine_measure.cli import info as _info  # noqa: E402,F401
+
+# --------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    try:
+        # standalone_mode=False: click returns a command's exit code instead of exiting.
+        rv = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("Aborted.", err=True)
+        return 130
+    except Exception as exc:
+        # Usage errors (typer vendors click: duck-type its ClickException).
+        if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):
+            exc.show()
+            return EXIT_USAGE
+        raise
+    return rv if isinstance(rv, int) else EXIT_OK

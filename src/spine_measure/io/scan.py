@@ -1,0 +1,251 @@
+"""Header-only scan of a folder of DICOM files: find, describe and group, never decode pixels.
+
+Files are recognised as DICOM by content (the ``DICM`` preamble, or a raw dataset that
+starts with a group 0002/0008 element), not by extension. Each file is read once, with
+``stop_before_pixels=True`` and ``specific_tags`` limited to :data:`HEADER_TAGS`. Unreadable
+files become :class:`ScanIssue` rows and the scan carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spine_measure.errors import RadiographError
+from spine_measure.io.calibration import CALIBRATION_TAGS, Calibration, calibration_from_dataset
+from spine_measure.io.radiograph import (
+    PLAIN_IMAGE_SUFFIXES,
+    RadiographMetadata,
+    metadata_from_dataset,
+)
+
+__all__ = [
+    "HEADER_TAGS",
+    "DicomHeader",
+    "ScanIssue",
+    "ScanResult",
+    "iter_files",
+    "looks_like_dicom",
+    "read_header",
+    "scan_folder",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Every attribute the scan reads: identification, grouping, geometry and calibration.
+HEADER_TAGS: tuple[str, ...] = (
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+    "PatientID", "PatientName", "StudyDate", "AcquisitionDate", "ContentDate",
+    "StudyDescription", "SeriesDescription", "SeriesNumber", "InstanceNumber",
+    "Modality", "ViewPosition", "BodyPartExamined", "ImageLaterality", "Laterality",
+    "Manufacturer", "PhotometricInterpretation", "Rows", "Columns", "NumberOfFrames",
+    "BitsStored", "SamplesPerPixel",
+    *CALIBRATION_TAGS,
+)
+
+#: First two bytes of a raw (preamble-less) little-endian dataset: group 0002, 0008 or 0010.
+_RAW_STARTS = (b"\x02\x00", b"\x08\x00", b"\x10\x00")
+
+
+@dataclass(frozen=True)
+class DicomHeader:
+    """What the scan learnt of one DICOM file without decoding its pixels."""
+
+    path: str
+    metadata: RadiographMetadata
+    calibration: Calibration
+    is_image: bool
+    series_number: int | None = None
+    instance_number: int | None = None
+
+    @property
+    def sop_instance_uid(self) -> str | None:
+        return self.metadata.sop_instance_uid
+
+
+@dataclass(frozen=True)
+class ScanIssue:
+    """A file the scan could not use, with the stage and a one-line reason."""
+
+    path: str
+    stage: str  # "read" (unreadable) or "skip" (readable, but not a measurable image)
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class ScanResult:
+    """Headers found, plain images found, and the files that could not be used."""
+
+    headers: list[DicomHeader] = field(default_factory=list)
+    plain_images: list[str] = field(default_factory=list)
+    issues: list[ScanIssue] = field(default_factory=list)
+    n_files: int = 0
+
+    @property
+    def images(self) -> list[DicomHeader]:
+        """Headers of DICOM files that hold an image (not SR, RT plans, DICOMDIRs ...)."""
+        return [h for h in self.headers if h.is_image]
+
+    def by_patient(self) -> dict[str, dict[str, dict[str, list[DicomHeader]]]]:
+        """Group image headers patient -> study -> series, each series sorted by
+        instance number then path. Missing identifiers group under ``"<unknown>"``."""
+        tree: dict[str, dict[str, dict[str, list[DicomHeader]]]] = defaultdict(
+            lambda: defaultdict(lambda: defaultdict(list))
+        )
+        for h in self.images:
+            m = h.metadata
+            tree[m.patient_id or "<unknown>"][m.study_instance_uid or "<unknown>"][
+                m.series_instance_uid or "<unknown>"
+            ].append(h)
+        out: dict[str, dict[str, dict[str, list[DicomHeader]]]] = {}
+        for pid in sorted(tree):
+            out[pid] = {}
+            for study in sorted(tree[pid]):
+                out[pid][study] = {
+                    series: sorted(files, key=lambda h: (h.instance_number or 0, h.path))
+                    for series, files in sorted(tree[pid][study].items())
+                }
+        return out
+
+    def duplicate_sop_instance_uids(self) -> dict[str, list[str]]:
+        """SOPInstanceUIDs carried by more than one file -> the paths."""
+        seen: dict[str, list[str]] = defaultdict(list)
+        for h in self.headers:
+            if h.sop_instance_uid:
+                seen[h.sop_instance_uid].append(h.path)
+        return {uid: paths for uid, paths in seen.items() if len(paths) > 1}
+
+
+def iter_files(root: str | os.PathLike[str], *, recursive: bool = True) -> Iterator[str]:
+    """Regular files under ``root`` in sorted order (hidden files and folders skipped)."""
+    root = os.fspath(root)
+    if os.path.isfile(root):
+        yield root
+        return
+    if recursive:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if not name.startswith("."):
+                    yield os.path.join(dirpath, name)
+    else:
+        for entry in sorted(os.scandir(root), key=lambda e: e.name):
+            if entry.is_file() and not entry.name.startswith("."):
+                yield entry.path
+
+
+def looks_like_dicom(head: bytes) -> bool:
+    """True when the first 132 bytes of a file look like DICOM (preamble or raw dataset)."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    # A raw dataset starts with a low-numbered element of group 0002, 0008 or 0010.
+    return len(head) >= 8 and head[:2] in _RAW_STARTS and int.from_bytes(head[2:4], "little") < 0x1000
+
+
+def _header_from_dataset(ds: object, path: str) -> DicomHeader:
+    meta = metadata_from_dataset(ds, path)
+    is_image = meta.rows is not None and meta.columns is not None
+    def _num(keyword: str) -> int | None:
+        try:
+            value = ds.get(keyword)  # type: ignore[attr-defined]
+            return int(value) if value not in (None, "") else None
+        except Exception:
+            return None
+    return DicomHeader(
+        path=path,
+        metadata=meta,
+        calibration=calibration_from_dataset(ds, context=path, warn=False),
+        is_image=is_image,
+        series_number=_num("SeriesNumber"),
+        instance_number=_num("InstanceNumber"),
+    )
+
+
+def read_header(path: str | os.PathLike[str]) -> DicomHeader:
+    """Read one DICOM file's header (no pixel data).
+
+    Raises
+    ------
+    RadiographError
+        The file is not DICOM or cannot be parsed.
+    """
+    import pydicom
+
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+            if not looks_like_dicom(head):
+                raise RadiographError(path, "not a DICOM file (no DICM preamble, not a dataset)")
+            fh.seek(0)
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=list(HEADER_TAGS),
+                                 force=head[128:132] != b"DICM")
+    except RadiographError:
+        raise
+    except Exception as exc:
+        raise RadiographError(path, f"unreadable DICOM header ({type(exc).__name__}: "
+                                    f"{exc})") from None
+    return _header_from_dataset(ds, path)
+
+
+def scan_folder(
+    root: str | os.PathLike[str],
+    *,
+    recursive: bool = True,
+    include_plain_images: bool = False,
+    progress: Callable[[str], None] | None = None,
+    files: Iterable[str] | None = None,
+) -> ScanResult:
+    """Scan ``root`` for DICOM files (by content) without decoding pixels.
+
+    Parameters
+    ----------
+    root : path-like
+        A folder (or a single file).
+    recursive : bool
+        Descend into sub-folders.
+    include_plain_images : bool
+        Also list PNG / JPEG / TIFF files (uncalibrated) in :attr:`ScanResult.plain_images`.
+    progress : callable, optional
+        Called with each path after it was looked at (the CLI drives a progress bar with it).
+    files : iterable of str, optional
+        Scan these files instead of listing ``root``.
+
+    Returns
+    -------
+    ScanResult
+        Headers, plain images and issues. Files that are neither DICOM nor (when asked) a
+        plain image are counted in ``n_files`` and otherwise ignored.
+    """
+    result = ScanResult()
+    for path in files if files is not None else iter_files(root, recursive=recursive):
+        result.n_files += 1
+        try:
+            header = read_header(path)
+        except RadiographError as exc:
+            if exc.reason.startswith("not a DICOM file"):
+                if include_plain_images and Path(path).suffix.lower() in PLAIN_IMAGE_SUFFIXES:
+                    result.plain_images.append(path)
+            else:
+                result.issues.append(ScanIssue(path, "read", exc.reason))
+                logger.warning("%s", exc)
+        except OSError as exc:
+            result.issues.append(ScanIssue(path, "read", f"cannot open ({exc.strerror})"))
+        else:
+            result.headers.append(header)
+            if not header.is_image:
+                result.issues.append(ScanIssue(
+                    path, "skip",
+                    f"not an image ({header.metadata.modality or 'no modality'}, "
+                    f"SOP class {header.metadata.sop_class_uid or 'unknown'})",
+                ))
+        if progress is not None:
+            progress(path)
+    return result
