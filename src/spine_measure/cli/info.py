@@ -13,8 +13,13 @@ import typer
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
 from spine_measure.errors import RadiographError
 from spine_measure.io.calibration import Calibration
-from spine_measure.io.radiograph import PLAIN_IMAGE_SUFFIXES, RadiographMetadata, load_radiograph
-from spine_measure.io.scan import iter_files, looks_like_dicom, read_header
+from spine_measure.io.radiograph import (
+    PLAIN_IMAGE_SUFFIXES,
+    RadiographMetadata,
+    load_radiograph,
+    looks_like_dicom,
+)
+from spine_measure.io.scan import iter_files, read_header
 
 
 def _candidates(paths: list[Path]) -> list[str]:

@@ -355,7 +355,9 @@ def calibration_from_line(
         raise ValueError(f'Argument "length_mm" must be a positive length; got {length_mm!r}')
     ar, ac = (float(pixel_aspect[0]), float(pixel_aspect[1]))
     if not (ar > 0 and ac > 0 and math.isfinite(ar) and math.isfinite(ac)):
-        raise ValueError(f'Argument "pixel_aspect" must be two positive numbers; got {pixel_aspect!r}')
+        raise ValueError(
+            f'Argument "pixel_aspect" must be two positive numbers; got {pixel_aspect!r}'
+        )
     dr = float(p1[0]) - float(p0[0])
     dc = float(p1[1]) - float(p0[1])
     scaled = math.hypot(dr * ar, dc * ac)

@@ -157,7 +157,8 @@ class Radiograph:
             )
         if pixels.shape[0] < 2 or pixels.shape[1] < 2:
             raise ValueError(f'Argument "pixels" must be at least 2x2; got {pixels.shape}')
-        if not (np.issubdtype(pixels.dtype, np.integer) or np.issubdtype(pixels.dtype, np.floating)):
+        if not (np.issubdtype(pixels.dtype, np.integer)
+                or np.issubdtype(pixels.dtype, np.floating)):
             raise ValueError(f'Argument "pixels" must be numeric; got dtype {pixels.dtype}')
         if pixels.flags.writeable:
             pixels = pixels.view()
@@ -426,17 +427,30 @@ def _rescale(ds: Any) -> tuple[float, float]:
     return (slope, intercept)
 
 
+#: First two bytes of a raw (preamble-less) little-endian dataset: group 0002, 0008 or 0010.
+_RAW_STARTS = (b"\x02\x00", b"\x08\x00", b"\x10\x00")
+_NOT_AN_IMAGE = "not a DICOM file or a supported image (PNG, JPEG, TIFF)"
+
+
+def looks_like_dicom(head: bytes) -> bool:
+    """True when the first 132 bytes of a file look like DICOM: the ``DICM`` preamble, or a
+    raw dataset starting with a low-numbered element of group 0002, 0008 or 0010."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    return (len(head) >= 8 and head[:2] in _RAW_STARTS
+            and int.from_bytes(head[2:4], "little") < 0x1000)
+
+
 def _load_dicom(path: str, frame: int | None) -> Radiograph:
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    if not looks_like_dicom(head):
+        raise RadiographError(path, _NOT_AN_IMAGE)
     try:
-        ds = pydicom.dcmread(path)
-    except InvalidDicomError:
-        try:  # files without preamble / File Meta: accept if it parses as a dataset
-            ds = pydicom.dcmread(path, force=True)
-        except Exception as exc:
-            raise RadiographError(path, f"not a readable DICOM file ({exc})") from None
+        # force=True only for raw datasets without preamble / File Meta
+        ds = pydicom.dcmread(path, force=head[128:132] != b"DICM")
     except Exception as exc:
         raise RadiographError(path, f"not a readable DICOM file ({type(exc).__name__}: "
                                     f"{exc})") from None
@@ -449,7 +463,7 @@ def radiograph_from_dataset(ds: Any, path: str | os.PathLike[str] = "<dataset>",
     path = os.fspath(path)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         if len(ds) == 0 or "SOPClassUID" not in ds and "Rows" not in ds:
-            raise RadiographError(path, "not a DICOM image (no readable dataset)")
+            raise RadiographError(path, _NOT_AN_IMAGE)
         raise RadiographError(path, "no Pixel Data (7FE0,0010) element: not an image")
     if not hasattr(ds, "file_meta") or "TransferSyntaxUID" not in ds.file_meta:
         # A raw dataset without File Meta: record the encoding pydicom read it with.

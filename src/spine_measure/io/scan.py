@@ -20,6 +20,7 @@ from spine_measure.io.calibration import CALIBRATION_TAGS, Calibration, calibrat
 from spine_measure.io.radiograph import (
     PLAIN_IMAGE_SUFFIXES,
     RadiographMetadata,
+    looks_like_dicom,
     metadata_from_dataset,
 )
 
@@ -46,10 +47,6 @@ HEADER_TAGS: tuple[str, ...] = (
     "BitsStored", "SamplesPerPixel",
     *CALIBRATION_TAGS,
 )
-
-#: First two bytes of a raw (preamble-less) little-endian dataset: group 0002, 0008 or 0010.
-_RAW_STARTS = (b"\x02\x00", b"\x08\x00", b"\x10\x00")
-
 
 @dataclass(frozen=True)
 class DicomHeader:
@@ -141,14 +138,6 @@ def iter_files(root: str | os.PathLike[str], *, recursive: bool = True) -> Itera
                 yield entry.path
 
 
-def looks_like_dicom(head: bytes) -> bool:
-    """True when the first 132 bytes of a file look like DICOM (preamble or raw dataset)."""
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return True
-    # A raw dataset starts with a low-numbered element of group 0002, 0008 or 0010.
-    return len(head) >= 8 and head[:2] in _RAW_STARTS and int.from_bytes(head[2:4], "little") < 0x1000
-
-
 def _header_from_dataset(ds: object, path: str) -> DicomHeader:
     meta = metadata_from_dataset(ds, path)
     is_image = meta.rows is not None and meta.columns is not None
@@ -192,6 +181,9 @@ def read_header(path: str | os.PathLike[str]) -> DicomHeader:
     except Exception as exc:
         raise RadiographError(path, f"unreadable DICOM header ({type(exc).__name__}: "
                                     f"{exc})") from None
+    if len(ds) == 0:
+        raise RadiographError(path, "truncated or corrupt: no data elements after the "
+                                    "File Meta Information")
     return _header_from_dataset(ds, path)
 
 
