@@ -310,13 +310,13 @@ def calibration_from_dataset(ds: Mapping[str, Any] | Any, *, context: str = "",
     Only the four attributes of :data:`CALIBRATION_TAGS` are read, so a header read with
     ``stop_before_pixels=True`` is enough.
     """
-    def get(keyword: str) -> Any:
-        try:
-            if isinstance(ds, Mapping):
-                return ds.get(keyword)
-            return getattr(ds, keyword, None)
-        except Exception:  # malformed values can raise on access in pydicom
-            return None
+    if isinstance(ds, Mapping):
+        get = ds.get
+    else:
+        from spine_measure.io.radiograph import raw_attribute
+
+        def get(keyword: str) -> Any:
+            return raw_attribute(ds, keyword)
 
     return decide_calibration(
         pixel_spacing=get("PixelSpacing"),

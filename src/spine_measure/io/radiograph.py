@@ -24,6 +24,7 @@ import datetime as _dt
 import hashlib
 import logging
 import os
+import struct
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,14 +60,14 @@ PLAIN_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bm
 #: ``docs/performance.md``). Anything not listed uses pydicom's default order.
 DECODER_PREFERENCE: dict[str, tuple[str, ...]] = {
     "1.2.840.10008.1.2.5": ("pylibjpeg", "gdcm", "pydicom"),  # RLE Lossless
-    "1.2.840.10008.1.2.4.80": ("gdcm", "pyjpegls", "pylibjpeg"),  # JPEG-LS Lossless
-    "1.2.840.10008.1.2.4.81": ("gdcm", "pyjpegls", "pylibjpeg"),  # JPEG-LS Near-lossless
+    "1.2.840.10008.1.2.4.80": ("pyjpegls", "gdcm", "pylibjpeg"),  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81": ("pyjpegls", "gdcm", "pylibjpeg"),  # JPEG-LS Near-lossless
     "1.2.840.10008.1.2.4.57": ("gdcm", "pylibjpeg"),  # JPEG Lossless P14
     "1.2.840.10008.1.2.4.70": ("gdcm", "pylibjpeg"),  # JPEG Lossless SV1
     "1.2.840.10008.1.2.4.50": ("pylibjpeg", "gdcm", "pillow"),  # JPEG Baseline
     "1.2.840.10008.1.2.4.51": ("pylibjpeg", "gdcm", "pillow"),  # JPEG Extended
-    "1.2.840.10008.1.2.4.90": ("pylibjpeg", "gdcm", "pillow"),  # JPEG 2000 Lossless
-    "1.2.840.10008.1.2.4.91": ("pylibjpeg", "gdcm", "pillow"),  # JPEG 2000
+    "1.2.840.10008.1.2.4.90": ("gdcm", "pylibjpeg", "pillow"),  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91": ("gdcm", "pylibjpeg", "pillow"),  # JPEG 2000
 }
 
 _BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float64)
@@ -135,9 +136,6 @@ class Radiograph:
         ``None``.
     voi_lut : ndarray or None
         The VOI LUT (first of VOILUTSequence) when present, applied by :attr:`display`.
-    pixel_sha256 : str
-        SHA-256 of dtype, shape and bytes of :attr:`pixels`, ties annotations to non-DICOM
-        images.
     """
 
     pixels: np.ndarray
@@ -147,7 +145,6 @@ class Radiograph:
     monochrome1: bool = False
     window: Window | None = None
     voi_lut: tuple[np.ndarray, int] | None = field(default=None, repr=False)
-    pixel_sha256: str = ""
 
     def __post_init__(self) -> None:
         pixels = np.asarray(self.pixels)
@@ -169,8 +166,12 @@ class Radiograph:
             raise ValueError(f'Argument "rescale" must be a finite non-zero slope and an '
                              f"intercept; got {self.rescale!r}")
         object.__setattr__(self, "rescale", (slope, intercept))
-        if not self.pixel_sha256:
-            object.__setattr__(self, "pixel_sha256", pixel_sha256(pixels))
+
+    @cached_property
+    def pixel_sha256(self) -> str:
+        """SHA-256 of dtype, shape and bytes of :attr:`pixels` (:func:`pixel_sha256`); ties
+        annotations to non-DICOM images. Computed on first use (18 ms for a 3000x3000 film)."""
+        return pixel_sha256(self.pixels)
 
     # -- geometry ---------------------------------------------------------------------
     @property
@@ -252,15 +253,64 @@ def pixel_sha256(array: np.ndarray) -> str:
 # -------------------------------------------------------------------------------------
 
 
-def _text(ds: Any, keyword: str) -> str | None:
+_TAG_CACHE: dict[str, int] = {}
+_NUMERIC_VRS = {"US": "<H", "UL": "<I", "SS": "<h", "SL": "<i"}
+
+
+def _tag(keyword: str) -> int:
+    tag = _TAG_CACHE.get(keyword)
+    if tag is None:
+        from pydicom.datadict import tag_for_keyword
+
+        tag = _TAG_CACHE[keyword] = int(tag_for_keyword(keyword))
+    return tag
+
+
+def raw_attribute(ds: Any, keyword: str) -> str | int | None:
+    """An attribute's value without pydicom's value conversion: text for string VRs
+    (multi-values joined by backslash, as stored), int for binary integers.
+
+    The header scan reads some 25 attributes of every file; converting each through pydicom
+    costs more than reading the file, so only PatientName (character sets) is converted.
+    """
     try:
-        value = ds.get(keyword)
+        elem = ds.get_item(_tag(keyword))
     except Exception:
         return None
+    if elem is None:
+        return None
+    value = elem.value
     if value is None:
         return None
-    text = str(value).strip().strip("\x00").strip()
-    return text or None
+    if isinstance(value, bytes):
+        vr = elem.VR
+        if vr is None:
+            from pydicom.datadict import dictionary_VR
+
+            vr = dictionary_VR(_tag(keyword))
+        fmt = _NUMERIC_VRS.get(vr)
+        if fmt is not None:
+            if len(value) < struct.calcsize(fmt):
+                return None
+            _, little = getattr(ds, "original_encoding", (None, True))
+            order = "<" if little is not False else ">"
+            return int(struct.unpack_from(order + fmt[1], value)[0])
+        text = value.decode("latin-1", "replace").strip(" \x00")
+        return text or None
+    if isinstance(value, str | int | float):
+        text = str(value).strip(" \x00")
+        return (value if isinstance(value, int) else text) or None
+    try:  # converted multi-values (MultiValue) and person names
+        if isinstance(value, Sequence) and not isinstance(value, str):
+            return "\\".join(str(v) for v in value) or None
+        return str(value).strip() or None
+    except Exception:
+        return None
+
+
+def _text(ds: Any, keyword: str) -> str | None:
+    value = raw_attribute(ds, keyword)
+    return None if value is None else str(value)
 
 
 def _date(ds: Any, keyword: str) -> _dt.date | None:
@@ -275,25 +325,37 @@ def _date(ds: Any, keyword: str) -> _dt.date | None:
 
 
 def _int(ds: Any, keyword: str, default: int | None = None) -> int | None:
-    try:
-        value = ds.get(keyword)
-        return int(value) if value is not None and str(value).strip() != "" else default
-    except Exception:
+    value = raw_attribute(ds, keyword)
+    if value is None:
         return default
+    try:
+        return int(str(value).split("\\")[0].strip())
+    except ValueError:
+        return default
+
+
+def _person_name(ds: Any) -> str | None:
+    raw = raw_attribute(ds, "PatientName")
+    if raw is None or (isinstance(raw, str) and raw.isascii()):
+        return raw if raw is None else str(raw)
+    try:
+        value = ds.get("PatientName")  # non-ASCII: convert, honouring SpecificCharacterSet
+    except Exception:
+        return None
+    text = str(value).strip() if value is not None else ""
+    return text or None
 
 
 def metadata_from_dataset(ds: Any, path: str | os.PathLike[str]) -> RadiographMetadata:
     """Read :class:`RadiographMetadata` from a pydicom ``Dataset`` (header is enough)."""
-    try:
-        tsuid = str(ds.file_meta.TransferSyntaxUID)
-    except Exception:
-        tsuid = None
+    file_meta = getattr(ds, "file_meta", None)
+    tsuid = _text(file_meta, "TransferSyntaxUID") if file_meta is not None else None
     frames = _int(ds, "NumberOfFrames", 1) or 1
     return RadiographMetadata(
         path=os.fspath(path),
         format="dicom",
         patient_id=_text(ds, "PatientID"),
-        patient_name=_text(ds, "PatientName"),
+        patient_name=_person_name(ds),
         study_instance_uid=_text(ds, "StudyInstanceUID"),
         series_instance_uid=_text(ds, "SeriesInstanceUID"),
         sop_instance_uid=_text(ds, "SOPInstanceUID"),

@@ -20,6 +20,8 @@ from spine_measure.io.calibration import CALIBRATION_TAGS, Calibration, calibrat
 from spine_measure.io.radiograph import (
     PLAIN_IMAGE_SUFFIXES,
     RadiographMetadata,
+    _int,
+    _tag,
     looks_like_dicom,
     metadata_from_dataset,
 )
@@ -138,22 +140,26 @@ def iter_files(root: str | os.PathLike[str], *, recursive: bool = True) -> Itera
                 yield entry.path
 
 
+def _header_tag_ints() -> list[int]:
+    global _HEADER_TAG_INTS
+    if _HEADER_TAG_INTS is None:
+        _HEADER_TAG_INTS = [_tag(k) for k in HEADER_TAGS]
+    return _HEADER_TAG_INTS
+
+
+_HEADER_TAG_INTS: list[int] | None = None
+
+
 def _header_from_dataset(ds: object, path: str) -> DicomHeader:
     meta = metadata_from_dataset(ds, path)
     is_image = meta.rows is not None and meta.columns is not None
-    def _num(keyword: str) -> int | None:
-        try:
-            value = ds.get(keyword)  # type: ignore[attr-defined]
-            return int(value) if value not in (None, "") else None
-        except Exception:
-            return None
     return DicomHeader(
         path=path,
         metadata=meta,
         calibration=calibration_from_dataset(ds, context=path, warn=False),
         is_image=is_image,
-        series_number=_num("SeriesNumber"),
-        instance_number=_num("InstanceNumber"),
+        series_number=_int(ds, "SeriesNumber"),
+        instance_number=_int(ds, "InstanceNumber"),
     )
 
 
@@ -174,7 +180,7 @@ def read_header(path: str | os.PathLike[str]) -> DicomHeader:
             if not looks_like_dicom(head):
                 raise RadiographError(path, "not a DICOM file (no DICM preamble, not a dataset)")
             fh.seek(0)
-            ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=list(HEADER_TAGS),
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=_header_tag_ints(),
                                  force=head[128:132] != b"DICM")
     except RadiographError:
         raise
