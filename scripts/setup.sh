@@ -43,10 +43,9 @@ if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv
 fi
 targets=("-e" ".")
-if [[ $with_test -eq 1 ]]; then
-  targets=("-e" ".[test]")
-  [[ -f plugins/napari/pyproject.toml ]] && targets+=("-e" "plugins/napari")
-fi
+[[ $with_test -eq 1 ]] && targets=("-e" ".[test]")
+# the napari plugin (napari-spine-measure): `spine-measure annotate` and the viewer tests
+[[ -f plugins/napari/pyproject.toml ]] && targets+=("-e" "plugins/napari")
 stamp=".venv/.setup-stamp-$with_test"
 want=$(cat pyproject.toml plugins/napari/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
