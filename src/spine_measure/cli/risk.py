@@ -1,0 +1,174 @@
+"""``spine-measure risk``: published risk models, model fitting and table checking."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import typer
+from rich.console import Console
+
+from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
+from spine_measure.errors import SpineMeasureError
+
+risk_app = typer.Typer(help="Risk models: apply published models, fit your own, check tables.",
+                       no_args_is_help=True)
+app.add_typer(risk_app, name="risk")
+
+log = logging.getLogger(__name__)
+_console = Console(stderr=True)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        _console.print(f"[red]{path}: no such file[/red]")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        _console.print(f"[red]{path}: cannot read as CSV ({' '.join(str(exc).split())})[/red]")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def _parse_map(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for it in items or []:
+        var, sep, col = it.partition("=")
+        if not sep or not var.strip() or not col.strip():
+            _console.print(f"[red]--map {it!r}: expected VAR=COLUMN[/red]")
+            raise typer.Exit(EXIT_USAGE)
+        out[var.strip()] = col.strip()
+    return out
+
+
+@risk_app.command("apply")
+def apply_cmd(
+    features: Path = typer.Argument(..., help="Feature CSV (batch output)."),
+    model: str = typer.Option(..., "--model", "-m",
+                              help="li2021, an2021, xiong2021, rules or a coefficients.json "
+                                   "written by 'risk fit'."),
+    output: Path = typer.Option(None, "--output", "-o", help="Output CSV (default: stdout)."),
+    map_: list[str] = typer.Option(None, "--map", help="VAR=COLUMN: read model column VAR "
+                                   "from input column COLUMN (repeatable)."),
+    recalibrate: str = typer.Option(None, "--recalibrate-on", help="0/1 outcome column: "
+                                    "re-estimate the intercept of a linear-predictor model "
+                                    "(an2021) on this cohort."),
+    recalibrate_slope: bool = typer.Option(False, "--recalibrate-slope",
+                                           help="Also re-estimate the calibration slope."),
+    show: bool = typer.Option(False, "--show", help="Print the model definition (JSON)."),
+) -> None:
+    """Apply a published model (or a saved fit) to every row; missing inputs give a
+    missing output and a reason."""
+    from spine_measure.risk.apply import apply_model
+    from spine_measure.risk.fit import LogisticFit
+    from spine_measure.risk.published import get_model
+
+    df = _read_csv(features)
+    cmap = _parse_map(map_)
+    try:
+        if model.endswith(".json"):
+            fit = LogisticFit.from_json(Path(model))
+            renamed = df.rename(columns={v: k for k, v in cmap.items()})
+            lp, reasons = fit.linear_predictor(renamed)
+            from spine_measure.risk.apply import ID_COLUMNS, expit
+            out = df[[c for c in ID_COLUMNS if c in df.columns]].copy()
+            out["fit_lp"] = lp
+            out["fit_probability"] = expit(lp)
+            out["fit_reason"] = reasons
+            missing_rate = (reasons != "").mean()
+        else:
+            m = get_model(model)
+            if show:
+                typer.echo(m.to_json())
+            out, meta = apply_model(m, df, column_map=cmap, recalibration_outcome=recalibrate,
+                                    recalibrate_slope=recalibrate_slope)
+            reason_col = "flags_reason" if m.capability == "flags" else f"{m.name}_reason"
+            missing_rate = (out[reason_col] != "").mean() if len(out) else 1.0
+            if "recalibration" in meta:
+                rc = meta["recalibration"]
+                _console.print(f"recalibrated on {rc['n']} rows ({rc['n_events']} events): "
+                               f"intercept {rc['intercept']:.3f}, slope {rc['slope']:.3f}")
+    except SpineMeasureError as exc:
+        _console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_USAGE) from None
+    if output:
+        out.to_csv(output, index=False)
+    else:
+        typer.echo(out.to_csv(index=False), nl=False)
+    if len(out) == 0 or missing_rate == 1.0:
+        raise typer.Exit(EXIT_NOTHING_DONE)
+    raise typer.Exit(EXIT_SOME_FAILED if missing_rate > 0 else EXIT_OK)
+
+
+@risk_app.command("fit")
+def fit_cmd(
+    features: Path = typer.Argument(..., help="Cohort CSV (one row per patient)."),
+    outcome: str = typer.Option(..., "--outcome", "-y", help="0/1 outcome column."),
+    predictors: str = typer.Option(..., "--predictors", "-x",
+                                   help="Comma-separated predictors; 'col:A|B+C' groups "
+                                        "levels, the first group is the reference."),
+    univariate: str = typer.Option(None, "--univariate", help="Comma-separated columns for "
+                                   "the univariate table (default: the predictors)."),
+    outdir: Path = typer.Option(Path("risk_fit"), "--outdir", "-o", help="Output folder."),
+    n_boot: int = typer.Option(1000, "--bootstrap", "-B", min=0,
+                               help="Bootstrap resamples for optimism correction."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the bootstrap."),
+) -> None:
+    """Univariate tests, multivariable logistic regression, ROC/AUC, c-index with bootstrap
+    optimism correction, calibration, decision curve, nomogram and an HTML report."""
+    import warnings
+
+    from spine_measure.risk.report import run_fit
+
+    df = _read_csv(features)
+    preds = [p.strip() for p in predictors.split(",") if p.strip()]
+    uni = [c.strip() for c in univariate.split(",")] if univariate else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # reported in the summary and the HTML report
+            rep = run_fit(df, outcome, preds, outdir, univariate_columns=uni, n_boot=n_boot,
+                          seed=seed)
+    except SpineMeasureError as exc:
+        _console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_USAGE) from None
+    typer.echo(rep.fit.summary())
+    typer.echo(rep.validation.summary())
+    for w in rep.warnings:
+        _console.print(f"[yellow]warning: {w}[/yellow]")
+    typer.echo(f"report: {rep.files['report']}")
+    raise typer.Exit(EXIT_OK)
+
+
+@risk_app.command("check-table")
+def check_table_cmd(
+    tables: list[Path] = typer.Argument(..., help="Printed-table CSV(s), see "
+                                        "docs/check_table.md."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write all checks to this CSV."),
+    show_all: bool = typer.Option(False, "--all", help="Print every check, not only the "
+                                  "inconsistent ones."),
+) -> None:
+    """Recompute t / chi-square / Wald statistics, P values, ORs and CIs from the printed
+    summary numbers and flag what cannot be reproduced within their rounding."""
+    from spine_measure.risk.check_table import check_table, summarize
+
+    frames = []
+    for t in tables:
+        if not t.is_file():
+            _console.print(f"[red]{t}: no such file[/red]")
+            raise typer.Exit(EXIT_USAGE)
+        try:
+            frames.append(check_table(t))
+        except SpineMeasureError as exc:
+            _console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(EXIT_USAGE) from None
+    res = pd.concat(frames, ignore_index=True)
+    if output:
+        res.to_csv(output, index=False)
+    shown = res if show_all else res[res.status == "inconsistent"]
+    cols = ["table", "item", "check", "printed", "recomputed", "variant", "status", "note"]
+    with pd.option_context("display.width", 200, "display.max_colwidth", 90):
+        typer.echo(shown[cols].to_string(index=False) if len(shown) else "no inconsistencies")
+    typer.echo(json.dumps(summarize(res)))
+    raise typer.Exit(EXIT_SOME_FAILED if (res.status == "inconsistent").any() else EXIT_OK)
