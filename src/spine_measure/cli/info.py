@@ -22,9 +22,9 @@ from spine_measure.io.radiograph import (
 from spine_measure.io.scan import iter_files, read_header
 
 
-def _candidates(paths: list[Path]) -> list[str]:
-    """Files to describe: given files as they are; folders expanded to DICOM (by content)
-    and plain image files."""
+def _candidates(paths: list[Path], *, include_images: bool) -> list[str]:
+    """Files to describe: given files as they are; folders expanded to DICOM files (by
+    content) and, with ``include_images``, plain image files."""
     out: list[str] = []
     for p in paths:
         if p.is_dir():
@@ -35,7 +35,9 @@ def _candidates(paths: list[Path]) -> list[str]:
                 except OSError:
                     out.append(f)
                     continue
-                if looks_like_dicom(head) or Path(f).suffix.lower() in PLAIN_IMAGE_SUFFIXES:
+                if looks_like_dicom(head) or (
+                    include_images and Path(f).suffix.lower() in PLAIN_IMAGE_SUFFIXES
+                ):
                     out.append(f)
         else:
             out.append(os.fspath(p))
@@ -93,6 +95,9 @@ def info(
         False, "--header-only", help="Read headers only (fast; does not check the pixel data)."
     ),
     frame: int | None = typer.Option(None, "--frame", help="Frame of a multi-frame image."),
+    include_images: bool = typer.Option(
+        False, "--include-images", help="In folders, list PNG/JPEG/TIFF files too."
+    ),
 ) -> None:
     """Describe each file: modality, size, spacing and its source, patient, date, view.
 
@@ -103,7 +108,7 @@ def info(
     if missing:
         typer.echo(f"error: {missing[0]}: no such file or folder", err=True)
         raise typer.Exit(EXIT_USAGE)
-    files = _candidates(paths)
+    files = _candidates(paths, include_images=include_images)
     n_ok = 0
     for path in files:
         with warnings.catch_warnings():
