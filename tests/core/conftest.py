@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from core_builders import lat
 
-from spine_measure.landmarks import SpineLandmarks, Vertebra
-
-
-def lat(level: str, ps, as_, pi=None, ai=None, ms=None, mi=None, **flags) -> Vertebra:
-    """A lateral vertebra from its (row, col) corners."""
-    pts = {"As": as_, "Ps": ps}
-    if pi is not None:
-        pts.update(Pi=pi, Ai=ai)
-    if ms is not None:
-        pts.update(Ms=ms, Mi=mi)
-    return Vertebra(level, "lateral", pts, **flags)
+from spine_measure.landmarks import SpineLandmarks
 
 
 @pytest.fixture

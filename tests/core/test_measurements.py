@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import lat
+from core_builders import lat
 
 from spine_measure.landmarks import SpineLandmarks, Vertebra
 from spine_measure.measurements import (

@@ -1,0 +1,188 @@
+"""Reader contribution: radiographs -> napari image layers, in mm, with the right contrast.
+
+This is the boundary between spine_measure's films and napari layers. Everything comes from
+the toolkit: :func:`spine_measure.io.radiograph.load_radiograph` decodes and windows
+(``Radiograph.display``: the DICOM VOI LUT or window, MONOCHROME1 inverted, float32 in
+[0, 1]); its calibration gives the layer ``scale`` (``(row_mm, col_mm)``, or 1 px when
+uncalibrated); :func:`spine_measure.io.scan.scan_folder` finds and groups the DICOM files of a
+folder without decoding them.
+
+A folder gives one layer per DICOM film (plain images only when it holds no DICOM film:
+beside films, PNGs are masks or figures), named ``<patient> · <time point> · <date> · <file>``;
+only the first film of the folder is visible. The time point is the annotation file's when
+it has one, else it follows SPEC §1.2 without a procedure date: per patient, the earliest
+film date is ``preop``, the next ``postop``, later ones ``followup``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from spine_measure.errors import SpineMeasureError
+from spine_measure.io.radiograph import (
+    PLAIN_IMAGE_SUFFIXES,
+    Radiograph,
+    load_radiograph,
+    looks_like_dicom,
+)
+
+__all__ = ["assign_time_points", "film_layer_data", "get_reader", "read_paths"]
+
+log = logging.getLogger(__name__)
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def _is_film(path: Path) -> bool:
+    if path.name.endswith(".sm.json") or path.suffix.lower() == ".json":
+        return False
+    if path.suffix.lower() in PLAIN_IMAGE_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            return looks_like_dicom(fh.read(132))
+    except OSError:
+        return False
+
+
+def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | None:
+    """npe2 reader hook: :func:`read_paths` for DICOM files, folders with DICOM files and
+    plain images; None for anything else (napari then asks other readers)."""
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    for p in map(Path, paths):
+        if p.is_dir():
+            continue
+        if not p.is_file() or not _is_film(p):
+            return None
+    return read_paths
+
+
+def assign_time_points(dates: Sequence[Any]) -> list[str | None]:
+    """Time point of each film of one patient from its date (SPEC §1.2, no procedure date).
+
+    The earliest date is ``preop``, the second ``postop``, later ones ``followup``; films of
+    the same date share a time point; an undated film (or a lone film) gets None.
+
+    >>> import datetime as dt
+    >>> d = [dt.date(2023, 5, 1), dt.date(2023, 3, 14), dt.date(2023, 3, 16)]
+    >>> assign_time_points(d)
+    ['followup', 'preop', 'postop']
+    """
+    known = sorted({d for d in dates if d is not None})
+    if len(known) < 2:
+        return [None] * len(dates)
+    names = {d: ("preop", "postop")[i] if i < 2 else "followup" for i, d in enumerate(known)}
+    return [names.get(d) if d is not None else None for d in dates]
+
+
+def _sidecar_time_point(path: str) -> str | None:
+    from spine_measure.io.annotation import load_annotation, sidecar_path
+
+    side = sidecar_path(path)
+    if not side.is_file():
+        return None
+    try:
+        return load_annotation(side).time_point
+    except SpineMeasureError as exc:  # a broken sidecar must not stop the image opening
+        log.warning("%s", exc)
+        return None
+
+
+def film_layer_data(radiograph: Radiograph, *, name: str | None = None,
+                    time_point: str | None = None, visible: bool = True) -> LayerData:
+    """The image layer of one film: display array, ``scale`` in mm, metadata attached.
+
+    ``metadata["spine_measure"]`` holds the path, calibration (spacing, source, detail),
+    patient, dates, UIDs, view and time point; ``metadata["radiograph"]`` the
+    :class:`Radiograph` itself (the annotation widget measures and segments on it).
+    """
+    meta = radiograph.metadata
+    cal = radiograph.calibration
+    scale = cal.spacing if cal.spacing is not None else (1.0, 1.0)
+    date = meta.date.isoformat() if meta.date else None
+    if name is None:
+        parts = [meta.patient_id, time_point, date, Path(meta.path).name]
+        name = " · ".join(p for p in parts if p)
+    info = {
+        "path": meta.path,
+        "patient_id": meta.patient_id,
+        "date": date,
+        "time_point": time_point,
+        "modality": meta.modality,
+        "view_position": meta.view_position,
+        "sop_instance_uid": meta.sop_instance_uid,
+        "study_instance_uid": meta.study_instance_uid,
+        "series_instance_uid": meta.series_instance_uid,
+        "calibration_source": cal.source.value,
+        "calibration_detail": cal.detail,
+        "spacing_mm": None if cal.spacing is None else list(cal.spacing),
+        "unit": cal.unit,
+        "window": None if radiograph.window is None else
+        {"center": radiograph.window.center, "width": radiograph.window.width,
+         "source": radiograph.window.source},
+        "monochrome1": radiograph.monochrome1,
+    }
+    kwargs = {
+        "name": name,
+        "scale": tuple(float(s) for s in scale),
+        "units": ("mm", "mm") if cal.calibrated else ("pixel", "pixel"),
+        "colormap": "gray",
+        "contrast_limits": (0.0, 1.0),
+        "interpolation2d": "linear",
+        "visible": visible,
+        "metadata": {"spine_measure": info, "radiograph": radiograph},
+    }
+    return (radiograph.display, kwargs, "image")
+
+
+def _films_in_folder(folder: Path) -> list[tuple[str, str | None]]:
+    """(path, time point) of every film in ``folder``, by patient then date."""
+    from spine_measure.io.scan import scan_folder
+
+    scan = scan_folder(folder, include_plain_images=True)
+    for issue in scan.issues:
+        log.warning("%s", issue)
+    out: list[tuple[str, str | None]] = []
+    for _pid, studies in scan.by_patient().items():
+        headers = [h for series in studies.values() for files in series.values() for h in files]
+        headers.sort(key=lambda h: (h.metadata.date is None, h.metadata.date or 0, h.path))
+        # time points are decided on the lateral films (an AP film shares its study date)
+        points = assign_time_points([h.metadata.date for h in headers])
+        out += [(h.path, tp) for h, tp in zip(headers, points, strict=True)]
+    if not out:  # a folder of scans; beside DICOM films, PNGs are masks or figures
+        out = [(p, None) for p in sorted(scan.plain_images)]
+    return out
+
+
+def read_paths(path: str | Sequence[str]) -> list[LayerData]:
+    """Read a film, a folder of films, or a list of them into image layer data.
+
+    Raises
+    ------
+    spine_measure.errors.RadiographError
+        A single file that cannot be read (one line: ``<path>: <reason>``). In a folder,
+        unreadable films are logged and skipped.
+    """
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    films: list[tuple[str, str | None, bool]] = []  # path, time point, from a folder
+    for p in map(Path, paths):
+        if p.is_dir():
+            films += [(f, tp, True) for f, tp in _films_in_folder(p)]
+        else:
+            films.append((str(p), None, False))
+    layers: list[LayerData] = []
+    for f, tp, in_folder in films:
+        try:
+            radiograph = load_radiograph(f)
+        except SpineMeasureError as exc:
+            if not in_folder:
+                raise
+            log.warning("%s", exc)
+            continue
+        tp = _sidecar_time_point(f) or tp
+        layers.append(film_layer_data(radiograph, time_point=tp, visible=not layers))
+    return layers

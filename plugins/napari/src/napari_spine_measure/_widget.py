@@ -1,0 +1,876 @@
+"""The annotation dock widget: a thin Qt shell over :class:`AnnotationController`.
+
+Each button, hotkey and layer event forwards to one controller method; after every change
+the controller notifies the widget, which redraws its layers, labels and the measurement
+table from the controller (:meth:`SpineAnnotationWidget.refresh`). The public methods below
+(``place_point``, ``skip``, ``undo``, ``set_flag``, ``calibrate``, ``auto_segment``,
+``save``, ``load`` ...) are exactly what the buttons call, so tests drive the widget the
+way a reader does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QFont
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_spine_measure import _layers
+from napari_spine_measure.controller import FLAGS, AnnotationController, SessionError
+from spine_measure.errors import SpineMeasureError
+from spine_measure.io.annotation import AnnotationConflictError
+from spine_measure.landmarks import LEVELS
+
+__all__ = ["TABLE_ROWS", "SpineAnnotationWidget", "cement_segmenter"]
+
+log = logging.getLogger(__name__)
+
+#: Measurement table rows: registry name, label (unit and calibration added per film).
+TABLE_ROWS: tuple[tuple[str, str], ...] = (
+    ("ha", "ha anterior"),
+    ("hm", "hm middle"),
+    ("hp", "hp posterior"),
+    ("wedge_angle", "Wedge angle"),
+    ("regional_kyphotic_angle", "Kyphotic angle"),
+    ("cr_anterior", "CR ant. (AVHR)"),
+    ("cr_middle", "CR middle"),
+    ("cr_posterior", "CR posterior"),
+    ("compression_pct", "Compression"),
+    ("wedge_ratio", "Wedge ha/hp"),
+    ("biconcavity_ratio", "Biconcavity hm/hp"),
+    ("crush_ratio", "Crush hp/ref"),
+    ("genant_grade", "Genant grade"),
+)
+
+_SOURCE_LONG = {
+    "reader": "reader line",
+    "pixel_spacing_calibrated": "PixelSpacing, calibrated",
+    "imager_pixel_spacing_ermf": "ImagerPixelSpacing / ERMF",
+    "imager_pixel_spacing": "ImagerPixelSpacing (detector plane)",
+    "pixel_spacing": "PixelSpacing",
+    "uncalibrated": "uncalibrated",
+}
+#: Short form shown next to every length in the table.
+_SOURCE_SHORT = {
+    "reader": "reader",
+    "pixel_spacing_calibrated": "PS cal.",
+    "imager_pixel_spacing_ermf": "IPS/ERMF",
+    "imager_pixel_spacing": "IPS",
+    "pixel_spacing": "PS",
+    "uncalibrated": "uncal.",
+}
+_UNIT_TEXT = {"mm": "mm", "px": "px", "deg": "°", "pct": "%", "grade": "", "": ""}
+_TRI = (("unknown", None), ("yes", True), ("no", False))
+_FINDING_FLAGS = (
+    ("ivc", "Intravertebral cleft (IVC)"),
+    ("endplate_disruption", "Endplate cortical disruption"),
+    ("posterior_fascia_oedema", "Posterior fascia oedema"),
+    ("bone_marrow_oedema", "Bone marrow oedema (follow-up)"),
+    ("leakage_other_views", "Cement leakage on other views"),
+)
+HOTKEYS = {
+    "K": "skip the next point (optional) / vertebra not measurable (required)",
+    "N": "mark the current vertebra not measurable",
+    "U": "undo",
+    "E": "switch between placing points and correcting (dragging) them",
+    "]": "next level (caudal)",
+    "[": "previous level (cranial)",
+    "Shift-S": "save",
+}
+
+
+_MISSING = object()
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
+                and a.shape == b.shape and bool(np.array_equal(a, b)))
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def cement_segmenter() -> Any | None:
+    """The toolkit's automatic cement segmentation, or None when it is not installed.
+
+    Adapter over ``spine_measure.cement.segment.segment_cement(density, landmarks, level,
+    spacing)``, which returns a result with ``mask``, ``found``, ``reason`` and
+    ``params_hash``."""
+    try:
+        from spine_measure.cement.segment import segment_cement
+    except ImportError:
+        return None
+    return segment_cement
+
+
+def _fmt(value: Any, unit: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:.1f}" if unit != "" else f"{value:.2f}"
+    return str(value)
+
+
+class SpineAnnotationWidget(QWidget):
+    """Dock widget for guided six-point annotation with live measurements.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer; films are its image layers opened by this plugin's reader (they carry
+        the :class:`~spine_measure.io.radiograph.Radiograph` in ``metadata``).
+    ask : bool
+        Ask with dialogs (recover an autosave? replace a newer file?); False: never ask,
+        never recover or replace (tests).
+    reader : str, optional
+        Reader id written into the annotation files.
+    """
+
+    def __init__(self, napari_viewer: Any, *, ask: bool = True,
+                 reader: str | None = None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.ask = ask  # False in tests: no modal dialogs
+        self.reader = reader
+        self.controller: AnnotationController | None = None
+        self._controllers: dict[str, AnnotationController] = {}
+        self._image_layer: Any = None
+        self._keys: list[tuple[str, str]] = []
+        self._syncing = False
+        self._placing = True
+        self.last_refresh_ms = float("nan")
+        self._cache: dict[str, Any] = {}
+        self.landmarks_layer: Any = None
+        self.endplates_layer: Any = None
+        self.preview_layer: Any = None
+        self.labels_layer: Any = None
+        self.calibration_layer: Any = None
+        self.cement_layer: Any = None
+        self._segment = cement_segmenter()
+        self._build_ui()
+        self._bind_keys()
+        self.viewer.layers.events.inserted.connect(self._films_changed)
+        self.viewer.layers.events.removed.connect(self._films_changed)
+        self._films_changed()
+
+    # ================================================================== UI
+    def _build_ui(self) -> None:
+        self.setMinimumWidth(520)
+        root = QVBoxLayout(self)
+        root.setContentsMargins(6, 6, 6, 6)
+
+        film_row = QHBoxLayout()
+        film_row.addWidget(QLabel("Film"))
+        self.film_combo = QComboBox()
+        self.film_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.film_combo.currentIndexChanged.connect(self._film_selected)
+        film_row.addWidget(self.film_combo, 1)
+        root.addLayout(film_row)
+
+        self.calibration_label = QLabel("")
+        self.calibration_label.setWordWrap(True)
+        root.addWidget(self.calibration_label)
+
+        # next point, big and unmistakable
+        self.prompt_label = QLabel("Open a film")
+        f = QFont()
+        f.setPointSize(f.pointSize() + 3)
+        f.setBold(True)
+        self.prompt_label.setFont(f)
+        self.prompt_label.setWordWrap(True)
+        self.prompt_label.setStyleSheet("padding: 6px; border-radius: 4px; "
+                                        "background: #3a3320; color: #ffd27a;")
+        root.addWidget(self.prompt_label)
+
+        tabs = QTabWidget()
+        tabs.addTab(self._landmarks_tab(), "Landmarks")
+        tabs.addTab(self._findings_tab(), "Findings")
+        tabs.addTab(self._calibration_cement_tab(), "Calibration · cement")
+        tabs.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        root.addWidget(tabs)
+        self.tabs = tabs
+
+        table_box = QGroupBox("Measurements (this film)")
+        tl = QVBoxLayout(table_box)
+        self.table = QTableWidget(0, 0)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setAlternatingRowColors(True)
+        self.table.setStyleSheet("QTableWidget { alternate-background-color: #2b3138; "
+                                 "background-color: #22272e; color: #e8eef2; }")
+        self.table.setMinimumHeight(340)
+        self.table.setWordWrap(False)
+        tl.addWidget(self.table)
+        root.addWidget(table_box, 1)
+
+        file_row = QHBoxLayout()
+        self.save_button = QPushButton("Save")
+        self.save_button.setToolTip("Save the annotation file (Shift-S)")
+        self.save_button.clicked.connect(lambda: self.save())
+        self.load_button = QPushButton("Load…")
+        self.load_button.clicked.connect(self._load_dialog)
+        file_row.addWidget(self.save_button)
+        file_row.addWidget(self.load_button)
+        root.addLayout(file_row)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        self.status_label.setStyleSheet("color: #9aa7b0;")
+        root.addWidget(self.status_label)
+
+    def _landmarks_tab(self) -> QWidget:
+        w = QWidget()
+        lay = QGridLayout(w)
+        lay.addWidget(QLabel("Level"), 0, 0)
+        self.level_combo = QComboBox()
+        self.level_combo.addItems(LEVELS)
+        self.level_combo.currentTextChanged.connect(self._level_chosen)
+        lay.addWidget(self.level_combo, 0, 1)
+        self.direction_combo = QComboBox()
+        self.direction_combo.addItems(["then down (caudal)", "then up (cranial)"])
+        self.direction_combo.currentIndexChanged.connect(
+            lambda i: self._call(self.controller.set_direction, 1 if i == 0 else -1))
+        lay.addWidget(self.direction_combo, 0, 2)
+
+        self.mode_button = QPushButton("Placing points (E)")
+        self.mode_button.setCheckable(True)
+        self.mode_button.setChecked(True)
+        self.mode_button.toggled.connect(self.set_placing)
+        lay.addWidget(self.mode_button, 1, 0, 1, 3)
+
+        self.skip_button = QPushButton("Skip point (K)")
+        self.skip_button.clicked.connect(lambda: self.skip())
+        self.nm_button = QPushButton("Not measurable (N)")
+        self.nm_button.clicked.connect(lambda: self.mark_not_measurable())
+        self.undo_button = QPushButton("Undo (U)")
+        self.undo_button.clicked.connect(lambda: self.undo())
+        lay.addWidget(self.skip_button, 2, 0)
+        lay.addWidget(self.nm_button, 2, 1)
+        lay.addWidget(self.undo_button, 2, 2)
+
+        flags = QHBoxLayout()
+        self.flag_boxes: dict[str, QCheckBox] = {}
+        for flag in FLAGS:
+            box = QCheckBox(flag)
+            box.toggled.connect(lambda v, fl=flag: self._flag_toggled(fl, v))
+            self.flag_boxes[flag] = box
+            flags.addWidget(box)
+        self.flags_label = QLabel("Flags of —")
+        lay.addWidget(self.flags_label, 3, 0)
+        lay.addLayout(flags, 3, 1, 1, 2)
+
+        lay.addWidget(QLabel("Time point"), 4, 0)
+        self.time_combo = QComboBox()
+        self.time_combo.addItems(["from DICOM dates", "preop", "postop", "followup"])
+        self.time_combo.currentIndexChanged.connect(
+            lambda i: self._call(self.controller.set_time_point,
+                                 None if i == 0 else self.time_combo.itemText(i)))
+        lay.addWidget(self.time_combo, 4, 1, 1, 2)
+        return w
+
+    def _findings_tab(self) -> QWidget:
+        w = QWidget()
+        form = QFormLayout(w)
+        self.finding_combos: dict[str, QComboBox] = {}
+        for name, label in _FINDING_FLAGS:
+            combo = QComboBox()
+            combo.addItems([t for t, _ in _TRI])
+            combo.currentIndexChanged.connect(
+                lambda i, n=name: self._call(self.controller.set_finding, n, _TRI[i][1]))
+            self.finding_combos[name] = combo
+            form.addRow(label, combo)
+        self.goutallier_combo = QComboBox()
+        self.goutallier_combo.addItems(["unknown", "0", "1", "2", "3", "4"])
+        self.goutallier_combo.currentIndexChanged.connect(
+            lambda i: self._call(self.controller.set_finding, "goutallier_grade",
+                                 None if i == 0 else i - 1))
+        form.addRow("Goutallier grade (paraspinal fat)", self.goutallier_combo)
+        self.fat_spin = QDoubleSpinBox()
+        self.fat_spin.setRange(-1, 100)
+        self.fat_spin.setSpecialValueText("unknown")
+        self.fat_spin.setValue(-1)
+        self.fat_spin.setSuffix(" %")
+        self.fat_spin.editingFinished.connect(
+            lambda: self._call(self.controller.set_finding, "muscle_fat_fraction",
+                               None if self.fat_spin.value() < 0
+                               else self.fat_spin.value() / 100.0))
+        form.addRow("Muscle fat fraction (T1 MR ROI)", self.fat_spin)
+        self.hu_spin = QDoubleSpinBox()
+        self.hu_spin.setRange(-1001, 3000)
+        self.hu_spin.setSpecialValueText("unknown")
+        self.hu_spin.setValue(-1001)
+        self.hu_spin.editingFinished.connect(self._hu_edited)
+        self.hu_label = QLabel("CT HU of the current level")
+        form.addRow(self.hu_label, self.hu_spin)
+        return w
+
+    def _calibration_cement_tab(self) -> QWidget:
+        w = QWidget()
+        lay = QGridLayout(w)
+        self.draw_cal_button = QPushButton("Draw calibration line")
+        self.draw_cal_button.setToolTip("Draw a line over an object of known size (ruler, "
+                                        "calibration ball), then type its length")
+        self.draw_cal_button.clicked.connect(self._start_calibration_line)
+        lay.addWidget(self.draw_cal_button, 0, 0, 1, 2)
+        lay.addWidget(QLabel("Known length"), 1, 0)
+        self.length_spin = QDoubleSpinBox()
+        self.length_spin.setRange(0.1, 1000)
+        self.length_spin.setValue(25.0)
+        self.length_spin.setSuffix(" mm")
+        lay.addWidget(self.length_spin, 1, 1)
+        self.apply_cal_button = QPushButton("Apply calibration")
+        self.apply_cal_button.clicked.connect(self._apply_drawn_calibration)
+        self.clear_cal_button = QPushButton("Use the film's own")
+        self.clear_cal_button.clicked.connect(
+            lambda: self._call(self.controller.clear_calibration))
+        lay.addWidget(self.apply_cal_button, 2, 0)
+        lay.addWidget(self.clear_cal_button, 2, 1)
+
+        self.segment_button = QPushButton("Auto-segment cement")
+        if self._segment is None:
+            self.segment_button.setEnabled(False)
+            self.segment_button.setToolTip("spine_measure.cement is not installed")
+        else:
+            self.segment_button.setToolTip("Find the cement of the vertebra flagged treated; "
+                                           "then paint / erase in the 'cement' layer")
+        self.segment_button.clicked.connect(lambda: self.auto_segment())
+        lay.addWidget(self.segment_button, 3, 0, 1, 2)
+        self.cement_label = QLabel("No cement mask")
+        self.cement_label.setWordWrap(True)
+        lay.addWidget(self.cement_label, 4, 0, 1, 2)
+        return w
+
+    def _bind_keys(self) -> None:
+        actions = {
+            "K": lambda v: self.skip(),
+            "N": lambda v: self.mark_not_measurable(),
+            "U": lambda v: self.undo(),
+            "E": lambda v: self.set_placing(not self._placing),
+            "]": lambda v: self.step_level(1),
+            "[": lambda v: self.step_level(-1),
+            "Shift-S": lambda v: self.save(),
+        }
+        for key, fn in actions.items():
+            self.viewer.bind_key(key, fn, overwrite=True)
+
+    # ================================================================== films
+    def _film_layers(self) -> list[Any]:
+        return [ly for ly in self.viewer.layers
+                if ly._type_string == "image" and "radiograph" in ly.metadata]
+
+    def _films_changed(self, *_: Any) -> None:
+        layers = self._film_layers()
+        names = [ly.name for ly in layers]
+        current = self.film_combo.currentText()
+        if names == [self.film_combo.itemText(i) for i in range(self.film_combo.count())]:
+            return
+        self.film_combo.blockSignals(True)
+        self.film_combo.clear()
+        self.film_combo.addItems(names)
+        self.film_combo.blockSignals(False)
+        if not names:
+            return
+        target = current if current in names else names[0]
+        self.film_combo.setCurrentText(target)
+        if self._image_layer is None or self._image_layer.name != target:
+            self._film_selected()
+
+    def _film_selected(self, *_: Any) -> None:
+        name = self.film_combo.currentText()
+        layer = next((ly for ly in self._film_layers() if ly.name == name), None)
+        if layer is not None and layer is not self._image_layer:
+            self.set_film(layer)
+
+    def set_film(self, image_layer: Any) -> AnnotationController:
+        """Annotate the film of ``image_layer`` (loads its annotation file if there is one;
+        offers to recover an autosave)."""
+        radiograph = image_layer.metadata["radiograph"]
+        key = radiograph.metadata.path
+        for ly in self._film_layers():
+            ly.visible = ly is image_layer
+        self._image_layer = image_layer
+        ctl = self._controllers.get(key)
+        if ctl is None:
+            ctl = AnnotationController.from_radiograph(radiograph, reader=self.reader)
+            ctl.subscribe(self.refresh)
+            self._controllers[key] = ctl
+            if ctl.recovery_available() and self._confirm(
+                    "Recover unsaved work?",
+                    f"An autosave of {Path(key).name} exists (a session ended without "
+                    "saving). Recover it?"):
+                ctl.recover()
+        self.controller = ctl
+        self._ensure_layers()
+        self.refresh()
+        return ctl
+
+    def _ensure_layers(self) -> None:
+        scale = tuple(self._image_layer.scale)
+        rows, cols = self._image_layer.data.shape[:2]
+        if self.cement_layer is None or self.cement_layer not in self.viewer.layers:
+            self.cement_layer = self.viewer.add_labels(
+                np.zeros((rows, cols), dtype=np.uint8), name="cement", scale=scale,
+                opacity=0.45)
+            self.cement_layer.events.paint.connect(self._cement_painted)
+        if self.calibration_layer is None or self.calibration_layer not in self.viewer.layers:
+            self.calibration_layer = self.viewer.add_shapes(
+                name="calibration line", scale=scale, edge_color="#ffb347", edge_width=2,
+                shape_type="line")
+        if self.endplates_layer is None or self.endplates_layer not in self.viewer.layers:
+            # endplate polylines as segments of a Vectors layer: cheap to redraw while a
+            # point is dragged (a Shapes layer re-triangulates every path, ~50 ms)
+            self.endplates_layer = self.viewer.add_vectors(
+                np.zeros((0, 2, 2)), name="endplates", scale=scale, edge_width=1.6,
+                vector_style="line", opacity=0.95)
+        if self.labels_layer is None or self.labels_layer not in self.viewer.layers:
+            self.labels_layer = self.viewer.add_points(
+                np.zeros((0, 2)), name="levels", scale=scale, size=0,
+                text={"string": "{label}", "size": 11, "color": "#e8eef2"},
+                features={"label": np.array([], dtype=str)})
+        if self.preview_layer is None or self.preview_layer not in self.viewer.layers:
+            self.preview_layer = self.viewer.add_points(
+                np.zeros((0, 2)), name="next point", scale=scale, symbol="ring", size=14,
+                face_color="#ffc24d", border_width=0,
+                text={"string": "{name}", "size": 9, "color": "#ffc24d",
+                      "anchor": "upper_left", "translation": (-10, 8)},
+                features={"name": np.array([], dtype=str)})
+        if self.landmarks_layer is None or self.landmarks_layer not in self.viewer.layers:
+            self.landmarks_layer = self.viewer.add_points(
+                np.zeros((0, 2)), name="landmarks", scale=scale, size=7, border_width=0.1,
+                border_color="#10202a", face_color="#8cccff",
+                features={"level": np.array([], dtype=str), "point": np.array([], dtype=str),
+                          "label": np.array([], dtype=str)},
+                text={"string": "{label}", "size": 9, "color": "#ffd27a",
+                      "anchor": "upper_left", "translation": (-5, 5)})
+            self.landmarks_layer.events.data.connect(self._landmarks_data_event)
+            self.landmarks_layer.mouse_drag_callbacks.append(self._drag_end_tracker)
+        for ly in (self.cement_layer, self.calibration_layer, self.endplates_layer,
+                   self.labels_layer, self.preview_layer, self.landmarks_layer):
+            ly.scale = scale
+            ly.units = self._image_layer.units
+        self._cache: dict[str, Any] = {}
+        if self.cement_layer.data.shape != (rows, cols):
+            self.cement_layer.data = np.zeros((rows, cols), dtype=np.uint8)
+        self.set_placing(self._placing)
+
+    # ================================================================== actions
+    def _require(self) -> AnnotationController:
+        if self.controller is None:
+            raise SessionError("open a film first (File > Open, or the sample data)")
+        return self.controller
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Forward to the controller; errors become a status message, never a crash."""
+        if self._syncing or self.controller is None:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except (SessionError, SpineMeasureError, ValueError) as exc:
+            self._status(str(exc), error=True)
+            return None
+
+    def place_point(self, row: float, col: float) -> tuple[str, str] | None:
+        """Place the next guided point at ``(row, col)`` pixels (what a click does)."""
+        return self._call(self._require().place, row, col)
+
+    def move_point(self, level: str, name: str, row: float, col: float) -> None:
+        """Move a placed point (what a drag does)."""
+        self._call(self._require().move, level, name, row, col)
+
+    def skip(self) -> str | None:
+        """Skip the next point (optional) or mark the vertebra not measurable (required)."""
+        return self._call(self._require().skip)
+
+    def mark_not_measurable(self) -> str | None:
+        return self._call(self._require().mark_not_measurable)
+
+    def undo(self) -> bool:
+        return bool(self._call(self._require().undo))
+
+    def select_level(self, level: str) -> None:
+        self._call(self._require().select_level, level)
+
+    def step_level(self, step: int) -> None:
+        ctl = self._require()
+        level = ctl.level or ("S1" if step < 0 else "C2")
+        i = min(max(LEVELS.index(level) + step, 0), len(LEVELS) - 1)
+        self.select_level(LEVELS[i])
+
+    def set_flag(self, flag: str, value: bool, level: str | None = None) -> None:
+        """Set a flag of ``level`` (default: the current level, else the last annotated)."""
+        ctl = self._require()
+        self._call(ctl.set_flag, level or self._flag_level(), flag, value)
+
+    def set_finding(self, name: str, value: Any) -> None:
+        self._call(self._require().set_finding, name, value)
+
+    def set_time_point(self, time_point: str | None) -> None:
+        self._call(self._require().set_time_point, time_point)
+
+    def set_placing(self, placing: bool) -> None:
+        """Placing: a click adds the next point. Correcting: drag points to move them."""
+        self._placing = bool(placing)
+        if self.mode_button.isChecked() != self._placing:
+            self.mode_button.blockSignals(True)
+            self.mode_button.setChecked(self._placing)
+            self.mode_button.blockSignals(False)
+        self.mode_button.setText("Placing points (E)" if self._placing
+                                 else "Correcting: drag points (E)")
+        if self.landmarks_layer is not None:
+            self.landmarks_layer.mode = "add" if self._placing else "select"
+            self.viewer.layers.selection.active = self.landmarks_layer
+
+    def calibrate(self, p0: tuple[float, float], p1: tuple[float, float],
+                  length_mm: float) -> Any:
+        """Reader calibration: the line ``p0``-``p1`` (pixels) is ``length_mm`` long."""
+        return self._call(self._require().set_calibration, p0, p1, length_mm)
+
+    def auto_segment(self) -> str | None:
+        """Segment the cement of the treated vertebra into the ``cement`` labels layer."""
+        ctl = self._require()
+        if self._segment is None:
+            self._status("automatic cement segmentation is not available", error=True)
+            return None
+        level = ctl.treated_level()
+        if level is None:
+            self._status("flag the treated vertebra first (Landmarks tab)", error=True)
+            return None
+        radiograph = self._image_layer.metadata["radiograph"]
+        try:
+            seg = self._segment(radiograph.density, ctl.landmarks(), level,
+                                ctl.calibration.spacing)
+        except (SpineMeasureError, ValueError) as exc:
+            self._status(str(exc), error=True)
+            return None
+        if not seg.found:
+            self._status(f"{level}: {seg.reason}", error=True)
+            return None
+        return self._call(ctl.set_cement_mask, level, seg.mask, source="auto",
+                          params_hash=seg.params_hash)
+
+    def save(self, path: str | Path | None = None, *, overwrite: bool = False) -> Path | None:
+        """Save the annotation; a newer file on disk is never replaced silently."""
+        ctl = self._require()
+        try:
+            return ctl.save(path, overwrite=overwrite)
+        except AnnotationConflictError as exc:
+            self._status(str(exc), error=True)
+            if self.ask and self._confirm(
+                    "The file changed on disk",
+                    f"{exc}\n\nReplace it with this session's annotation anyway?"):
+                return ctl.save(path, overwrite=True)
+            return None
+        except (SessionError, SpineMeasureError) as exc:
+            self._status(str(exc), error=True)
+            return None
+
+    def load(self, path: str | Path) -> None:
+        self._call(self._require().load, path)
+
+    # ================================================================== event plumbing
+    def _level_chosen(self, level: str) -> None:
+        if not self._syncing and self.controller is not None:
+            self.select_level(level)
+
+    def _flag_level(self) -> str | None:
+        ctl = self._require()
+        if ctl.level is not None:
+            return ctl.level
+        pts = ctl.points()
+        return max(pts, key=LEVELS.index) if pts else None
+
+    def _flag_toggled(self, flag: str, value: bool) -> None:
+        if not self._syncing and self.controller is not None:
+            self.set_flag(flag, value)
+
+    def _hu_edited(self) -> None:
+        ctl = self.controller
+        level = None if ctl is None else self._flag_level()
+        if ctl is None or level is None:
+            return
+        hu = dict(ctl.findings.ct_hu)
+        v = self.hu_spin.value()
+        if v <= -1001:
+            hu.pop(level, None)
+        else:
+            hu[level] = v
+        self.set_finding("ct_hu", hu)
+
+    def _landmarks_data_event(self, event: Any) -> None:
+        if self._syncing or self.controller is None:
+            return
+        action = str(getattr(event, "action", ""))
+        layer = self.landmarks_layer
+        if action.endswith("ADDED") or action == "added":
+            pos = np.asarray(layer.data[-1], dtype=float)
+            self.place_point(float(pos[0]), float(pos[1]))
+            self.refresh(force_points=True)
+        elif action.endswith("CHANGED") or action == "changed":
+            for i in getattr(event, "data_indices", ()):
+                i = int(i)
+                if 0 <= i < len(self._keys) and i < len(layer.data):
+                    level, name = self._keys[i]
+                    r, c = map(float, layer.data[i])
+                    self.move_point(level, name, r, c)
+        elif action.endswith("REMOVED") or action == "removed":
+            self.refresh(force_points=True)  # points are deleted with N / undo, not here
+
+    def _drag_end_tracker(self, layer: Any, event: Any) -> Any:
+        yield
+        while event.type == "mouse_move":
+            yield
+        if self.controller is not None:
+            self.controller.end_move()
+
+    def _cement_painted(self, *_: Any) -> None:
+        ctl = self.controller
+        if ctl is None or self._syncing:
+            return
+        level = ctl.treated_level() or ctl.level
+        if level is None:
+            self._status("flag the treated vertebra before painting cement", error=True)
+            return
+        self._call(ctl.set_cement_mask, level, np.asarray(self.cement_layer.data) > 0,
+                   source="edited")
+
+    def _start_calibration_line(self) -> None:
+        if self.calibration_layer is None:
+            return
+        self.calibration_layer.data = []
+        self.viewer.layers.selection.active = self.calibration_layer
+        self.calibration_layer.mode = "add_line"
+        self._status("Draw the line over the object of known size, type its length, "
+                     "then Apply calibration")
+
+    def _apply_drawn_calibration(self) -> None:
+        layer = self.calibration_layer
+        if layer is None or len(layer.data) == 0:
+            self._status("draw the calibration line first", error=True)
+            return
+        line = np.asarray(layer.data[-1], dtype=float)
+        self.calibrate(tuple(line[0]), tuple(line[-1]), self.length_spin.value())
+        self.set_placing(self._placing)
+
+    def _load_dialog(self) -> None:
+        ctl = self._require()
+        start = str(ctl.annotation_path.parent) if ctl.annotation_path else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Load annotation", start,
+                                              "spine_measure annotation (*.sm.json)")
+        if path:
+            self.load(path)
+
+    def _confirm(self, title: str, text: str) -> bool:
+        if not self.ask:
+            return False
+        answer = QMessageBox.question(self, title, text)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _status(self, text: str, *, error: bool = False) -> None:
+        self.status_label.setText(text)
+        self.status_label.setStyleSheet("color: #ff8a80;" if error else "color: #9aa7b0;")
+        if error:
+            log.info("%s", text)
+
+    # ================================================================== redraw
+    def refresh(self, *, force_points: bool = False) -> None:
+        """Redraw layers, labels and the table from the controller (<50 ms on a film)."""
+        ctl = self.controller
+        if ctl is None or self._syncing:
+            return
+        t0 = time.perf_counter()
+        self._syncing = True
+        try:
+            self._refresh_layers(ctl, force_points)
+            self._refresh_controls(ctl)
+            self._refresh_table(ctl)
+        finally:
+            self._syncing = False
+        self.last_refresh_ms = (time.perf_counter() - t0) * 1000.0
+
+    def _refresh_layers(self, ctl: AnnotationController, force_points: bool) -> None:
+        data, features, colours, keys = _layers.landmark_arrays(ctl)
+        lay = self.landmarks_layer
+        same = (keys == self._keys and len(lay.data) == len(data)
+                and np.allclose(lay.data, data)) if len(data) else len(lay.data) == 0
+        # point names only on the vertebra being annotated: the rest stays uncluttered
+        features["label"] = [p if lv == ctl.level else ""
+                             for lv, p in zip(features["level"], features["point"], strict=True)]
+        if force_points or not same:
+            lay.data = data
+            self._cache.pop("point_style", None)
+        if self._changed_cache("point_style", (keys, features["label"], colours)) and len(data):
+            lay.features = features
+            lay.face_color = colours
+        self._keys = keys
+
+        # every layer is redrawn only when its content changed: a napari data assignment
+        # costs ~10 ms (layer refresh, dims update), too much to do for all on each move
+        paths, _kinds, edge = _layers.endplate_paths(ctl)
+        segs = [np.stack([p[k], p[k + 1] - p[k]]) for p in paths for k in range(len(p) - 1)]
+        seg_colours = [c for p, c in zip(paths, edge, strict=True) for _ in range(len(p) - 1)]
+        vec = np.array(segs, dtype=float).reshape(-1, 2, 2)
+        if self._changed_cache("endplates", vec):
+            self.endplates_layer.data = vec
+            if len(vec):
+                self.endplates_layer.edge_color = np.array(seg_colours)
+
+        pos, text = _layers.level_label_points(ctl)
+        # level names sit beside the body: moved only when the body moved by >= 8 px, so a
+        # drag redraws the endplates and the table, not the labels
+        if self._changed_cache("labels", (np.round(pos / 8.0), text)):
+            self.labels_layer.data = pos
+            self.labels_layer.features = {"label": np.array(text, dtype=str)}
+
+        prev = ctl.preview()
+        nxt = ctl.next_point()
+        pv = (np.array([prev]) if prev is not None and nxt is not None else np.zeros((0, 2)),
+              [f"next: {nxt[0]} {nxt[1]}"] if prev is not None and nxt is not None else [])
+        if self._changed_cache("preview", pv):
+            self.preview_layer.data = pv[0]
+            self.preview_layer.features = {"name": np.array(pv[1], dtype=str)}
+
+        cal = ctl.calibration_line
+        if self._changed_cache("calibration", cal):
+            if cal is not None:
+                self.calibration_layer.data = [np.array([cal.p0, cal.p1])]
+                self.calibration_layer.shape_type = ["line"]
+            elif self.calibration_layer.mode != "add_line":
+                self.calibration_layer.data = []
+
+        level = ctl.treated_level() or ctl.level
+        mask = ctl.cement_mask(level) if level else None
+        masks = tuple(ctl.cement_mask(lv) for lv in ctl.cement_levels)
+        if self._changed_cache("cement", masks):
+            cement = np.zeros(self.cement_layer.data.shape, dtype=np.uint8)
+            for m in masks:
+                cement[m.to_array()] = 1
+            if not np.array_equal(cement, self.cement_layer.data):
+                self.cement_layer.data = cement
+            self._cement_px = int(cement.sum())
+        self.cement_label.setText(
+            "No cement mask" if mask is None else
+            f"{level}: cement mask, {getattr(self, '_cement_px', 0)} px ({mask.source}); "
+            "paint or erase in the 'cement' layer to correct")
+
+    def _changed_cache(self, key: str, value: Any) -> bool:
+        """True (and remember ``value``) when ``value`` differs from the last one drawn."""
+        old = self._cache.get(key, _MISSING)
+        same = old is not _MISSING and _equal(old, value)
+        if not same:
+            self._cache[key] = value
+        return not same
+
+    def _refresh_controls(self, ctl: AnnotationController) -> None:
+        self.prompt_label.setText(ctl.prompt())
+        if ctl.level is not None:
+            self.level_combo.setCurrentText(ctl.level)
+        self.direction_combo.setCurrentIndex(0 if ctl.direction == 1 else 1)
+        level = self._flag_level()
+        self.flags_label.setText(f"Flags of {level or '—'}")
+        for flag, box in self.flag_boxes.items():
+            box.setChecked(bool(level) and ctl.flags(level)[flag])
+            box.setEnabled(level is not None)
+        tp = ctl.time_point
+        self.time_combo.setCurrentIndex(0 if tp is None else
+                                        ["preop", "postop", "followup"].index(tp) + 1)
+        fnd = ctl.findings
+        for name, combo in self.finding_combos.items():
+            value = getattr(fnd, name)
+            combo.setCurrentIndex([v for _, v in _TRI].index(value))
+        g = fnd.goutallier_grade
+        self.goutallier_combo.setCurrentIndex(0 if g is None else g + 1)
+        self.fat_spin.setValue(-1 if fnd.muscle_fat_fraction is None
+                               else fnd.muscle_fat_fraction * 100.0)
+        self.hu_label.setText(f"CT HU of {level or 'the current level'}")
+        hu = fnd.ct_hu.get(level) if level else None
+        self.hu_spin.setValue(-1001 if hu is None else hu)
+        self.undo_button.setEnabled(ctl.can_undo)
+        cal = ctl.calibration
+        src = _SOURCE_LONG.get(cal.source.value, cal.source.value)
+        if cal.spacing is None:
+            text = "<b>Uncalibrated</b>: lengths in px (draw a calibration line)"
+        else:
+            text = (f"Calibration: <b>{src}</b> · {cal.spacing[0]:.4g} × {cal.spacing[1]:.4g}"
+                    " mm/px")
+        self.calibration_label.setText(text)
+        self.calibration_label.setToolTip(cal.detail)
+        saved = ("unsaved changes" if ctl.dirty else
+                 f"saved, revision {ctl.revision}" if ctl.revision else "not saved yet")
+        where = ctl.annotation_path.name if ctl.annotation_path else "no file"
+        self._status(f"{ctl.last_message} · {where}: {saved}".strip(" ·"))
+
+    def _refresh_table(self, ctl: AnnotationController) -> None:
+        fm = ctl.measurements()
+        levels = list(fm.vertebrae)
+        cal_src = _SOURCE_SHORT.get(fm.calibration_source, fm.calibration_source)
+        t = self.table
+        t.setRowCount(len(TABLE_ROWS))
+        t.setColumnCount(len(levels))
+        headers = []
+        for lv in levels:
+            fl = ctl.flags(lv)
+            marks = "".join(m for f, m in (("treated", " ●T"), ("fractured", " F"),
+                                           ("excluded", " ✕")) if fl[f])
+            headers.append(lv + marks)
+        t.setHorizontalHeaderLabels(headers)
+        labels = []
+        for i, (name, label) in enumerate(TABLE_ROWS):
+            unit = ""
+            for j, lv in enumerate(levels):
+                r = fm.vertebrae[lv].get(name)
+                if r is None:
+                    continue
+                unit = r.unit
+                value = r.value
+                text = _fmt(value, r.unit)
+                if name == "genant_grade" and value is not None:
+                    shape = fm.vertebrae[lv].get("genant_shape")
+                    if shape is not None and shape.value:
+                        text += f" {shape.value}"
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                      | Qt.AlignmentFlag.AlignVCenter)
+                tip = r.reason or ""
+                if r.neighbours:
+                    tip = (tip + "; " if tip else "") + f"reference: {', '.join(r.neighbours)}"
+                item.setToolTip(tip)
+                t.setItem(i, j, item)
+            u = _UNIT_TEXT.get(unit, unit)
+            if unit in ("mm", "px"):
+                labels.append(f"{label} ({u}, {cal_src})")
+            else:
+                labels.append(f"{label}" + (f" ({u})" if u else ""))
+        t.setVerticalHeaderLabels(labels)

@@ -1,0 +1,23 @@
+"""Fixtures: sample films copied to a temporary folder (annotation files are written beside
+them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from napari_samples import copy_film
+
+
+@pytest.fixture
+def postop_film(tmp_path: Path) -> Path:
+    """SM001_postop.dcm (L1 treated, cement) in a temporary folder."""
+    return copy_film(tmp_path, "SM001", "SM001_postop")
+
+
+@pytest.fixture
+def study_folder(tmp_path: Path) -> Path:
+    """The three lateral films of SM001 in a temporary folder."""
+    for tp in ("preop", "postop", "followup"):
+        copy_film(tmp_path, "SM001", f"SM001_{tp}")
+    return tmp_path / "SM001"

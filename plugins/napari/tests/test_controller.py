@@ -1,0 +1,209 @@
+"""The Qt-free controller: guided sequence, skip, undo, calibration, autosave and crash
+recovery, conflict-safe saving. No napari, no Qt."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from napari_samples import truth_points
+
+from napari_spine_measure._predict import predict_point
+from napari_spine_measure.controller import AnnotationController, SessionError
+from spine_measure.io.annotation import AnnotationConflictError, load_annotation, save_annotation
+from spine_measure.io.radiograph import load_radiograph
+
+
+@pytest.fixture
+def ctl(postop_film):
+    return AnnotationController.from_radiograph(load_radiograph(postop_film))
+
+
+def _place_level(ctl, film, level):
+    pts = truth_points(film, level)
+    while ctl.level == level and ctl.next_point() is not None:
+        ctl.place(*pts[ctl.next_point()[1]])
+
+
+def test_guided_order_and_auto_advance(ctl, postop_film):
+    ctl.select_level("L1")
+    seen = []
+    pts = truth_points(postop_film, "L1")
+    for _ in range(6):
+        level, name = ctl.next_point()
+        seen.append(name)
+        assert ctl.place(*pts[name]) == ("L1", name)
+    assert seen == ["As", "Ms", "Ps", "Pi", "Mi", "Ai"]
+    assert ctl.level == "L2" and ctl.next_point() == ("L2", "As")
+    ctl.set_direction(-1)
+    ctl.select_level("T12")
+    _place_level(ctl, postop_film, "T12")
+    assert ctl.level == "T11"  # cranially now; L1 already complete is never revisited
+    assert "T11 · As — anterior-superior corner" == ctl.prompt()
+
+
+def test_measurements_equal_hand_calculation(ctl, postop_film):
+    ctl.select_level("T12")
+    for lv in ("T12", "L1", "L2"):
+        _place_level(ctl, postop_film, lv)
+    fm = ctl.measurements()
+    p = truth_points(postop_film, "L1")
+    h = lambda a, b: math.hypot((p[a][0] - p[b][0]) * 0.25, (p[a][1] - p[b][1]) * 0.25)  # noqa: E731
+    assert fm.get("L1", "ha").value == pytest.approx(h("As", "Ai"), abs=1e-9)
+    assert fm.get("L1", "hp").value == pytest.approx(h("Ps", "Pi"), abs=1e-9)
+    assert fm.get("L1", "ha").calibration_source == "imager_pixel_spacing_ermf"
+    t, b = truth_points(postop_film, "T12"), truth_points(postop_film, "L2")
+    ref = np.mean([math.hypot((v["As"][0] - v["Ai"][0]) * 0.25, (v["As"][1] - v["Ai"][1]) * 0.25)
+                   for v in (t, b)])
+    assert fm.get("L1", "cr_anterior").value == pytest.approx(100 * h("As", "Ai") / ref)
+
+
+def test_skip_optional_then_required(ctl, postop_film):
+    ctl.select_level("L1")
+    pts = truth_points(postop_film, "L1")
+    ctl.place(*pts["As"])
+    assert "optional" in ctl.skip()  # Ms skipped
+    assert ctl.next_point() == ("L1", "Ps")
+    for name in ("Ps", "Pi"):
+        ctl.place(*pts[name])
+    ctl.skip()  # Mi
+    ctl.place(*pts["Ai"])
+    assert ctl.level == "L2"
+    fm = ctl.measurements()
+    assert not math.isnan(fm.get("L1", "ha").value)
+    assert math.isnan(fm.get("L1", "hm").value)  # middle height not reported
+    # a required point skipped: the vertebra is not measurable, the sequence moves on
+    ctl.place(*truth_points(postop_film, "L2")["As"])
+    ctl.skip()  # Ms (optional)
+    assert "not measurable" in ctl.skip()  # Ps is required
+    assert "L2" in ctl.not_measurable and ctl.level == "L3"
+    assert ctl.landmarks().levels() == ("L1",)
+
+
+def test_undo_restores_each_step(ctl, postop_film):
+    ctl.select_level("L1")
+    pts = truth_points(postop_film, "L1")
+    for name in ("As", "Ms", "Ps"):
+        ctl.place(*pts[name])
+    ctl.move("L1", "As", pts["As"][0] + 1, pts["As"][1])
+    ctl.move("L1", "As", pts["As"][0] + 2, pts["As"][1])  # same drag: one undo step
+    ctl.end_move()
+    ctl.set_flag("L1", "treated", True)
+    assert ctl.undo() and not ctl.flags("L1")["treated"]
+    assert ctl.undo() and ctl.points("L1")["As"] == tuple(pts["As"])
+    assert ctl.undo() and "Ps" not in ctl.points("L1")
+    assert ctl.next_point() == ("L1", "Ps")
+    assert ctl.undo() and ctl.undo() and ctl.points("L1") == {}
+    assert ctl.undo()  # the level selection
+    assert not ctl.undo()
+
+
+def test_outside_point_and_bad_calibration_are_errors(ctl):
+    with pytest.raises(SessionError, match="outside the image"):
+        ctl.place(-20, 10)
+    with pytest.raises(SessionError, match="zero length"):
+        ctl.set_calibration((10, 10), (10, 10), 20)
+
+
+def test_reader_calibration_scales_lengths(ctl, postop_film):
+    ctl.select_level("L1")
+    _place_level(ctl, postop_film, "L1")
+    ha_header = ctl.measurements().get("L1", "ha").value
+    # 100 px drawn = 30 mm: 0.3 mm/px instead of 0.25
+    cal = ctl.set_calibration((10, 10), (10, 110), 30.0)
+    assert cal.source.value == "reader" and cal.spacing == pytest.approx((0.3, 0.3))
+    r = ctl.measurements().get("L1", "ha")
+    assert r.value == pytest.approx(ha_header * 0.3 / 0.25) and r.calibration_source == "reader"
+
+
+def test_save_never_overwrites_newer_file(ctl, postop_film):
+    ctl.select_level("L1")
+    _place_level(ctl, postop_film, "L1")
+    path = ctl.save()
+    assert load_annotation(path).revision == 1
+    # another reader saves revision 2 meanwhile
+    other = load_annotation(path).replace(reader="someone-else")
+    save_annotation(other, path)
+    ctl.set_flag("L1", "fractured", True)
+    before = path.read_text()
+    with pytest.raises(AnnotationConflictError, match="revision 2"):
+        ctl.save()
+    assert path.read_text() == before
+    ctl.save(overwrite=True)
+    assert load_annotation(path).revision == 3 and load_annotation(path).landmarks["L1"].fractured
+
+
+def test_autosave_after_crash_loses_nothing(postop_film):
+    """A session killed with os._exit (no save, no cleanup) is recovered point for point."""
+    script = textwrap.dedent(f"""
+        import os, json
+        from spine_measure.io.radiograph import load_radiograph
+        from napari_spine_measure.controller import AnnotationController
+        truth = json.load(open({str(postop_film.with_suffix('.truth.json'))!r}))
+        pts = {{v["level"]: v["points"] for v in truth["vertebrae"]}}
+        ctl = AnnotationController.from_radiograph(load_radiograph({str(postop_film)!r}))
+        ctl.select_level("L1")
+        for name in ("As", "Ms", "Ps", "Pi", "Mi", "Ai"):
+            ctl.place(*pts["L1"][name])
+        ctl.place(*pts["L2"]["As"])           # a partial vertebra
+        ctl.set_flag("L1", "treated", True)
+        ctl.set_finding("ivc", True)
+        ctl.set_calibration((5, 5), (5, 105), 25.0)
+        os._exit(3)                           # crash: nothing saved
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert not postop_film.with_suffix(".sm.json").exists()
+    ctl = AnnotationController.from_radiograph(load_radiograph(postop_film))
+    assert ctl.recovery_available()
+    ctl.recover()
+    truth = {lv: truth_points(postop_film, lv) for lv in ("L1", "L2")}
+    assert ctl.points("L1") == {k: tuple(v) for k, v in truth["L1"].items()}
+    assert ctl.points("L2") == {"As": tuple(truth["L2"]["As"])}
+    assert ctl.next_point() == ("L2", "Ms")
+    assert ctl.flags("L1")["treated"] and ctl.findings.ivc is True
+    assert ctl.calibration.spacing == pytest.approx((0.25, 0.25))
+    path = ctl.save()
+    assert not ctl.autosave_path.exists()
+    assert load_annotation(path).landmarks.levels() == ("L1",)  # L2 incomplete: not saved
+    assert "incomplete: L2" in ctl.last_message
+
+
+def test_cement_reader_edit_survives_auto_rerun(ctl):
+    shape = (ctl.image.rows, ctl.image.cols)
+    auto = np.zeros(shape, bool)
+    auto[100:120, 100:130] = True
+    assert ctl.set_cement_mask("L1", auto, source="auto", params_hash="a") == "added"
+    edited = auto.copy()
+    edited[100:105] = False
+    assert ctl.set_cement_mask("L1", edited, source="edited") == "replaced"
+    assert ctl.set_cement_mask("L1", auto, source="auto", params_hash="a") == "kept_edit"
+    assert np.array_equal(ctl.cement_mask("L1").to_array(), edited)
+
+
+def test_prediction_from_neighbour_and_generic_template():
+    # a neighbour 20 px tall, 40 px deep; the next vertebra's As goes one step below
+    t12 = {"As": (100.0, 40.0), "Ai": (120.0, 40.0), "Ps": (100.0, 0.0), "Pi": (120.0, 0.0)}
+    p = predict_point("L1", "As", {}, {"T12": t12})
+    assert p == pytest.approx((125.0, 40.0))  # 1.25 x the 20 px extent
+    # with two points placed, the neighbour's shape is carried over (here a pure shift)
+    placed = {"As": (130.0, 40.0), "Ps": (130.0, 0.0)}
+    assert predict_point("L1", "Pi", placed, {"T12": t12}) == pytest.approx((150.0, 0.0))
+    # no neighbour: the generic body, caudal down the image, depth from As-Ms
+    g = predict_point("L1", "Ai", {"As": (0.0, 0.0), "Ms": (0.0, -25.0)}, {})
+    assert g == pytest.approx((40.0, 0.0))  # height 0.8 x depth 50, toward +row
+    assert predict_point("L1", "Ms", {"As": (0.0, 0.0)}, {}) is None
+
+
+def test_autosave_file_is_plain_json(ctl, postop_film):
+    ctl.select_level("L1")
+    ctl.place(*truth_points(postop_film, "L1")["As"])
+    data = json.loads(ctl.autosave_path.read_text())
+    assert data["schema"] == "napari_spine_measure.autosave/1"
+    assert data["points"]["L1"]["As"] == list(truth_points(postop_film, "L1")["As"])

@@ -1,0 +1,203 @@
+"""The dock widget in a real napari viewer (Xvfb + Mesa OpenGL): a whole annotation of a
+sample film through the widget's public actions, then save, reload and compare with the
+ground truth; the screenshot of docs/figures/napari_widget.png; refresh latency."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from napari_samples import REPO, load_truth, truth_points
+
+from spine_measure.io.annotation import load_annotation
+from spine_measure.landmarks import SpineLandmarks
+from spine_measure.measurements.api import measure_film
+
+pytestmark = pytest.mark.gui
+
+FIGURE = REPO / "docs" / "figures" / "napari_widget.png"
+LEVELS3 = ("T12", "L1", "L2")
+
+
+def _open(viewer, film: Path):
+    from napari_spine_measure._reader import read_paths
+    from napari_spine_measure._widget import SpineAnnotationWidget
+
+    for data, kwargs, kind in read_paths(str(film)):
+        assert kind == "image"
+        viewer.add_image(data, **kwargs)
+    widget = SpineAnnotationWidget(viewer, ask=False)
+    viewer.window.add_dock_widget(widget, name="Spine annotation", area="right")
+    return widget
+
+
+def _annotate_three_levels(widget, film: Path, *, via_layer: bool) -> None:
+    widget.select_level(LEVELS3[0])
+    for level in LEVELS3:
+        pts = truth_points(film, level)
+        for _ in range(6):
+            nxt = widget.controller.next_point()
+            assert nxt is not None and nxt[0] == level
+            p = pts[nxt[1]]
+            if via_layer:  # the path a mouse click takes: napari adds, the widget assigns
+                widget.landmarks_layer.add(np.array([p]))
+            else:
+                widget.place_point(*p)
+    assert widget.controller.level == "L3"  # auto-advanced down the spine
+
+
+def test_full_annotation_save_reload_matches_truth(make_napari_viewer, postop_film, tmp_path):
+    viewer = make_napari_viewer()
+    widget = _open(viewer, postop_film)
+    ctl = widget.controller
+    _annotate_three_levels(widget, postop_film, via_layer=True)
+    truth = load_truth(postop_film)
+
+    # flags, findings, time point through the widget
+    widget.set_flag("treated", True, level="L1")
+    widget.set_flag("fractured", True, level="L1")
+    widget.set_finding("posterior_fascia_oedema", True)
+    widget.set_finding("goutallier_grade", 1)
+    widget.set_time_point("postop")
+    assert widget.table.horizontalHeaderItem(1).text().startswith("L1 ●T")
+
+    # calibrate on a line of 200 px drawn in the image = 50 mm: the same 0.25 mm/px as the
+    # header, so the ground-truth lengths stay the reference
+    widget.calibration_layer.add_lines(np.array([[900.0, 50.0], [900.0, 250.0]]))
+    widget.length_spin.setValue(50.0)
+    widget._apply_drawn_calibration()
+    assert ctl.calibration.source.value == "reader"
+    assert ctl.calibration.spacing == pytest.approx((0.25, 0.25))
+    assert "reader line" in widget.calibration_label.text()
+
+    # cement: automatic, then a reader's stroke makes it "edited"
+    action = widget.auto_segment()
+    assert action == "added", widget.status_label.text()
+    auto = ctl.cement_mask("L1").to_array()
+    truth_mask = _truth_cement(postop_film)
+    dice = 2 * (auto & truth_mask).sum() / (auto.sum() + truth_mask.sum())
+    assert dice > 0.8
+    assert widget.cement_layer.data.sum() == auto.sum()
+
+    path = widget.save()
+    assert path == postop_film.with_suffix(".sm.json") and path.is_file()
+    assert not ctl.autosave_path.exists()  # saved: nothing to recover
+
+    # reload from disk in a fresh widget on a fresh viewer
+    viewer2 = make_napari_viewer()
+    widget2 = _open(viewer2, postop_film)
+    ann = load_annotation(path)
+    assert ann.revision == 1 and ann.time_point == "postop"
+    assert ann.findings.posterior_fascia_oedema is True and ann.findings.goutallier_grade == 1
+    assert ann.calibration.length_mm == 50.0
+    assert ann.landmarks["L1"].treated and ann.landmarks["L1"].fractured
+    assert np.array_equal(ann.cement_mask("L1").to_array(), auto)
+    got = widget2.controller.measurements()
+    ref = measure_film(
+        SpineLandmarks.from_dict({"view": "lateral",
+                                  "vertebrae": [v for v in truth["vertebrae"]
+                                                if v["level"] in LEVELS3]}),
+        spacing=(truth["calibration"]["row_mm"], truth["calibration"]["col_mm"]),
+        calibration_source="reader")
+    for level in LEVELS3:
+        for name, r in ref.vertebrae[level].items():
+            g = got.vertebrae[level][name]
+            if isinstance(r.value, float) and math.isnan(r.value):
+                assert math.isnan(g.value), (level, name)
+            elif isinstance(r.value, float):
+                assert g.value == pytest.approx(r.value, abs=1e-9), (level, name)
+            elif name not in ("genant_grade", "genant_shape"):  # flags differ from truth
+                assert g.value == r.value, (level, name)
+    # hand check of one length: ha(L1) = |As - Ai| * 0.25 mm
+    p = truth_points(postop_film, "L1")
+    ha = math.hypot((p["As"][0] - p["Ai"][0]) * 0.25, (p["As"][1] - p["Ai"][1]) * 0.25)
+    assert got.get("L1", "ha").value == pytest.approx(ha, abs=1e-9)
+    assert got.get("L1", "ha").calibration_source == "reader"
+    # the table shows it, with the calibration source next to the length
+    col = [widget2.table.horizontalHeaderItem(j).text().split()[0]
+           for j in range(widget2.table.columnCount())].index("L1")
+    assert widget2.table.item(0, col).text() == f"{ha:.1f}"
+    assert "mm, reader" in widget2.table.verticalHeaderItem(0).text()
+
+
+def _truth_cement(film: Path) -> np.ndarray:
+    from PIL import Image
+
+    png = film.parent.parent.joinpath(*(REPO / "sample_dicoms" / "SM001").parts[-2:]) \
+        if False else REPO / "sample_dicoms" / "SM001" / f"{film.stem}.cement.png"
+    return np.asarray(Image.open(png)) > 0
+
+
+def test_drag_updates_table_live_and_undo(make_napari_viewer, postop_film):
+    viewer = make_napari_viewer()
+    widget = _open(viewer, postop_film)
+    _annotate_three_levels(widget, postop_film, via_layer=False)
+    ctl = widget.controller
+    before = ctl.measurements().get("L1", "ha").value
+    widget.set_placing(False)
+    assert widget.landmarks_layer.mode == "select"
+    # a drag: napari moves the point in the layer and emits CHANGED; the widget follows
+    i = widget._keys.index(("L1", "Ai"))
+    data = widget.landmarks_layer.data.copy()
+    times, refresh = [], []
+    for _k in range(1, 6):
+        t0 = time.perf_counter()
+        data[i, 0] += 2.0
+        widget.landmarks_layer.data = data  # emits CHANGED for all indices
+        times.append((time.perf_counter() - t0) * 1000.0)
+        refresh.append(widget.last_refresh_ms)
+    ctl.end_move()
+    after = ctl.measurements().get("L1", "ha").value
+    assert after == pytest.approx(before + 10.0 * 0.25 * abs(
+        (np.subtract(truth_points(postop_film, "L1")["Ai"], truth_points(postop_film, "L1")["As"]))
+        [0]) / np.hypot(*np.subtract(truth_points(postop_film, "L1")["Ai"],
+                                     truth_points(postop_film, "L1")["As"])), rel=0.02)
+    col = [widget.table.horizontalHeaderItem(j).text().split()[0]
+           for j in range(widget.table.columnCount())].index("L1")
+    assert widget.table.item(0, col).text() == f"{after:.1f}"
+    # point move -> refreshed layers and table: the target is 50 ms (feels live); the
+    # median of five moves is checked, on a shared 2-core CI machine
+    print(f"refresh after a move: median {np.median(refresh):.1f} ms; "
+          f"whole event {np.median(times):.1f} ms")
+    assert np.median(refresh) < 50.0, refresh
+    assert np.median(times) < 100.0, times
+    # the five steps of one drag are one undo step
+    assert widget.undo()
+    assert ctl.measurements().get("L1", "ha").value == pytest.approx(before, abs=1e-9)
+    # undo of the last placement of L2 removes Ai of L2
+    assert widget.undo()
+    assert "Ai" not in ctl.points("L2") and ctl.level == "L2"
+
+
+def test_screenshot_of_docked_widget(make_napari_viewer, postop_film):
+    viewer = make_napari_viewer()
+    viewer.window._qt_window.resize(1500, 1000)
+    widget = _open(viewer, postop_film)
+    widget.select_level("T11")
+    for level in ("T11", "T12", "L1", "L2"):
+        pts = truth_points(postop_film, level)
+        while widget.controller.level == level:
+            widget.place_point(*pts[widget.controller.next_point()[1]])
+    widget.set_flag("treated", True, level="L1")
+    widget.set_flag("fractured", True, level="L1")
+    widget.auto_segment()
+    # two points of L3 placed: the preview ring shows where the third goes
+    pts = truth_points(postop_film, "L3")
+    widget.place_point(*pts["As"])
+    widget.place_point(*pts["Ms"])
+    widget.set_placing(True)
+    viewer.layers.selection.active = widget.landmarks_layer
+    viewer.reset_view()
+    camera = getattr(getattr(viewer, "scene", None), "camera", None) or viewer.camera
+    centre = np.mean(widget.landmarks_layer.data, axis=0) * np.asarray(
+        widget.landmarks_layer.scale)
+    camera.center = tuple(centre)
+    camera.zoom *= 1.5
+    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    img = viewer.screenshot(str(FIGURE), canvas_only=False, flash=False)
+    assert FIGURE.is_file() and img.shape[0] > 500
+    # the figure is not blank: the film is drawn (grey levels vary)
+    assert img[..., :3].std() > 20
