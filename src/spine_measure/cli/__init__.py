@@ -59,6 +59,7 @@ def _root(
 
 # --- subcommands: each lives in its own module and registers itself on ``app`` ---------
 from spine_measure.cli import annotate as _annotate  # noqa: E402,F401
+from spine_measure.cli import batch as _batch  # noqa: E402,F401
 from spine_measure.cli import import_landmarks as _import_landmarks  # noqa: E402,F401
 from spine_measure.cli import info as _info  # noqa: E402,F401
 from spine_measure.cli import measure as _measure  # noqa: E402,F401

@@ -591,6 +591,9 @@ def generate_sample_set(out_dir: str | os.PathLike[str], seed: int = DEFAULT_SEE
             continue
         gen = render_case_film(case, plan, seed)
         written += write_generated(gen, out)
+        from spine_measure.synthetic.annotations import write_annotation_for_truth
+        written.append(write_annotation_for_truth(
+            out / case.patient_id / f"{gen.stem}.truth.json"))
         rows.append(gen)
         log.info("wrote %s", gen.stem)
     if write_tables:

@@ -1,0 +1,167 @@
+"""Review overlays: the film with landmarks, endplate lines, angle values and cement.
+
+Drawn with Pillow (deterministic bytes for the same input, so a resumed run writes the same
+files). Large films are reduced by an integer block mean to at most :data:`MAX_SIDE` pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from spine_measure.landmarks import SpineLandmarks
+
+__all__ = ["MAX_SIDE", "body_polygon", "render_overlay"]
+
+MAX_SIDE = 1400
+SUPERIOR = (0, 200, 255)
+INFERIOR = (255, 210, 0)
+POINT = (0, 255, 120)
+TREATED = (255, 60, 200)
+CEMENT = (255, 140, 0)
+LEAK = (255, 30, 30)
+TEXT_BG = (0, 0, 0)
+
+
+def body_polygon(points: Mapping[str, Sequence[float]]) -> list[tuple[float, float]]:
+    """Body outline ``As, Ai, (Mi), Pi, Ps, (Ms)`` as (row, col) points (SPEC §1.3)."""
+    order = ("As", "Ai", "Mi", "Pi", "Ps", "Ms")
+    return [(float(points[k][0]), float(points[k][1])) for k in order if k in points]
+
+
+def _reduce(arr: np.ndarray, f: int) -> np.ndarray:
+    if f == 1:
+        return arr
+    r, c = (arr.shape[0] // f) * f, (arr.shape[1] // f) * f
+    return arr[:r, :c].reshape(r // f, f, c // f, f).mean(axis=(1, 3))
+
+
+def _font(size: int) -> Any:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # pragma: no cover - Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def _label(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, colour, font,
+           size: tuple[int, int]) -> None:
+    x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
+    w, h = x1 - x0 + 6, y1 - y0 + 4
+    x = min(max(2.0, xy[0]), size[0] - w - 2)
+    y = min(max(2.0, xy[1]), size[1] - h - 2)
+    draw.rectangle((x, y, x + w, y + h), fill=TEXT_BG)
+    draw.text((x + 3 - x0, y + 2 - y0), text, fill=colour, font=font)
+
+
+def _fmt(v: Any, unit: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.1f}{unit}"
+
+
+def render_overlay(radiograph: Any, landmarks: SpineLandmarks, *,
+                   values: Mapping[str, Mapping[str, Any]] | None = None,
+                   cement: Mapping[str, np.ndarray] | None = None,
+                   title: Sequence[str] = ()) -> bytes:
+    """PNG bytes of the review overlay.
+
+    Parameters
+    ----------
+    radiograph : Radiograph
+        The decoded film (its display window is used; MONOCHROME1 shows inverted).
+    landmarks : SpineLandmarks
+    values : Mapping, optional
+        level -> {"wedge_angle_deg": ..., "cr_anterior_pct": ..., ...} printed beside each body.
+    cement : Mapping, optional
+        level -> boolean mask (rows, cols) of the film; pixels outside that level's body outline
+        are drawn as leak.
+    title : sequence of str
+        Lines of the header box (pseudonym, date, view, calibration).
+    """
+    rows, cols = radiograph.shape
+    f = max(1, math.ceil(max(rows, cols) / MAX_SIDE))
+    small = _reduce(np.asarray(radiograph.pixels, dtype=np.float32), f)
+    if f > 1 and radiograph.voi_lut is not None:
+        small = np.rint(small).astype(radiograph.pixels.dtype)
+    disp = dataclasses.replace(radiograph, pixels=small).display
+    grey = (np.clip(disp, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    rgb = np.repeat(grey[:, :, None], 3, axis=2)
+
+    def xy(p: Sequence[float]) -> tuple[float, float]:  # (row, col) -> PIL (x, y)
+        return ((float(p[1]) + 0.5) / f - 0.5, (float(p[0]) + 0.5) / f - 0.5)
+
+    if cement:
+        for level, mask in sorted(cement.items()):
+            m = _reduce(np.asarray(mask, dtype=np.float32), f) > 0
+            m = m[: rgb.shape[0], : rgb.shape[1]]
+            inside = np.zeros(m.shape, dtype=bool)
+            if level in landmarks:
+                poly = Image.new("L", (m.shape[1], m.shape[0]), 0)
+                ImageDraw.Draw(poly).polygon([xy(p) for p in
+                                              body_polygon(landmarks[level].points)], fill=1)
+                inside = np.asarray(poly, dtype=bool)
+            for sel, colour in ((m & inside, CEMENT), (m & ~inside, LEAK)):
+                rgb[sel] = (0.45 * rgb[sel] + 0.55 * np.array(colour)).astype(np.uint8)
+    img = Image.fromarray(rgb, "RGB")
+    draw = ImageDraw.Draw(img)
+    size = img.size
+    font = _font(max(11, min(18, size[1] // 60)))
+    r = max(2.0, size[1] / 300)
+    for v in landmarks:
+        pts = v.points
+        lw = 3 if v.treated else 2
+        if landmarks.view == "lateral":
+            sup = [xy(pts[k]) for k in ("Ps", "Ms", "As") if k in pts]
+            inf = [xy(pts[k]) for k in ("Pi", "Mi", "Ai") if k in pts]
+            draw.line(sup, fill=SUPERIOR, width=lw)
+            if len(inf) >= 2:
+                draw.line(inf, fill=INFERIOR, width=lw)
+            if v.treated and len(pts) >= 4:
+                draw.polygon([xy(p) for p in body_polygon(pts)], outline=TREATED, width=2)
+        else:
+            draw.line([xy(pts["SL"]), xy(pts["SR"])], fill=SUPERIOR, width=lw)
+            draw.line([xy(pts["IL"]), xy(pts["IR"])], fill=INFERIOR, width=lw)
+        for p in pts.values():
+            x, y = xy(p)
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=POINT, outline=(0, 0, 0))
+        text = v.level + (" treated" if v.treated else " fx" if v.fractured else "") \
+            + (" excl" if v.excluded else "")
+        vals = (values or {}).get(v.level, {})
+        if vals:
+            text += "  " + "  ".join(f"{k} {_fmt(val, u)}" for k, (val, u) in vals.items())
+        colour = TREATED if v.treated else (255, 255, 255)
+        w = draw.textlength(text, font=font) + 8
+        arr = np.array([xy(p) for p in pts.values()])
+        # beside the body on the anterior side (lateral) / right side (AP); the other side
+        # when it does not fit in the image
+        if landmarks.view == "lateral" and "As" in pts and "Ps" in pts:
+            right = xy(pts["As"])[0] > xy(pts["Ps"])[0]
+        else:
+            right = True
+        x_right, x_left = arr[:, 0].max() + 10, arr[:, 0].min() - 10 - w
+        if right:
+            x = x_right if x_right + w <= size[0] else x_left
+        else:
+            x = x_left if x_left >= 0 else x_right
+        anchor = np.array([x, arr[:, 1].mean()])
+        _label(draw, (anchor[0], anchor[1] - 8), text, colour, font, size)
+    y = 4.0
+    for line in title:
+        while len(line) > 8 and draw.textlength(line, font=font) > size[0] - 14:
+            line = line[:4] + "…" + line[8:]
+        _label(draw, (4, y), line, (255, 255, 255), font, size)
+        y += font.size + 8 if hasattr(font, "size") else 18
+    legend = "superior endplate", "inferior endplate", "cement", "leak"
+    x = 4.0
+    for name, colour in zip(legend, (SUPERIOR, INFERIOR, CEMENT, LEAK), strict=True):
+        _label(draw, (x, size[1] - 24), name, colour, font, size)
+        x += draw.textlength(name, font=font) + 14
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False, compress_level=1)
+    return buf.getvalue()

@@ -1,0 +1,274 @@
+"""Run a batch: plan, process the films (serially, in a process pool or on Dask), journal,
+assemble and write the outputs.
+
+Outputs in ``OUT``: ``features_wide.csv``, ``measurements_long.csv``, ``data_dictionary.csv``,
+``errors.csv``, ``run_manifest.json``, ``overlays/<pseudonym>/<SOPInstanceUID>.png`` and the
+``journal/`` that makes the run resumable (``docs/batch.md``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import os
+import platform
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from spine_measure import __version__
+from spine_measure.batch.clinical import read_clinical
+from spine_measure.batch.journal import Journal, atomic_write_bytes
+from spine_measure.batch.plan import BatchPlan, plan_batch
+from spine_measure.batch.pseudonym import resolve_key
+from spine_measure.batch.tables import assemble
+from spine_measure.batch.worker import FilmTask, process_chunk
+from spine_measure.io.annotation import atomic_write_text
+from spine_measure.measurements import LongitudinalOptions
+
+__all__ = ["BatchOptions", "BatchSummary", "run_batch"]
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FILES = ("features_wide.csv", "measurements_long.csv", "data_dictionary.csv",
+                "errors.csv", "run_manifest.json")
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """Options of a batch run (``spine-measure batch``; ``docs/batch.md``)."""
+
+    input_dir: str
+    out_dir: str
+    annotations_dir: str | None = None
+    clinical: str | None = None
+    jobs: int = 1
+    scheduler: str | None = None
+    include_identifiers: bool = False
+    pseudonym_key: str | None = None
+    overlays: bool = True
+    postop_window_days: int = 14
+    cement_tolerance_mm: float = 1.0
+    site: str = "anterior"
+    height_loss_threshold_pct: float = 15.0
+    kyphosis_threshold_deg: float = 10.0
+    refracture_cri_threshold_pct: float = 15.0
+    restart: bool = False
+
+    def output_options(self, key: bytes) -> dict[str, Any]:
+        """The options that shape the output (hashed into the journal): not ``jobs``,
+        ``scheduler`` or ``restart``; the key only as a keyed fingerprint."""
+        d = asdict(self)
+        for k in ("jobs", "scheduler", "restart", "pseudonym_key", "out_dir"):
+            d.pop(k)
+        for k in ("input_dir", "annotations_dir", "clinical"):
+            if d[k] is not None:
+                d[k] = str(Path(d[k]).resolve())
+        d["key_fingerprint"] = hmac.new(key, b"spine_measure key check",
+                                        hashlib.sha256).hexdigest()[:16]
+        return d
+
+
+@dataclass
+class BatchSummary:
+    """What a run did, for the CLI's summary and exit code."""
+
+    out_dir: str
+    n_films: int = 0
+    n_done: int = 0
+    n_failed: int = 0
+    n_skipped: int = 0
+    n_warnings: int = 0
+    n_rows: int = 0
+    n_from_journal: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    key_source: str = ""
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 all measured, 1 some failed, 3 nothing measured (``spine_measure.cli``)."""
+        if self.n_done == 0:
+            return 3
+        return 1 if self.n_failed else 0
+
+
+def _chunks(tasks: list[FilmTask], size: int) -> list[list[FilmTask]]:
+    return [tasks[i:i + size] for i in range(0, len(tasks), size)]
+
+
+def _execute(tasks: list[FilmTask], jobs: int, scheduler: str | None
+             ) -> Iterator[dict[str, Any]]:
+    if not tasks:
+        return
+    if scheduler:
+        from distributed import Client, as_completed
+
+        size = max(1, min(16, len(tasks) // 64 or 1))
+        with Client(scheduler) as client:
+            futures = client.map(process_chunk, _chunks(tasks, size), pure=False)
+            for fut in as_completed(futures):
+                yield from fut.result()
+        return
+    if jobs <= 1:
+        for t in tasks:
+            yield from process_chunk([t])
+        return
+    import multiprocessing
+
+    size = max(1, min(8, len(tasks) // (jobs * 4) or 1))
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(jobs) as pool:
+        for chunk in pool.imap_unordered(process_chunk, _chunks(tasks, size)):
+            yield from chunk
+
+
+def _versions() -> dict[str, str]:
+    out = {"spine_measure": __version__, "python": platform.python_version(),
+           "platform": platform.platform()}
+    for pkg in ("pydicom", "numpy", "scipy", "pillow", "pylibjpeg", "pylibjpeg-libjpeg",
+                "pylibjpeg-openjpeg", "pylibjpeg-rle", "pyjpegls", "python-gdcm", "jsonschema",
+                "dask", "distributed"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _sha(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run_batch(options: BatchOptions, *,
+              on_planned: Callable[[int], None] | None = None,
+              on_result: Callable[[dict[str, Any]], None] | None = None,
+              on_scan: Callable[[str], None] | None = None) -> BatchSummary:
+    """Run the batch described by ``options`` and write its outputs.
+
+    Parameters
+    ----------
+    on_planned : callable, optional
+        Called once with the number of films to process (after journal look-up).
+    on_result : callable, optional
+        Called with each film's record as it arrives (drives the CLI progress bar).
+    on_scan : callable, optional
+        Called with each path looked at by the header scan.
+
+    Raises
+    ------
+    JournalMismatchError
+        ``OUT`` holds a run made with other options (pass ``restart=True`` to discard it).
+    ClinicalTableError
+        The clinical table cannot be read.
+    """
+    t0 = time.perf_counter()
+    started = dt.datetime.now(dt.UTC)
+    out = Path(options.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    key, key_source = resolve_key(options.pseudonym_key, out)
+    clinical = read_clinical(options.clinical) if options.clinical else None
+    long_options = LongitudinalOptions(
+        site=options.site, height_loss_threshold_pct=options.height_loss_threshold_pct,
+        kyphosis_threshold_deg=options.kyphosis_threshold_deg,
+        refracture_cri_threshold_pct=options.refracture_cri_threshold_pct)
+    out_opts = options.output_options(key)
+    opt_hash = hashlib.sha256(json.dumps(out_opts, sort_keys=True).encode()).hexdigest()
+    journal = Journal(out, opt_hash)
+    journal.open(restart=options.restart)
+    plan: BatchPlan = plan_batch(options.input_dir, annotations_dir=options.annotations_dir,
+                                 key=key, overlays=options.overlays,
+                                 cement_tolerance_mm=options.cement_tolerance_mm,
+                                 progress=on_scan)
+    records: dict[str, dict[str, Any]] = {}
+    pending: list[FilmTask] = []
+    for t in plan.tasks:
+        rec = journal.get(t.key, plan.fingerprints[t.key])
+        if rec is None:
+            pending.append(t)
+        else:
+            records[t.key] = rec
+    n_from_journal = len(records)
+    if on_planned is not None:
+        on_planned(len(pending))
+    fingerprint = {t.key: plan.fingerprints[t.key] for t in plan.tasks}
+    overlay_dir = out / "overlays"
+    by_key = {t.key: t for t in plan.tasks}
+    for rec in _execute(pending, options.jobs, options.scheduler):
+        png = rec.pop("overlay_png", None)
+        key_ = rec["key"]
+        t = by_key[key_]
+        if png is not None:
+            name = (t.sop_instance_uid or hashlib.sha1(key_.encode()).hexdigest()[:20])
+            (overlay_dir / t.pseudo_id).mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(overlay_dir / t.pseudo_id / f"{name}.png", png)
+            rec["overlay"] = f"overlays/{t.pseudo_id}/{name}.png"
+        journal.put(key_, fingerprint[key_], rec)
+        records[key_] = rec
+        if on_result is not None:
+            on_result(rec)
+    overlay_paths = {k: r["overlay"] for k, r in records.items() if r.get("overlay")}
+    tables = assemble(plan, records, identifiers=options.include_identifiers,
+                      clinical=clinical, long_options=long_options,
+                      postop_window_days=options.postop_window_days,
+                      overlay_paths=overlay_paths)
+    atomic_write_text(out / "features_wide.csv", tables.wide)
+    atomic_write_text(out / "measurements_long.csv", tables.long)
+    atomic_write_text(out / "data_dictionary.csv", tables.dictionary)
+    atomic_write_text(out / "errors.csv", tables.errors)
+    summary = BatchSummary(str(out), n_films=len(plan.tasks), n_done=tables.n_done,
+                           n_failed=tables.n_failed, n_skipped=tables.n_skipped,
+                           n_warnings=sum(1 for e in tables.error_rows
+                                          if e.status == "warning"),
+                           n_rows=tables.n_rows, n_from_journal=n_from_journal,
+                           key_source=key_source)
+    for e in tables.error_rows:
+        summary.reasons[f"{e.status} ({e.stage}): {_short(e.reason)}"] += 1
+    root = plan.root
+    inputs = [{"file": t.key, "sha256": records[t.key].get("sha256"),
+               "size": records[t.key].get("size"),
+               "annotation": (os.path.relpath(t.annotation_path, root)
+                              if t.annotation_path else None),
+               "annotation_sha256": records[t.key].get("annotation_sha256")}
+              for t in plan.tasks if t.key in records]
+    manifest = {
+        "spine_measure_version": __version__,
+        "versions": _versions(),
+        "options": {**out_opts, "jobs": options.jobs, "scheduler": options.scheduler,
+                    "pseudonym_key_source": key_source},
+        "options_hash": opt_hash,
+        "inputs": inputs,
+        "clinical_table": None if options.clinical is None else
+        {"file": str(Path(options.clinical).resolve()), "sha256": _sha(options.clinical)},
+        "counts": {"files_scanned": plan.n_files, "films": len(plan.tasks),
+                   "done": summary.n_done, "failed": summary.n_failed,
+                   "skipped": summary.n_skipped, "warnings": summary.n_warnings,
+                   "rows_features_wide": summary.n_rows, "from_journal": n_from_journal},
+        "started": started.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    atomic_write_text(out / "run_manifest.json", json.dumps(manifest, indent=1) + "\n")
+    summary.seconds = manifest["seconds"]
+    return summary
+
+
+def _short(reason: str) -> str:
+    """A reason without file-specific details, for counting in the summary."""
+    import re
+
+    text = re.sub(r"\S*/\S*", "<file>", reason)
+    text = re.sub(r"\b\d[\d.]{6,}\b", "<uid>", text)
+    text = re.sub(r"\d{4}-\d{2}-\d{2}", "<date>", text)
+    return text[:110]

@@ -1,0 +1,473 @@
+"""Assemble the output tables from the plan and the journal, deterministically.
+
+The tables depend only on the plan (sorted by path) and the journalled records, never on the
+order in which workers finished, so a resumed, parallel or distributed run writes the same
+bytes as an uninterrupted serial one.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from spine_measure import __version__
+from spine_measure.batch.clinical import CANONICAL, ClinicalTable
+from spine_measure.batch.plan import BatchPlan, ErrorRow
+from spine_measure.batch.timepoints import FilmDate, assign_time_points
+from spine_measure.landmarks import LEVELS, SpineLandmarks
+from spine_measure.measurements import (
+    FilmMeasurements,
+    LongitudinalOptions,
+    measure_film,
+    measure_longitudinal,
+)
+from spine_measure.measurements.docs_gen import data_dictionary_csv
+from spine_measure.measurements.registry import entries
+
+__all__ = ["Tables", "assemble", "csv_text"]
+
+TPS = ("preop", "postop", "followup")
+FINDINGS = ("ivc", "endplate_disruption", "posterior_fascia_oedema", "goutallier_grade",
+            "muscle_fat_fraction", "leakage_other_views")
+CLINICAL_ORDER = [c for c in CANONICAL if c not in ("patient_id", "level", "procedure_date")]
+
+
+def _vertebra_defs(view: str) -> list[Any]:
+    return [d for d in entries() if d.scope == "vertebra" and d.view == view]
+
+
+def _film_defs(view: str) -> list[Any]:
+    return [d for d in entries() if d.scope == "film" and d.view == view]
+
+
+def _long_defs() -> list[Any]:
+    return [d for d in entries() if d.scope == "longitudinal"]
+
+
+def fmt(value: Any) -> str:
+    """CSV text of a value: empty for missing, ``true``/``false``, shortest float repr."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([fmt(r.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+@dataclass
+class Tables:
+    """The assembled outputs (CSV text) and the counts for the summary."""
+
+    wide: str
+    long: str
+    errors: str
+    dictionary: str
+    wide_columns: list[str]
+    long_columns: list[str]
+    error_rows: list[ErrorRow] = field(default_factory=list)
+    n_done: int = 0
+    n_failed: int = 0
+    n_skipped: int = 0
+    n_rows: int = 0
+
+
+# ----------------------------------------------------------------------------- columns
+
+
+def _single_cols() -> list[str]:
+    return [c for d in _vertebra_defs("lateral") for c in d.columns]
+
+
+def _cement_cols(records: Iterable[dict[str, Any]]) -> list[str]:
+    names: dict[str, None] = {}
+    for rec in records:
+        for feats in (rec.get("cement") or {}).values():
+            for k in feats:
+                names.setdefault(k, None)
+    return sorted(names)
+
+
+def wide_columns(identifiers: bool, extra_clinical: Sequence[str],
+                 cement_cols: Sequence[str]) -> list[str]:
+    cols = ["patient_pseudo_id"] + (["patient_id"] if identifiers else []) + [
+        "level", "procedure_date", "procedure_date_source", "n_followup_films"]
+    for tp in TPS:
+        cols += [f"sop_instance_uid_{tp}", f"date_{tp}", f"days_from_procedure_{tp}",
+                 f"time_point_source_{tp}", f"calibration_source_{tp}", f"overlay_{tp}"]
+        if identifiers:
+            cols.append(f"file_{tp}")
+    cols += ["sop_instance_uid_ap", "date_ap", "time_point_ap", "calibration_source_ap"]
+    cols += [f"{c}_ap" for d in _film_defs("ap") for c in d.columns]
+    for tp in TPS:
+        cols += [f"{c}_{tp}" for c in _single_cols()]
+    for tp in ("postop", "followup"):
+        cols += [f"{c}_{tp}" for c in cement_cols]
+    cols += [c for d in _long_defs() for c in d.columns]
+    cols += list(FINDINGS) + ["bone_marrow_oedema", "treated_hu", "adjacent_hu"]
+    cols += CLINICAL_ORDER + [c for c in extra_clinical if c not in CLINICAL_ORDER]
+    cols += ["clinical_match", "reasons", "spine_measure_version"]
+    return cols
+
+
+def long_columns(identifiers: bool) -> list[str]:
+    cols = ["patient_pseudo_id"] + (["patient_id", "file"] if identifiers else []) + [
+        "sop_instance_uid", "date", "time_point", "view", "level", "fractured", "treated",
+        "excluded", "calibration_source", "spacing_row_mm", "spacing_col_mm"]
+    for view in ("lateral", "ap"):
+        cols += [c for d in _vertebra_defs(view) + _film_defs(view) for c in d.columns
+                 if c not in cols]
+    return cols + ["reference_neighbours", "reasons", "overlay", "spine_measure_version"]
+
+
+# ----------------------------------------------------------------------------- assembly
+
+
+def _film(rec: dict[str, Any], options: Any) -> FilmMeasurements:
+    spacing = None if rec["spacing"] is None else tuple(rec["spacing"])
+    return measure_film(SpineLandmarks.from_dict(rec["landmarks"]), spacing=spacing,
+                        calibration_source=rec["calibration_source"])
+
+
+def _merge_findings(films: Sequence[dict[str, Any]], key_of: Any, where: str,
+                    notes: list[ErrorRow]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in FINDINGS:
+        vals = [(key_of(r), r["findings"].get(name)) for r in films
+                if r["findings"].get(name) is not None]
+        out[name] = vals[0][1] if vals else None
+        if len({v for _k, v in vals}) > 1:
+            notes.append(ErrorRow(vals[0][0], "findings", "warning",
+                                  f"{where}: conflicting {name} across films ("
+                                  + ", ".join(f"{k}: {v}" for k, v in vals)
+                                  + f"); the {vals[0][0]} value is used"))
+    return out
+
+
+def _hu(films: Sequence[dict[str, Any]], level: str) -> tuple[float | None, float | None]:
+    hu: dict[str, float] = {}
+    for r in films:
+        for lv, v in (r["findings"].get("ct_hu") or {}).items():
+            if v is not None:
+                hu.setdefault(lv, v)
+    i = LEVELS.index(level)
+    adj = [hu[lv] for lv in (LEVELS[i - 1] if i > 0 else None,
+                             LEVELS[i + 1] if i + 1 < len(LEVELS) else None)
+           if lv in hu]
+    return hu.get(level), (sum(adj) / len(adj) if adj else None)
+
+
+def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
+             identifiers: bool = False, clinical: ClinicalTable | None = None,
+             long_options: LongitudinalOptions | None = None,
+             postop_window_days: int = 14, overlay_paths: Mapping[str, str] | None = None
+             ) -> Tables:
+    """Build every table from the plan and the per-film records (see module docstring)."""
+    notes: list[ErrorRow] = list(plan.issues)
+    overlay_paths = overlay_paths or {}
+    done: dict[str, dict[str, Any]] = {}
+    fms: dict[str, FilmMeasurements] = {}
+    n_failed = n_skipped = 0
+    for task in plan.tasks:
+        rec = records.get(task.key)
+        if rec is None:
+            continue
+        if rec["status"] != "done":
+            notes.append(ErrorRow(task.key, rec["stage"], rec["status"], rec["reason"]))
+            continue
+        for stage, reason in rec.get("warnings", []):
+            notes.append(ErrorRow(task.key, stage, "warning", reason))
+        done[task.key] = rec
+        fms[task.key] = _film(rec, None)
+    # patients -> films
+    patients: dict[str, list[str]] = {}
+    for key in done:
+        pid = plan.headers[key].metadata.patient_id or ""
+        patients.setdefault(pid, []).append(key)
+    task_of = {t.key: t for t in plan.tasks}
+    clinical_used: set[tuple[str, str | None]] = set()
+    wide_rows: list[dict[str, Any]] = []
+    long_tp: dict[str, tuple[str, str]] = {}
+    extra_clin = [c for c in (clinical.columns if clinical else []) if c != "procedure_date"]
+    for pid in sorted(patients):
+        keys = sorted(patients[pid])
+        pseudo = task_of[keys[0]].pseudo_id
+        if not pid:
+            for k in keys:
+                notes.append(ErrorRow(k, "group", "warning", "no PatientID: grouped with the "
+                                                            "other films without one"))
+        levels: set[str] = set()
+        for k in keys:
+            levels.update(done[k]["treated_levels"])
+        if clinical is not None:
+            levels.update(lv for (p, lv) in clinical.rows if p == pid and lv is not None)
+        ann_dates = sorted({(done[k]["procedure_date"], k) for k in keys
+                            if done[k]["procedure_date"]})
+        if not levels:
+            for k in keys:
+                notes.append(ErrorRow(k, "group", "warning",
+                                      "no vertebra of this patient is flagged treated (and no "
+                                      "level in the clinical table): in measurements_long.csv "
+                                      "only"))
+            levels_sorted: list[str | None] = [None]
+        else:
+            levels_sorted = sorted(levels, key=LEVELS.index)
+        for level in levels_sorted:
+            crow, match = (clinical.lookup(pid, level) if clinical is not None and level
+                           else (None, "none"))
+            if crow is not None:
+                clinical_used.add((pid, level if match == "patient_level" else None))
+            proc, proc_src = None, ""
+            if crow is not None and crow.get("procedure_date") is not None:
+                proc, proc_src = crow["procedure_date"], "clinical_table"
+            distinct = sorted({d for d, _k in ann_dates})
+            if distinct:
+                if proc is None:
+                    proc, proc_src = dt.date.fromisoformat(distinct[0]), "annotation"
+                    if len(distinct) > 1:
+                        notes.append(ErrorRow(ann_dates[0][1], "timepoint", "warning",
+                                              "conflicting procedure dates in the annotations "
+                                              f"({', '.join(distinct)}); the earliest is used"))
+                elif any(d != proc.isoformat() for d in distinct):
+                    notes.append(ErrorRow(ann_dates[0][1], "timepoint", "warning",
+                                          f"conflicting procedure dates: clinical table "
+                                          f"{proc}, annotation(s) {', '.join(distinct)}; the "
+                                          "clinical table is used"))
+            fds = [FilmDate(k, dt.date.fromisoformat(task_of[k].date) if task_of[k].date
+                            else None, done[k]["time_point"],
+                            bool(done[k]["treated_levels"] or done[k]["cement_levels"]),
+                            done[k]["view"]) for k in keys]
+            asg = assign_time_points(fds, proc, postop_window_days=postop_window_days)
+            for k, sev, reason in asg.notes:
+                if level is levels_sorted[0]:
+                    notes.append(ErrorRow(k or keys[0], "timepoint", sev, reason))
+            for k in keys:
+                if k in asg.time_point and k not in long_tp:
+                    long_tp[k] = (asg.time_point[k], asg.source[k])
+            if level is None:
+                continue
+            row: dict[str, Any] = {"patient_pseudo_id": pseudo, "level": level,
+                                   "procedure_date": proc, "procedure_date_source": proc_src,
+                                   "spine_measure_version": __version__}
+            if identifiers:
+                row["patient_id"] = pid
+            reasons: list[str] = []
+            slot: dict[str, FilmMeasurements | None] = {}
+            for tp in TPS:
+                k = asg.film(tp)
+                slot[tp] = fms.get(k) if k else None
+                if k is None:
+                    reasons.append(f"no {tp} film")
+                    continue
+                rec = done[k]
+                d = task_of[k].date
+                row.update({f"sop_instance_uid_{tp}": task_of[k].sop_instance_uid,
+                            f"date_{tp}": d, f"time_point_source_{tp}": asg.source[k],
+                            f"calibration_source_{tp}": rec["calibration_source"],
+                            f"overlay_{tp}": overlay_paths.get(k)})
+                if proc is not None and d:
+                    row[f"days_from_procedure_{tp}"] = (dt.date.fromisoformat(d) - proc).days
+                if identifiers:
+                    row[f"file_{tp}"] = k
+                fm = fms[k]
+                if level not in fm.vertebrae:
+                    reasons.append(f"{tp}: {level} not annotated")
+                for name, res in fm.vertebrae.get(level, {}).items():
+                    row[f"{res.column}_{tp}"] = res.value
+                    if res.reason:
+                        reasons.append(f"{tp} {name}: {res.reason}")
+                for clevel, feats in (rec.get("cement") or {}).items():
+                    if clevel == level and tp != "preop":
+                        for fk, fv in feats.items():
+                            row[f"{fk}_{tp}"] = fv
+            follow = asg.followups()
+            row["n_followup_films"] = len(follow)
+            ap = next((asg.film(tp, "ap") for tp in TPS if asg.film(tp, "ap")), None)
+            if ap is not None:
+                row.update({"sop_instance_uid_ap": task_of[ap].sop_instance_uid,
+                            "date_ap": task_of[ap].date, "time_point_ap": asg.time_point[ap],
+                            "calibration_source_ap": done[ap]["calibration_source"]})
+                for res in fms[ap].film:
+                    row[f"{res.column}_ap"] = res.value
+            used = [done[k] for tp in TPS for k in
+                    ([asg.film(tp)] if tp != "followup" else follow) if k]
+            used += [done[k] for k in keys if done[k] not in used]
+            row.update(_merge_findings(used, lambda r: r["key"], pseudo + " " + level, notes))
+            oedema = [done[k]["findings"].get("bone_marrow_oedema") for k in reversed(follow)]
+            oedema = [v for v in oedema if v is not None]
+            row["bone_marrow_oedema"] = oedema[0] if oedema else None
+            row["treated_hu"], row["adjacent_hu"] = _hu(used, level)
+            lm = measure_longitudinal(slot["preop"], slot["postop"],
+                                      [fms[k] for k in follow], level=level,
+                                      bone_marrow_oedema=row["bone_marrow_oedema"],
+                                      options=long_options)
+            for res in lm.results.values():
+                row[res.column] = res.value
+                if res.reason:
+                    reasons.append(f"{res.name}: {res.reason}")
+            row["clinical_match"] = match if clinical is not None else ""
+            if crow is not None:
+                for c, v in crow.items():
+                    if c != "procedure_date":
+                        row[c] = v
+            row["reasons"] = "; ".join(reasons)
+            wide_rows.append(row)
+    if clinical is not None:
+        for (p, lv), _row in sorted(clinical.rows.items(), key=lambda kv: (kv[0][0],
+                                                                            kv[0][1] or "")):
+            if p not in patients:
+                notes.append(ErrorRow(clinical.path, "clinical", "warning",
+                                      "a clinical row matches no measured patient"
+                                      + (f" (level {lv})" if lv else "")))
+        for where, reason in clinical.problems:
+            notes.append(ErrorRow(where, "clinical", "warning", reason))
+    # long table
+    long_rows: list[dict[str, Any]] = []
+    for k in sorted(done):
+        rec, task = done[k], task_of[k]
+        tp, _src = long_tp.get(k, ("", ""))
+        base = {"patient_pseudo_id": task.pseudo_id, "sop_instance_uid": task.sop_instance_uid,
+                "date": task.date, "time_point": tp, "view": rec["view"],
+                "calibration_source": rec["calibration_source"],
+                "spacing_row_mm": rec["spacing"][0] if rec["spacing"] else None,
+                "spacing_col_mm": rec["spacing"][1] if rec["spacing"] else None,
+                "overlay": overlay_paths.get(k), "spine_measure_version": __version__}
+        if identifiers:
+            base.update(patient_id=plan.headers[k].metadata.patient_id, file=k)
+        fm = fms[k]
+        for r in fm.to_rows():
+            long_rows.append({**base, **{c: v for c, v in r.items()
+                                         if c not in ("image", "sop_instance_uid")}})
+        if fm.film:
+            fr: dict[str, Any] = {**base, "level": ""}
+            reasons = []
+            for res in fm.film:
+                fr[res.column] = res.value
+                if res.reason:
+                    reasons.append(f"{res.name}: {res.reason}")
+            fr["reasons"] = "; ".join(reasons)
+            long_rows.append(fr)
+    cem = _cement_cols(done.values())
+    wcols = wide_columns(identifiers, extra_clin, cem)
+    lcols = long_columns(identifiers)
+    n_failed = sum(1 for n in notes if n.status == "failed")
+    n_skipped = sum(1 for n in notes if n.status == "skipped")
+    notes_sorted = sorted(set(notes))
+    return Tables(
+        wide=csv_text(wcols, wide_rows), long=csv_text(lcols, long_rows),
+        errors=csv_text(["file", "stage", "status", "reason"],
+                        ({"file": n.file, "stage": n.stage, "status": n.status,
+                          "reason": n.reason} for n in notes_sorted)),
+        dictionary=dictionary_csv(wcols, lcols),
+        wide_columns=wcols, long_columns=lcols, error_rows=notes_sorted,
+        n_done=len(done), n_failed=n_failed, n_skipped=n_skipped, n_rows=len(wide_rows))
+
+
+# ----------------------------------------------------------------------------- dictionary
+
+#: The batch's own columns: column -> (unit, definition).
+BATCH_COLUMNS: dict[str, tuple[str, str]] = {
+    "patient_pseudo_id": ("", "Pseudonymised patient id: P + first 16 hex digits of "
+                              "HMAC-SHA256(key, PatientID)."),
+    "patient_id": ("", "Real PatientID (only with --include-identifiers)."),
+    "file": ("", "Film path relative to the input folder (only with --include-identifiers)."),
+    "level": ("", "Treated vertebral level (wide table); vertebra of the row (long table)."),
+    "procedure_date": ("date", "Date of the procedure (ISO 8601)."),
+    "procedure_date_source": ("", "clinical_table, annotation, or empty (no date: the order "
+                                  "of film dates decides)."),
+    "n_followup_films": ("count", "Number of follow-up films; the latest is the last "
+                                  "follow-up used by the longitudinal features."),
+    "sop_instance_uid": ("", "SOPInstanceUID of the film."),
+    "date": ("date", "Film date (AcquisitionDate, else StudyDate, else ContentDate)."),
+    "days_from_procedure": ("days", "Film date minus procedure date."),
+    "time_point": ("", "preop, postop or followup (SPEC §1.2; docs/batch.md)."),
+    "time_point_source": ("", "How the time point was decided: annotation, procedure_date or "
+                              "date_order."),
+    "calibration_source": ("", "Where the spacing came from (docs/calibration.md)."),
+    "overlay": ("", "Review overlay PNG, relative to the output folder."),
+    "view": ("", "lateral or ap."),
+    "fractured": ("flag", "Reader flag on the vertebra."),
+    "treated": ("flag", "Reader flag: the vertebra was cemented."),
+    "excluded": ("flag", "Reader flag: not to be used as a reference neighbour."),
+    "spacing_row_mm": ("mm", "Row spacing used (empty when uncalibrated)."),
+    "spacing_col_mm": ("mm", "Column spacing used (empty when uncalibrated)."),
+    "reference_neighbours": ("", "Levels used as reference by the ratio measurements."),
+    "reasons": ("", "Why values of the row are missing (measurement: reason; ...)."),
+    "spine_measure_version": ("", "Version of spine_measure that computed the row."),
+    "ivc": ("flag", "Reader finding: intravertebral cleft."),
+    "endplate_disruption": ("flag", "Reader finding: endplate cortical disruption."),
+    "posterior_fascia_oedema": ("flag", "Reader finding: posterior fascia oedema."),
+    "goutallier_grade": ("grade 0-4", "Reader finding: Goutallier grade of paraspinal muscle."),
+    "muscle_fat_fraction": ("fraction", "Paraspinal muscle fat fraction (T1 MR ROI)."),
+    "leakage_other_views": ("flag", "Reader finding: cement leakage seen on other views."),
+    "bone_marrow_oedema": ("flag", "Reader finding at the last follow-up: bone marrow "
+                                   "oedema."),
+    "treated_hu": ("HU", "Mean CT HU of the treated vertebra (reader ROI)."),
+    "adjacent_hu": ("HU", "Mean CT HU of the adjacent vertebrae (mean of those given)."),
+    "age_years": ("years", "Clinical table: age."),
+    "sex": ("", "Clinical table: sex."),
+    "bmi_kg_m2": ("kg/m2", "Clinical table: body mass index."),
+    "bmd_t_score": ("SD", "Clinical table: BMD T-score."),
+    "procedure": ("", "Clinical table: PVP or PKP."),
+    "approach": ("", "Clinical table: unilateral or bilateral."),
+    "cement_volume_ml": ("ml", "Clinical table: injected cement volume."),
+    "anti_osteoporosis_therapy": ("", "Clinical table: anti-osteoporosis therapy."),
+    "brace": ("", "Clinical table: brace."),
+    "clinical_match": ("", "How the clinical row was matched: patient_level, patient, none."),
+}
+
+
+def _registry_dict() -> dict[str, dict[str, str]]:
+    rows = list(csv.DictReader(io.StringIO(data_dictionary_csv())))
+    return {r["column"]: r for r in rows}
+
+
+DICT_COLUMNS = ("table", "column", "base_column", "time_point", "unit", "family", "definition",
+                "formula", "values", "paper_term", "source")
+
+
+def dictionary_csv(wide_cols: Sequence[str], long_cols: Sequence[str]) -> str:
+    """``data_dictionary.csv``: every output column, from the registry plus the batch's own."""
+    reg = _registry_dict()
+    rows = []
+    for table, cols in (("features_wide", wide_cols), ("measurements_long", long_cols)):
+        for col in cols:
+            base, tp = col, ""
+            for suffix in (*TPS, "ap"):
+                if col.endswith("_" + suffix) and (col[: -len(suffix) - 1] in reg
+                                                   or col[: -len(suffix) - 1] in BATCH_COLUMNS
+                                                   or suffix in ("postop", "followup")):
+                    base, tp = col[: -len(suffix) - 1], suffix
+                    break
+            row = {"table": table, "column": col, "base_column": base, "time_point": tp}
+            if base in reg:
+                r = reg[base]
+                row.update(unit=r["unit"], family=r["family"], definition=r["definition"],
+                           formula=r["formula"], values=r["values"],
+                           paper_term=r["paper_term"], source=r["source"])
+            elif base in BATCH_COLUMNS:
+                row.update(unit=BATCH_COLUMNS[base][0], family="batch",
+                           definition=BATCH_COLUMNS[base][1])
+            else:
+                row.update(family="cement" if tp in ("postop", "followup") else "clinical",
+                           definition="cement feature (spine_measure.cement)"
+                           if tp in ("postop", "followup") else
+                           "Clinical table column carried through unchanged.")
+            rows.append(row)
+    return csv_text(DICT_COLUMNS, rows)

@@ -1,0 +1,54 @@
+"""Reader annotations (``X.sm.json``) of the sample films, made from their ground truth.
+
+The sidecar holds what a perfect reader would enter: the truth landmarks with their flags, the
+findings, the procedure date (the one ``clinical.csv`` gives), the exact cement mask (as an
+``edited`` mask) and a fixed reader name and timestamps, so that ``spine-measure batch
+sample_dicoms --out OUT`` measures the bundled set and regenerating it is byte-identical.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["READER", "annotation_for_truth", "write_annotation_for_truth"]
+
+READER = "synthetic-truth"
+
+
+def annotation_for_truth(truth_path: str | Path, rows: int, cols: int):
+    """The :class:`~spine_measure.io.annotation.Annotation` of the film of ``truth_path``."""
+    from spine_measure.io.annotation import Annotation, CementMask, Findings, ImageRef
+    from spine_measure.landmarks import SpineLandmarks
+
+    p = Path(truth_path)
+    t = json.loads(p.read_text(encoding="utf-8"))
+    ref = ImageRef(rows=int(rows), cols=int(cols), sop_instance_uid=t["sop_instance_uid"],
+                   file_name=t["image"])
+    cement = ()
+    if t.get("cement"):
+        mask = np.asarray(Image.open(p.with_name(t["cement"]["mask"]))) > 127
+        cement = (CementMask.from_array(t["cement"]["level"], mask, source="edited"),)
+    when = _dt.datetime.fromisoformat(t["acquisition_date"]).replace(tzinfo=_dt.UTC)
+    return Annotation(ref, SpineLandmarks.from_dict({"view": t["view"],
+                                                    "vertebrae": t["vertebrae"]}),
+                      findings=Findings(**t["findings"]), procedure_date=t["procedure_date"],
+                      cement=cement, reader=READER, created=when, modified=when, revision=1)
+
+
+def write_annotation_for_truth(truth_path: str | Path) -> Path:
+    """Write ``X.sm.json`` next to ``X.dcm`` from ``X.truth.json``; return its path."""
+    import pydicom
+
+    from spine_measure.io.annotation import annotation_to_json, atomic_write_text, sidecar_path
+
+    p = Path(truth_path)
+    image = p.with_name(json.loads(p.read_text(encoding="utf-8"))["image"])
+    ds = pydicom.dcmread(image, stop_before_pixels=True, specific_tags=["Rows", "Columns"])
+    out = sidecar_path(image)
+    atomic_write_text(out, annotation_to_json(annotation_for_truth(p, ds.Rows, ds.Columns)))
+    return out
