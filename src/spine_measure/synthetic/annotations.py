@@ -4,6 +4,11 @@ The sidecar holds what a perfect reader would enter: the truth landmarks with th
 findings, the procedure date (the one ``clinical.csv`` gives), the exact cement mask (as an
 ``edited`` mask) and a fixed reader name and timestamps, so that ``spine-measure batch
 sample_dicoms --out OUT`` measures the bundled set and regenerating it is byte-identical.
+
+A film whose header gives no usable spacing (SM007's follow-up, ``PixelSpacing 0\\0``) gets
+what a reader does with such a film: a calibration line of known length (80 mm, horizontal,
+near the top edge, as if drawn over the detector's scale), exact at the render spacing. Its
+lengths then carry ``calibration_source = reader``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,13 @@ READER = "synthetic-truth"
 
 def annotation_for_truth(truth_path: str | Path, rows: int, cols: int):
     """The :class:`~spine_measure.io.annotation.Annotation` of the film of ``truth_path``."""
-    from spine_measure.io.annotation import Annotation, CementMask, Findings, ImageRef
+    from spine_measure.io.annotation import (
+        Annotation,
+        CalibrationLine,
+        CementMask,
+        Findings,
+        ImageRef,
+    )
     from spine_measure.landmarks import SpineLandmarks
 
     p = Path(truth_path)
@@ -33,9 +44,16 @@ def annotation_for_truth(truth_path: str | Path, rows: int, cols: int):
     if t.get("cement"):
         mask = np.asarray(Image.open(p.with_name(t["cement"]["mask"]))) > 127
         cement = (CementMask.from_array(t["cement"]["level"], mask, source="edited"),)
+    calibration = None
+    spacing = (t.get("design") or {}).get("render_spacing_mm")
+    if t["calibration"]["source"] == "uncalibrated" and spacing:
+        length_mm = 80.0
+        calibration = CalibrationLine((20.0, 20.0), (20.0, 20.0 + length_mm / spacing),
+                                      length_mm)
     when = _dt.datetime.fromisoformat(t["acquisition_date"]).replace(tzinfo=_dt.UTC)
     return Annotation(ref, SpineLandmarks.from_dict({"view": t["view"],
                                                     "vertebrae": t["vertebrae"]}),
+                      calibration=calibration,
                       findings=Findings(**t["findings"]), procedure_date=t["procedure_date"],
                       cement=cement, reader=READER, created=when, modified=when, revision=1)
 
