@@ -18,6 +18,14 @@ oriented from posterior to anterior: this is how readers draw endplate lines for
 angles on a collapsed body whose middle point sinks into the cleft. ``Ms``/``Mi`` serve the
 middle height only (``hm = |Ms - Mi|``). S1 has only its superior endplate ``Ps -> As``.
 
+Fast path
+---------
+The measurement layer calls these once per endplate and angle for every film of a batch, so
+besides the numpy-facing functions there are plain-float kernels on 2-vectors
+(:func:`segment`, :func:`signed_segment_angle`, :func:`unsigned_segment_angle`): small
+numpy arrays cost microseconds per call, ``math.hypot``/``math.atan2`` on floats a fraction
+of that. The public functions delegate to the kernels, so both paths give the same numbers.
+
 Sign convention
 ---------------
 :func:`signed_endplate_angle` is positive when the two lines converge anteriorly (kyphosis,
@@ -46,9 +54,12 @@ __all__ = [
     "line_through",
     "midpoint",
     "polygon_area",
+    "segment",
     "signed_endplate_angle",
+    "signed_segment_angle",
     "to_physical",
     "unsigned_line_angle",
+    "unsigned_segment_angle",
 ]
 
 Spacing = tuple[float, float] | None
@@ -91,6 +102,27 @@ def to_physical(points: np.ndarray | Sequence[float], spacing: Spacing) -> np.nd
     return arr * _spacing(spacing)
 
 
+def _spacing_pair(spacing: Spacing) -> tuple[float, float]:
+    """``(row_mm, col_mm)`` as Python floats (``(1.0, 1.0)`` for None), validated."""
+    if spacing is None:
+        return (1.0, 1.0)
+    try:
+        r, c = spacing  # type: ignore[misc]
+        r, c = float(r), float(c)
+    except (TypeError, ValueError):
+        _spacing(spacing)  # raises the documented message
+        raise
+    if not (math.isfinite(r) and math.isfinite(c) and r > 0.0 and c > 0.0):
+        _spacing(spacing)
+    return (r, c)
+
+
+def _xy(p: np.ndarray | Sequence[float]) -> tuple[float, float]:
+    """A ``(row, col)`` point as two Python floats (ValueError/TypeError when not a pair)."""
+    a, b = p  # type: ignore[misc]
+    return float(a), float(b)
+
+
 def distance(p: np.ndarray | Sequence[float], q: np.ndarray | Sequence[float],
              spacing: Spacing = None) -> float:
     """Physical distance ``hypot((r1 - r0) * row_mm, (c1 - c0) * col_mm)``.
@@ -102,8 +134,14 @@ def distance(p: np.ndarray | Sequence[float], q: np.ndarray | Sequence[float],
     >>> distance((0, 0), (3, 4), (2.0, 1.0))  # hypot(6, 4)
     7.211102550927978
     """
-    d = to_physical(np.asarray(q, dtype=float) - np.asarray(p, dtype=float), spacing)
-    return float(math.hypot(d[0], d[1]))
+    sr, sc = _spacing_pair(spacing)
+    try:
+        p0, p1 = _xy(p)
+        q0, q1 = _xy(q)
+    except (TypeError, ValueError):  # not a pair: the array path raises the clear message
+        d = to_physical(np.asarray(q, dtype=float) - np.asarray(p, dtype=float), spacing)
+        return float(math.hypot(d[0], d[1]))
+    return math.hypot((q0 - p0) * sr, (q1 - p1) * sc)
 
 
 def midpoint(p: np.ndarray | Sequence[float], q: np.ndarray | Sequence[float]) -> np.ndarray:
@@ -126,7 +164,7 @@ class Line:
     @property
     def length(self) -> float:
         """``|end - start|``."""
-        return float(np.hypot(*self.vector))
+        return _length(self)
 
     @property
     def direction(self) -> np.ndarray:
@@ -139,8 +177,44 @@ class Line:
         return (self.start + self.end) / 2.0
 
 
-def _scale_of(*pts: np.ndarray) -> float:
-    return max(1.0, *(float(np.max(np.abs(p))) for p in pts))
+#: A line on the hot path, in plain floats: ``(r0, c0, r1, c1, ur, uc)`` = physical start,
+#: physical end and the unit direction ``(end - start) / |end - start|``.
+Seg = tuple[float, float, float, float, float, float]
+
+
+def _length(line: Line) -> float:
+    r0, c0 = _xy(line.start)
+    r1, c1 = _xy(line.end)
+    return math.hypot(r1 - r0, c1 - c0)
+
+
+def _seg_of(line: Line) -> Seg:
+    """The plain-float form of a :class:`Line` (a zero-length line gets a NaN direction)."""
+    r0, c0 = _xy(line.start)
+    r1, c1 = _xy(line.end)
+    dr, dc = r1 - r0, c1 - c0
+    n = math.hypot(dr, dc)
+    if n == 0.0:
+        return (r0, c0, r1, c1, math.nan, math.nan)
+    return (r0, c0, r1, c1, dr / n, dc / n)
+
+
+def segment(r0: float, c0: float, r1: float, c1: float, what: str = "line") -> Seg:
+    """Plain-float oriented line from physical ``(r0, c0)`` to ``(r1, c1)``.
+
+    The fast form of :func:`line_through` used by the measurement layer: same zero-length
+    test (``|end - start| <= 1e-9 * max(1, |coordinates|)``), same error message.
+
+    Raises
+    ------
+    DegenerateGeometryError
+        When the two points coincide.
+    """
+    dr, dc = r1 - r0, c1 - c0
+    n = math.hypot(dr, dc)
+    if n <= _EPS * max(1.0, abs(r0), abs(c0), abs(r1), abs(c1)):
+        raise DegenerateGeometryError(f"{what}: its two points coincide (zero-length line)")
+    return (r0, c0, r1, c1, dr / n, dc / n)
 
 
 def line_through(p: np.ndarray | Sequence[float], q: np.ndarray | Sequence[float],
@@ -154,8 +228,7 @@ def line_through(p: np.ndarray | Sequence[float], q: np.ndarray | Sequence[float
     """
     a = to_physical(p, spacing)
     b = to_physical(q, spacing)
-    if math.hypot(*(b - a)) <= _EPS * _scale_of(a, b):
-        raise DegenerateGeometryError(f"{what}: its two points coincide (zero-length line)")
+    segment(float(a[0]), float(a[1]), float(b[0]), float(b[1]), what)
     return Line(a, b)
 
 
@@ -184,17 +257,35 @@ def endplate_line(points: dict[str, np.ndarray] | object, which: str,
     return line_through(pts[post], pts[ant], spacing, what=f"{level} {which} endplate")
 
 
-def _cross(u: np.ndarray, v: np.ndarray) -> float:
-    return float(u[0] * v[1] - u[1] * v[0])
-
-
 def angle_between_directions(u: np.ndarray, v: np.ndarray) -> float:
     """Signed angle in degrees from direction ``u`` to direction ``v`` in (row, col) axes.
 
     ``atan2(u x v, u . v)``; the sign depends on the handedness of the axes, so callers that
     need an anatomical sign multiply by an orientation (see :func:`signed_endplate_angle`).
     """
-    return math.degrees(math.atan2(_cross(u, v), float(np.dot(u, v))))
+    u0, u1 = _xy(u)
+    v0, v1 = _xy(v)
+    return math.degrees(math.atan2(u0 * v1 - u1 * v0, u0 * v0 + u1 * v1))
+
+
+def signed_segment_angle(cranial: Seg, caudal: Seg) -> float:
+    """:func:`signed_endplate_angle` on plain-float lines (see :func:`segment`)."""
+    r0, c0, r1, c1, ur, uc = cranial
+    s0, d0, s1, d1, wr, wc = caudal
+    ar, ac = ur + wr, uc + wc
+    na = math.hypot(ar, ac)
+    if na <= 1e-9:
+        raise DegenerateGeometryError("endplate lines point in opposite directions "
+                                      "(posterior and anterior points swapped?)")
+    dr = (r0 + r1) / 2.0 - (s0 + s1) / 2.0
+    dc = (c0 + c1) / 2.0 - (d0 + d1) / 2.0
+    orient = (ar / na) * dc - (ac / na) * dr
+    scale = max(1.0, abs(r0), abs(c0), abs(r1), abs(c1), abs(s0), abs(d0), abs(s1), abs(d1))
+    if abs(orient) <= _EPS * scale:
+        raise DegenerateGeometryError("cannot tell cranial from caudal: the endplate midpoints "
+                                      "lie along the anterior direction")
+    s = 1.0 if orient > 0 else -1.0
+    return s * math.degrees(math.atan2(ur * wc - uc * wr, ur * wr + uc * wc))
 
 
 def signed_endplate_angle(cranial: Line, caudal: Line) -> float:
@@ -228,19 +319,14 @@ def signed_endplate_angle(cranial: Line, caudal: Line) -> float:
     >>> round(signed_endplate_angle(sup, inf), 6) == round(math.degrees(math.atan(0.5)), 6)
     True
     """
-    u, w = cranial.direction, caudal.direction
-    a = u + w
-    scale = _scale_of(cranial.start, cranial.end, caudal.start, caudal.end)
-    if math.hypot(*a) <= 1e-9:
-        raise DegenerateGeometryError("endplate lines point in opposite directions "
-                                      "(posterior and anterior points swapped?)")
-    d = cranial.midpoint - caudal.midpoint
-    orient = _cross(a / math.hypot(*a), d)
-    if abs(orient) <= _EPS * scale:
-        raise DegenerateGeometryError("cannot tell cranial from caudal: the endplate midpoints "
-                                      "lie along the anterior direction")
-    s = 1.0 if orient > 0 else -1.0
-    return s * angle_between_directions(u, w)
+    return signed_segment_angle(_seg_of(cranial), _seg_of(caudal))
+
+
+def unsigned_segment_angle(u: Seg, v: Seg) -> float:
+    """:func:`unsigned_line_angle` on plain-float lines: ``|atan2(u x v, u . v)|`` (deg)."""
+    ur, uc = u[4], u[5]
+    vr, vc = v[4], v[5]
+    return abs(math.degrees(math.atan2(ur * vc - uc * vr, ur * vr + uc * vc)))
 
 
 def unsigned_line_angle(u: Line, v: Line) -> float:
@@ -248,7 +334,7 @@ def unsigned_line_angle(u: Line, v: Line) -> float:
 
     Used for coronal Cobb angles, whose lines are all oriented image-left -> image-right.
     """
-    return abs(angle_between_directions(u.direction, v.direction))
+    return unsigned_segment_angle(_seg_of(u), _seg_of(v))
 
 
 def polygon_area(points: np.ndarray | Sequence[Sequence[float]], spacing: Spacing = None) -> float:

@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import difflib
+import math
 import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -111,7 +112,22 @@ def _validate_view(view: Any, where: str) -> str:
     return view
 
 
+def _fast_coord(x: Any) -> float | None:
+    t = type(x)
+    if t is float or t is np.float64 or (t is int and -(2 ** 53) <= x <= 2 ** 53):
+        f = float(x)
+        return f if math.isfinite(f) else None
+    return None
+
+
 def _as_point(level: str, name: str, value: Any) -> tuple[float, float]:
+    # fast path for the common (row, col) pair of plain numbers; anything else (strings,
+    # bools, arrays, bad shapes, non-finite values) takes the numpy path with its messages
+    if type(value) is tuple or type(value) is list:
+        if len(value) == 2:
+            a, b = _fast_coord(value[0]), _fast_coord(value[1])
+            if a is not None and b is not None:
+                return (a, b)
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
@@ -283,12 +299,22 @@ class SpineLandmarks:
                 raise LandmarkError(f"{v.level}: level annotated twice")
             seen.add(v.level)
         object.__setattr__(self, "view", view)
-        object.__setattr__(self, "vertebrae", tuple(sorted(verts, key=lambda v: v.index)))
+        ordered = tuple(sorted(verts, key=lambda v: v.index))
+        object.__setattr__(self, "vertebrae", ordered)
+        # lookup tables (not dataclass fields: equality, repr and replace() ignore them)
+        object.__setattr__(self, "_by_level", {v.level: v for v in ordered})
+        object.__setattr__(self, "_levels", tuple(v.level for v in ordered))
+
+    def _lookup(self, level: object) -> Vertebra | None:
+        try:
+            return self._by_level.get(level)  # type: ignore[attr-defined,no-any-return]
+        except TypeError:  # unhashable: cannot be a level
+            return None
 
     def __getitem__(self, level: str) -> Vertebra:
-        for v in self.vertebrae:
-            if v.level == level:
-                return v
+        v = self._lookup(level)
+        if v is not None:
+            return v
         if level in _LEVEL_INDEX:
             raise LandmarkError(f"{level}: level not annotated on this film "
                                 f"(annotated: {', '.join(self.levels()) or 'none'})")
@@ -297,13 +323,10 @@ class SpineLandmarks:
 
     def get(self, level: str) -> Vertebra | None:
         """Return the vertebra at ``level`` or None."""
-        for v in self.vertebrae:
-            if v.level == level:
-                return v
-        return None
+        return self._lookup(level)
 
     def __contains__(self, level: object) -> bool:
-        return any(v.level == level for v in self.vertebrae)
+        return self._lookup(level) is not None
 
     def __iter__(self) -> Iterator[Vertebra]:
         return iter(self.vertebrae)
@@ -313,7 +336,7 @@ class SpineLandmarks:
 
     def levels(self) -> tuple[str, ...]:
         """Annotated level labels, cranial to caudal."""
-        return tuple(v.level for v in self.vertebrae)
+        return self._levels  # type: ignore[attr-defined,no-any-return]
 
     def neighbours(self, level: str) -> tuple[Vertebra | None, Vertebra | None]:
         """Vertebrae at the anatomically adjacent levels above and below ``level``.

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 import re
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from spine_measure.geometry import DegenerateGeometryError, distance
+from spine_measure.geometry import DegenerateGeometryError, Seg, _spacing_pair, segment
 from spine_measure.landmarks import LEVELS, LandmarkError, SpineLandmarks, Vertebra
-from spine_measure.measurements.registry import Result
+from spine_measure.measurements.registry import KINDS, Result
 
 __all__ = [
     "Endplate",
@@ -23,6 +22,8 @@ __all__ = [
 
 SITES = ("anterior", "middle", "posterior")
 _SITE_POINTS = {"anterior": ("As", "Ai"), "middle": ("Ms", "Mi"), "posterior": ("Ps", "Pi")}
+_LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
+_ENDPLATE_CORNERS = {"superior": ("Ps", "As"), "inferior": ("Pi", "Ai")}
 _ENDPLATE_ALIASES = {"superior": "superior", "sup": "superior", "s": "superior",
                      "upper": "superior", "inferior": "inferior", "inf": "inferior",
                      "i": "inferior", "lower": "inferior"}
@@ -45,14 +46,26 @@ class Endplate:
         if self.which not in ("superior", "inferior"):
             raise LandmarkError(f'{self.level}: endplate must be "superior" or "inferior"; '
                                 f'got "{self.which}"')
+        object.__setattr__(self, "_key", (_LEVEL_INDEX[self.level],
+                                          0 if self.which == "superior" else 1))
 
     @property
     def key(self) -> tuple[int, int]:
         """Cranio-caudal order: level index, superior before inferior."""
-        return (LEVELS.index(self.level), 0 if self.which == "superior" else 1)
+        return self._key  # type: ignore[no-any-return]
 
     def __str__(self) -> str:
         return f"{self.level}:{self.which}"
+
+
+_ENDPLATES: dict[tuple[str, str], Endplate] = {
+    (lv, w): Endplate(lv, w) for lv in LEVELS for w in ("superior", "inferior")}
+
+
+def endplate(level: str, which: str) -> Endplate:
+    """The (shared, immutable) :class:`Endplate` ``level:which``; validated like the class."""
+    ep = _ENDPLATES.get((level, which))
+    return ep if ep is not None else Endplate(level, which)
 
 
 def parse_endplate(text: str) -> Endplate:
@@ -104,15 +117,74 @@ class MeasureOptions:
                              f"got {self.scoliosis_threshold_deg!r}")
 
 
+#: Every unit a Result may carry (``registry.KINDS``), for the fast constructor below.
+_UNITS = frozenset(u for units in KINDS.values() for u in units)
+_EMPTY: types.MappingProxyType[str, Any] = types.MappingProxyType({})
+
+
+def _result_template() -> dict[str, Any] | None:
+    probe = Result("probe", 0.0, "mm")
+    return dict(vars(probe)) if hasattr(probe, "__dict__") else None
+
+
+_new = object.__new__
+
+#: Attribute defaults of a Result (so fields added to Result later keep their defaults).
+_RESULT_TEMPLATE = _result_template()
+_RESULT_FIELDS = ("name", "value", "unit", "reason", "calibration_source", "neighbours",
+                  "detail")
+#: Defaults of fields beyond the seven set here (empty today); copied into every Result.
+_RESULT_EXTRA = {k: v for k, v in (_RESULT_TEMPLATE or {}).items() if k not in _RESULT_FIELDS}
+
+
+def make_result(name: str, value: Any, unit: str, reason: str | None = None,
+                calibration_source: str | None = None, neighbours: tuple[str, ...] = (),
+                detail: Any = None) -> Result:
+    """A :class:`Result` exactly as its constructor builds it, without the per-call overhead.
+
+    Same normalisation as ``Result.__post_init__``: unknown unit -> ValueError, neighbours as
+    a tuple, detail as a read-only copy, no reason on a present value. Falls back to the
+    constructor if ``Result`` ever stops being a plain ``__dict__`` dataclass.
+    """
+    if _RESULT_TEMPLATE is None or unit not in _UNITS:
+        return Result(name, value, unit, reason, calibration_source, tuple(neighbours),
+                      detail if detail is not None else {})
+    if reason is not None and value is not None and not (
+            isinstance(value, float) and value != value):
+        reason = None
+    r = _new(Result)
+    d = r.__dict__
+    if _RESULT_EXTRA:
+        d.update(_RESULT_EXTRA)
+    d["name"] = name
+    d["value"] = value
+    d["unit"] = unit
+    d["reason"] = reason
+    d["calibration_source"] = calibration_source
+    d["neighbours"] = neighbours if type(neighbours) is tuple else tuple(neighbours)
+    d["detail"] = types.MappingProxyType(dict(detail)) if detail else _EMPTY
+    return r
+
+
 @dataclass
 class FilmContext:
-    """Landmarks of one film with its spacing; caches heights for the neighbour rules."""
+    """Landmarks of one film with its spacing, and the per-film work shared by measurements.
+
+    Everything derived from the landmarks alone is computed once per film and memoised here:
+    the physical heights of each vertebra (:meth:`height`), the endplate lines in physical
+    space (:meth:`endplate_segment`), the reference neighbours of each level
+    (:meth:`reference_neighbours`) and their mean height per site
+    (:meth:`neighbour_reference`), and results other measurements reuse (:meth:`memo`). A
+    context belongs to one film: do not mutate its landmarks or spacing after the first call.
+    """
 
     landmarks: SpineLandmarks
     spacing: tuple[float, float] | None
     calibration_source: str
     options: MeasureOptions = field(default_factory=MeasureOptions)
     _heights: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)
+    _cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False,
+                                   compare=False)
 
     def __post_init__(self) -> None:
         if self.spacing is not None:
@@ -124,6 +196,15 @@ class FilmContext:
         if self.spacing is None and self.calibration_source not in ("uncalibrated",):
             # px lengths must say so, whatever the caller passed
             self.calibration_source = "uncalibrated"
+        self._sr, self._sc = _spacing_pair(self.spacing)
+        self._by_level = {v.level: v for v in self.landmarks.vertebrae}
+        self._lines: dict[tuple[str, str], Seg | str] = {}
+        self._site_h: dict[str, dict[str, float]] = {}
+        self._refs: dict[str, dict[str, tuple[float, tuple[str, ...], str]]] = {}
+        self._nbrs: dict[str, tuple[Vertebra | None, Vertebra | None]] = {}
+        #: level -> measurement name -> Result, filled by the per-vertebra batch of
+        #: ``single_film`` (one pass per level).
+        self.vertebra_cache: dict[str, dict[str, Result]] = {}
 
     @property
     def length_unit(self) -> str:
@@ -131,62 +212,215 @@ class FilmContext:
         return "mm" if self.spacing is not None else "px"
 
     def result(self, name: str, value: Any, unit: str, reason: str | None = None,
-               **kw: Any) -> Result:
-        """A :class:`Result` stamped with this film's calibration source."""
-        return Result(name, value, unit, reason, self.calibration_source, **kw)
+               neighbours: tuple[str, ...] = (), detail: Any = None, **kw: Any) -> Result:
+        """A :class:`Result` stamped with this film's calibration source (built as
+        :func:`make_result` does; further keyword arguments go to the Result constructor)."""
+        if kw or _RESULT_TEMPLATE is None or unit not in _UNITS:
+            return Result(name, value, unit, reason, self.calibration_source,
+                          tuple(neighbours), detail if detail is not None else {}, **kw)
+        if reason is not None and value is not None and not (
+                isinstance(value, float) and value != value):
+            reason = None
+        r = _new(Result)
+        d = r.__dict__
+        if _RESULT_EXTRA:
+            d.update(_RESULT_EXTRA)
+        d["name"] = name
+        d["value"] = value
+        d["unit"] = unit
+        d["reason"] = reason
+        d["calibration_source"] = self.calibration_source
+        d["neighbours"] = neighbours if type(neighbours) is tuple else tuple(neighbours)
+        d["detail"] = types.MappingProxyType(dict(detail)) if detail else _EMPTY
+        return r
+
+    @property
+    def pixel_scale(self) -> tuple[float, float]:
+        """``(row_mm, col_mm)``, or ``(1.0, 1.0)`` when uncalibrated (lengths in px)."""
+        return (self._sr, self._sc)
+
+    def vertebra(self, level: str) -> Vertebra:
+        """The annotated vertebra at ``level`` (LandmarkError as ``landmarks[level]``)."""
+        try:
+            return self._by_level[level]
+        except KeyError:
+            return self.landmarks[level]
+
+    def memo(self, key: Any) -> Any:
+        """A value stored with :meth:`remember`, or None."""
+        return self._cache.get(key)
+
+    def remember(self, key: Any, value: Any) -> Any:
+        """Store ``value`` under ``key`` for this film and return it."""
+        self._cache[key] = value
+        return value
 
     # -- heights ----------------------------------------------------------------------
+    def site_heights(self, v: Vertebra) -> dict[str, float]:
+        """Physical heights of ``v`` by site, for the sites whose two points are annotated.
+
+        ``{"anterior": |As-Ai|, "middle": |Ms-Mi|, "posterior": |Ps-Pi|}`` with
+        ``|p-q| = hypot((r1 - r0) * row_mm, (c1 - c0) * col_mm)``; memoised per level (do not
+        modify the returned dict).
+        """
+        hs = self._site_h.get(v.level)
+        if hs is None:
+            hs = {}
+            pts = v.points
+            sr, sc = self._sr, self._sc
+            for site, (top, bottom) in _SITE_POINTS.items():
+                if top in pts and bottom in pts:
+                    (r0, c0), (r1, c1) = pts[top], pts[bottom]
+                    hs[site] = h = math.hypot((r1 - r0) * sr, (c1 - c0) * sc)
+                    self._heights[(v.level, site)] = h
+            self._site_h[v.level] = hs
+        return hs
+
+    def height_reason(self, v: Vertebra, site: str) -> str:
+        """Why ``v`` has no height at ``site`` (the message :meth:`height` raises)."""
+        if v.level == "S1":
+            return "S1 has only its superior endplate"
+        top, bottom = _SITE_POINTS[site]
+        return f"{v.level}: {top}/{bottom} not annotated"
+
     def height(self, v: Vertebra, site: str) -> float:
         """Height of ``v`` at ``site``: ``|As-Ai|``, ``|Ms-Mi|`` or ``|Ps-Pi|`` (physical).
 
+        ``hypot((r1 - r0) * row_mm, (c1 - c0) * col_mm)``, memoised per level
+        (:meth:`site_heights`).
+
         Raises DegenerateGeometryError when the points of that site are not annotated.
         """
-        key = (v.level, site)
-        if key not in self._heights:
-            top, bottom = _SITE_POINTS[site]
-            if not (v.has(top) and v.has(bottom)):
-                if v.level == "S1":
-                    raise DegenerateGeometryError("S1 has only its superior endplate")
-                raise DegenerateGeometryError(f"{v.level}: {top}/{bottom} not annotated")
-            self._heights[key] = distance(v.points[top], v.points[bottom], self.spacing)
-        return self._heights[key]
+        hs = self._site_h.get(v.level)
+        if hs is None:
+            hs = self.site_heights(v)
+        try:
+            return hs[site]
+        except KeyError:
+            _SITE_POINTS[site]  # KeyError for an unknown site, as before
+            raise DegenerateGeometryError(self.height_reason(v, site)) from None
 
     def try_height(self, v: Vertebra, site: str) -> float:
         """:meth:`height` or NaN."""
-        try:
-            return self.height(v, site)
-        except DegenerateGeometryError:
-            return float("nan")
+        hs = self._site_h.get(v.level)
+        if hs is None:
+            hs = self.site_heights(v)
+        return hs.get(site, math.nan)
 
+    # -- endplates --------------------------------------------------------------------
+    def endplate_segment(self, level: str, which: str) -> Seg:
+        """Endplate line of ``level`` in physical space, posterior -> anterior (memoised).
+
+        The plain-float form (:func:`spine_measure.geometry.segment`) of
+        :func:`spine_measure.geometry.endplate_line`: ``Ps -> As`` (superior) or ``Pi -> Ai``
+        (inferior), with the same checks and messages in the same order.
+
+        Raises
+        ------
+        DegenerateGeometryError
+            Level not annotated, S1 inferior, corners missing or coincident.
+        """
+        key = (level, which)
+        line = self._lines.get(key)
+        if line is None:
+            try:
+                line = self._endplate_segment(level, which)
+            except DegenerateGeometryError as exc:
+                line = str(exc)
+            self._lines[key] = line
+        if type(line) is str:
+            raise DegenerateGeometryError(line)
+        return line  # type: ignore[return-value]
+
+    def _endplate_segment(self, level: str, which: str) -> Seg:
+        v = self._by_level.get(level)
+        if v is None:
+            raise DegenerateGeometryError(f"{level} not annotated (needed for its {which} "
+                                          "endplate)")
+        if level == "S1" and which == "inferior":
+            raise DegenerateGeometryError("S1 has only its superior endplate")
+        post, ant = _ENDPLATE_CORNERS[which]
+        pts = v.points
+        if post not in pts or ant not in pts:
+            raise DegenerateGeometryError(f"{level}: {which} endplate needs {post} and {ant}")
+        (r0, c0), (r1, c1) = pts[post], pts[ant]
+        sr, sc = self._sr, self._sc
+        r0, c0, r1, c1 = r0 * sr, c0 * sc, r1 * sr, c1 * sc
+        dr, dc = r1 - r0, c1 - c0
+        n = math.hypot(dr, dc)
+        if n <= 1e-9 * max(1.0, abs(r0), abs(c0), abs(r1), abs(c1)):
+            segment(r0, c0, r1, c1, f"{level} {which} endplate")  # raises with the message
+        return (r0, c0, r1, c1, dr / n, dc / n)
+
+    # -- neighbours ---------------------------------------------------------------------
     def reference_neighbours(self, level: str) -> tuple[Vertebra | None, Vertebra | None]:
         """Nearest annotated, non-excluded vertebrae above and below ``level`` (never S1).
 
         Walks up (and down) the annotated levels and takes the first one not flagged
-        ``excluded``; S1 cannot serve (it has no heights).
+        ``excluded``; S1 cannot serve (it has no heights). Memoised per level.
         """
-        levels = self.landmarks.levels()
-        i = levels.index(level)
-        up = next((self.landmarks[lv] for lv in reversed(levels[:i])
-                   if not self.landmarks[lv].excluded and lv != "S1"), None)
-        down = next((self.landmarks[lv] for lv in levels[i + 1:]
-                     if not self.landmarks[lv].excluded and lv != "S1"), None)
-        return up, down
+        try:
+            return self._nbrs[level]
+        except KeyError:
+            if level not in self._by_level:
+                self.landmarks.levels().index(level)  # ValueError, as a list lookup
+            # one pass over the film: the last usable vertebra seen above each level...
+            verts = self.landmarks.vertebrae
+            ups: list[Vertebra | None] = []
+            last: Vertebra | None = None
+            for v in verts:
+                ups.append(last)
+                if not v.excluded and v.level != "S1":
+                    last = v
+            # ... and below it
+            last = None
+            for i in range(len(verts) - 1, -1, -1):
+                v = verts[i]
+                self._nbrs[v.level] = (ups[i], last)
+                if not v.excluded and v.level != "S1":
+                    last = v
+            return self._nbrs[level]
 
     def neighbour_reference(self, level: str, site: str) -> tuple[float, tuple[str, ...], str]:
         """Mean height at ``site`` of the usable reference neighbours.
 
         Returns ``(reference, levels_used, reason)``; reference is NaN (and reason set) when
-        no neighbour has that height.
+        no neighbour has that height. ``reference = (h_up + h_down) / 2`` with two usable
+        neighbours, the single height with one. Memoised per level (all sites at once, see
+        :meth:`neighbour_references`).
         """
-        up, down = self.reference_neighbours(level)
-        used: list[tuple[str, float]] = []
-        for nb in (up, down):
-            if nb is None:
-                continue
-            h = self.try_height(nb, site)
-            if math.isfinite(h):
-                used.append((nb.level, h))
-        if not used:
-            return float("nan"), (), (f"{level}: no non-excluded neighbour with a {site} "
-                                      "height to serve as reference")
-        return float(np.mean([h for _, h in used])), tuple(lv for lv, _ in used), ""
+        refs = self._refs.get(level)
+        if refs is None:
+            refs = self.neighbour_references(level)
+        return refs[site]
+
+    def neighbour_references(self, level: str) -> dict[str, tuple[float, tuple[str, ...], str]]:
+        """:meth:`neighbour_reference` for every site of ``level``: site -> tuple (memoised;
+        do not modify the returned dict)."""
+        refs = self._refs.get(level)
+        if refs is not None:
+            return refs
+        nbs = []
+        for nb in self.reference_neighbours(level):
+            if nb is not None:
+                hs = self._site_h.get(nb.level)
+                nbs.append((nb.level, hs if hs is not None else self.site_heights(nb)))
+        refs = {}
+        isfinite = math.isfinite
+        for site in SITES:
+            used_levels: list[str] = []
+            heights: list[float] = []
+            for nb_level, hs in nbs:
+                h = hs.get(site)
+                if h is not None and isfinite(h):
+                    used_levels.append(nb_level)
+                    heights.append(h)
+            if not heights:
+                refs[site] = (float("nan"), (), (f"{level}: no non-excluded neighbour with a "
+                                                 f"{site} height to serve as reference"))
+            else:
+                # numpy's mean of one or two values, bit for bit: (h0 [+ h1]) / n
+                total = heights[0] + heights[1] if len(heights) == 2 else heights[0]
+                refs[site] = (total / len(heights), tuple(used_levels), "")
+        self._refs[level] = refs
+        return refs

@@ -9,17 +9,11 @@ in [0, 180). Coronal Cobb angles are reported unsigned, with their end vertebrae
 from __future__ import annotations
 
 import functools
-import itertools
+import math
 from collections.abc import Callable
 from typing import Any
 
-from spine_measure.geometry import (
-    DegenerateGeometryError,
-    Line,
-    line_through,
-    midpoint,
-    unsigned_line_angle,
-)
+from spine_measure.geometry import DegenerateGeometryError, Seg, segment
 from spine_measure.landmarks import LandmarkError
 from spine_measure.measurements.context import FilmContext
 from spine_measure.measurements.registry import PaperTerm, Result, register
@@ -55,13 +49,28 @@ def _ap_vertebrae(ctx: FilmContext) -> list[Any]:
     return verts
 
 
-def _largest(candidates: list[tuple[str, str, Line, Line]]) -> tuple[float, str, str]:
-    best = (-1.0, "", "")
-    for up, low, a, b in candidates:
-        ang = unsigned_line_angle(a, b)
-        if ang > best[0] + 1e-12:
-            best = (ang, up, low)
-    return best
+def _largest(lines: list[tuple[str, str, Seg]]) -> tuple[float, str, str]:
+    """Largest ``|atan2(u x v, u . v)|`` over pairs of lines of different vertebrae.
+
+    ``lines`` holds ``(level, label, segment)``; pairs are visited in
+    ``itertools.combinations`` order and a later pair wins only when larger by > 1e-12, so
+    the first of (numerically) tied pairs is reported.
+    """
+    best, up, low = -1.0, "", ""
+    degrees, atan2 = math.degrees, math.atan2
+    n = len(lines)
+    for i in range(n):
+        l1, lab1, a = lines[i]
+        ur, uc = a[4], a[5]
+        for j in range(i + 1, n):
+            l2, lab2, b = lines[j]
+            if l1 == l2:
+                continue
+            vr, vc = b[4], b[5]
+            ang = abs(degrees(atan2(ur * vc - uc * vr, ur * vr + uc * vc)))
+            if ang > best + 1e-12:
+                best, up, low = ang, lab1, lab2
+    return best, up, low
 
 
 @register(
@@ -76,29 +85,39 @@ def _largest(candidates: list[tuple[str, str, Line, Line]]) -> tuple[float, str,
                  PaperTerm("degenerative scoliosis Cobb angle >= 10 deg", "Zeng 2025")),
     sign_convention=_UNSIGNED,
 )
-@_guard("coronal_cobb_angle", float("nan"), "deg")
 def coronal_cobb_angle(ctx: FilmContext) -> Result:
     """Largest angle between two endplates of different vertebrae (deg)."""
+    # memoised per film: degenerative_scoliosis reuses it
+    r = ctx.memo("coronal_cobb_angle")
+    return r if r is not None else ctx.remember("coronal_cobb_angle", _coronal_cobb_angle(ctx))
+
+
+@_guard("coronal_cobb_angle", float("nan"), "deg")
+def _coronal_cobb_angle(ctx: FilmContext) -> Result:
     verts = _ap_vertebrae(ctx)
+    sr, sc = ctx.pixel_scale
     lines = []
     for v in verts:
-        for which, (left, right) in (("superior", ("SL", "SR")), ("inferior", ("IL", "IR"))):
-            lines.append((v.level, which, line_through(
-                v.points[left], v.points[right], ctx.spacing,
-                what=f"{v.level} {which} endplate")))
-    cands = [(f"{l1}:{w1}", f"{l2}:{w2}", a, b)
-             for (l1, w1, a), (l2, w2, b) in itertools.combinations(lines, 2) if l1 != l2]
-    angle, up, low = _largest(cands)
+        pts = v.points
+        for which, left, right in (("superior", "SL", "SR"), ("inferior", "IL", "IR")):
+            (r0, c0), (r1, c1) = pts[left], pts[right]
+            lines.append((v.level, f"{v.level}:{which}", segment(
+                r0 * sr, c0 * sc, r1 * sr, c1 * sc, f"{v.level} {which} endplate")))
+    angle, up, low = _largest(lines)
     return ctx.result("coronal_cobb_angle", angle, "deg",
                       detail={"upper": up, "lower": low,
                               "upper_level": up.split(":")[0],
                               "lower_level": low.split(":")[0]})
 
 
-def _midline(ctx: FilmContext, v: Any) -> Line:
-    left = midpoint(v.points["SL"], v.points["IL"])
-    right = midpoint(v.points["SR"], v.points["IR"])
-    return line_through(left, right, ctx.spacing, what=f"{v.level} mid-line")
+def _midline(ctx: FilmContext, v: Any) -> Seg:
+    """Mid-line of an AP vertebra: ``(SL + IL)/2 -> (SR + IR)/2``, in physical space."""
+    pts = v.points
+    (a0, a1), (b0, b1) = pts["SL"], pts["IL"]
+    (c0, c1), (d0, d1) = pts["SR"], pts["IR"]
+    sr, sc = ctx.pixel_scale
+    return segment((a0 + b0) / 2.0 * sr, (a1 + b1) / 2.0 * sc,
+                   (c0 + d0) / 2.0 * sr, (c1 + d1) / 2.0 * sc, f"{v.level} mid-line")
 
 
 @register(
@@ -119,9 +138,7 @@ def _midline(ctx: FilmContext, v: Any) -> Line:
 def coronal_cobb_angle_midline(ctx: FilmContext) -> Result:
     """Largest angle between two vertebral mid-lines (deg)."""
     verts = _ap_vertebrae(ctx)
-    mids = [(v.level, _midline(ctx, v)) for v in verts]
-    cands = [(l1, l2, a, b) for (l1, a), (l2, b) in itertools.combinations(mids, 2)]
-    angle, up, low = _largest(cands)
+    angle, up, low = _largest([(v.level, v.level, _midline(ctx, v)) for v in verts])
     return ctx.result("coronal_cobb_angle_midline", angle, "deg",
                       detail={"upper": up, "lower": low, "upper_level": up, "lower_level": low})
 

@@ -4,6 +4,13 @@ Every function here takes a :class:`~spine_measure.measurements.context.FilmCont
 level and returns a :class:`~spine_measure.measurements.registry.Result`; degenerate geometry
 gives ``NaN`` (or ``None``) plus a reason, never an exception. Lengths are in mm when the film
 is calibrated, in px otherwise; angles in degrees; ratios in percent.
+
+Speed: the per-vertebra measurements of a level are evaluated together, once per film
+(:func:`vertebra_results`), on heights, endplate lines and neighbour references the
+:class:`~spine_measure.measurements.context.FilmContext` computes once, with plain-float
+2-vector math; each registered function returns its result from that batch.
+``benchmarks/bench_measure.py`` checks that measuring a film costs less than reading its
+DICOM header.
 """
 
 from __future__ import annotations
@@ -13,18 +20,16 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from spine_measure.geometry import (
-    DegenerateGeometryError,
-    endplate_line,
-    signed_endplate_angle,
-)
+from spine_measure.geometry import DegenerateGeometryError, signed_segment_angle
 from spine_measure.landmarks import LEVELS, LandmarkError
 from spine_measure.measurements.context import Endplate, FilmContext
+from spine_measure.measurements.context import endplate as _endplate
 from spine_measure.measurements.registry import PaperTerm, Result, register
 
 __all__ = ["cobb_angle", "endplate_angle", "genant_from_heights"]
 
 NAN = float("nan")
+_LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
 
 KYPHOSIS_SIGN = ("positive when the lines converge anteriorly (kyphosis, anterior wedging), "
                  "negative when they converge posteriorly (lordosis); anterior and cranial "
@@ -68,22 +73,183 @@ def _ratio(num: float, den: float, what: str) -> float:
 
 
 def _lateral(ctx: FilmContext, level: str) -> Any:
-    v = ctx.landmarks[level]
+    v = ctx.vertebra(level)
     if ctx.landmarks.view != "lateral":
         raise DegenerateGeometryError(f"{level}: needs a lateral film")
     return v
 
 
-# ----------------------------------------------------------------------------- heights
-def _height_result(name: str, site: str) -> Callable[[FilmContext, str], Result]:
-    @_guard(name, "length")
-    def fn(ctx: FilmContext, level: str) -> Result:
-        return ctx.result(name, ctx.height(_lateral(ctx, level), site), ctx.length_unit)
+# ------------------------------------------------------------------ per-vertebra batch
+# Every per-vertebra measurement of a level is computed in one pass, the first time any of
+# them is asked for, and memoised in the film context (``ctx.vertebra_cache``): the heights,
+# endplate lines and neighbour references they share are computed once per film, and each
+# registered function below just returns its result from the batch. The batch evaluates
+# every measurement exactly as its registry entry defines it, with the same checks in the
+# same order, so each NaN (None) carries the same reason as a separate computation would.
+_FIXED_UNITS = {"angle": "deg", "ratio": "pct", "grade": "grade", "category": "", "flag": ""}
+_NUMERIC = ("length", "angle", "ratio")
+_HEIGHTS = (("ha", "anterior"), ("hm", "middle"), ("hp", "posterior"))
+_RATES = (("cr_anterior", "anterior"), ("cr_middle", "middle"), ("cr_posterior", "posterior"))
+#: Name and kind of every per-vertebra measurement of this module.
+_BATCH_KINDS = (("ha", "length"), ("hm", "length"), ("hp", "length"),
+                ("wedge_angle", "angle"), ("regional_kyphotic_angle", "angle"),
+                ("cr_anterior", "ratio"), ("cr_middle", "ratio"), ("cr_posterior", "ratio"),
+                ("compression_pct", "ratio"), ("wedge_ratio", "ratio"),
+                ("biconcavity_ratio", "ratio"), ("crush_ratio", "ratio"),
+                ("genant_grade", "grade"), ("genant_shape", "category"))
+_RATE_WHAT = {site: f"{site} compression rate" for site in ("anterior", "middle", "posterior")}
+_INF = math.inf
 
-    fn.__name__ = name
-    fn.__doc__ = f"{site.capitalize()} height of the vertebral body (see registry entry)."
+
+def vertebra_results(ctx: FilmContext, level: str) -> dict[str, Result]:
+    """Every per-vertebra measurement of this module at ``level`` (memoised per film).
+
+    A level that is not annotated, or a film that is not lateral, gives every measurement
+    NaN (None) with that reason; otherwise each value is computed on its own, a degenerate
+    one giving NaN (None) plus its reason.
+    """
+    per = ctx.vertebra_cache.get(level)
+    if per is None:
+        try:
+            v = _lateral(ctx, level)
+        except (DegenerateGeometryError, LandmarkError) as exc:
+            reason, unit = str(exc), ctx.length_unit
+            per = {name: ctx.result(name, NAN if kind in _NUMERIC else None,
+                                    unit if kind == "length" else _FIXED_UNITS[kind], reason)
+                   for name, kind in _BATCH_KINDS}
+        else:
+            per = _measure_vertebra(ctx, v, level)
+        ctx.vertebra_cache[level] = per
+    return per
+
+
+def _ratio_or_reason(num: float, den: float, level: str, what: str
+                     ) -> tuple[float, str | None]:
+    """``(100 * num / den, None)``, or ``(NaN, reason)`` as :func:`_ratio` would raise for
+    ``f"{level} {what}"``."""
+    if 0.0 < den < _INF and -_INF < num < _INF:
+        return 100.0 * num / den, None
+    try:
+        return _ratio(num, den, f"{level} {what}"), None
+    except DegenerateGeometryError as exc:
+        return NAN, str(exc)
+
+
+def _measure_vertebra(ctx: FilmContext, v: Any, level: str) -> dict[str, Result]:
+    result = ctx.result
+    lu = ctx.length_unit
+    out: dict[str, Result] = {}
+
+    # heights: h[site] when annotated, else why[site]
+    h = ctx.site_heights(v)
+    why: dict[str, str] = {}
+    for name, site in _HEIGHTS:
+        if site in h:
+            out[name] = result(name, h[site], lu)
+        else:
+            why[site] = ctx.height_reason(v, site)
+            out[name] = result(name, NAN, lu, why[site])
+
+    # wedge angle: superior against inferior endplate of the same vertebra (endplate_angle
+    # with the cranial endplate known to come first)
+    segment = ctx.endplate_segment
+    try:
+        if level == "S1":
+            raise DegenerateGeometryError("S1 has only its superior endplate")
+        value = signed_segment_angle(segment(level, "superior"), segment(level, "inferior"))
+    except (DegenerateGeometryError, LandmarkError) as exc:
+        out["wedge_angle"] = result("wedge_angle", NAN, "deg", str(exc))
+    else:
+        out["wedge_angle"] = result("wedge_angle", value, "deg")
+
+    # regional kyphotic angle: superior endplate above against inferior endplate below
+    try:
+        top, lower = _regional_endplates(level)
+        value = signed_segment_angle(segment(top.level, top.which),
+                                     segment(lower.level, lower.which))
+    except (DegenerateGeometryError, LandmarkError) as exc:
+        out["regional_kyphotic_angle"] = result("regional_kyphotic_angle", NAN, "deg", str(exc))
+    else:
+        out["regional_kyphotic_angle"] = result("regional_kyphotic_angle", value, "deg",
+                                                detail=_REGIONAL_DETAIL[level])
+
+    # compression rates: own height over the neighbours' mean height, per site
+    rates: dict[str, tuple[float, tuple[str, ...]]] = {}
+    refs = ctx.neighbour_references(level)
+    for name, site in _RATES:
+        if site in h:
+            ref, used, reason = refs[site]
+            if used:
+                value, reason = _ratio_or_reason(h[site], ref, level, _RATE_WHAT[site])
+                if reason is None:
+                    rates[site] = (value, used)
+                    out[name] = result(name, value, "pct", None, used)
+                    continue
+        else:
+            reason = why[site]
+        out[name] = result(name, NAN, "pct", reason)
+
+    # compression_pct = 100 - cr_anterior
+    if "anterior" in rates:
+        value, used = rates["anterior"]
+        out["compression_pct"] = result("compression_pct", 100.0 - value, "pct", None, used)
+    else:
+        out["compression_pct"] = result("compression_pct", NAN, "pct",
+                                        out["cr_anterior"].reason or "cr_anterior missing")
+
+    # morphometric ratios of the vertebra's own heights (first missing height named)
+    for name, num, what in (("wedge_ratio", "anterior", "ha/hp"),
+                            ("biconcavity_ratio", "middle", "hm/hp")):
+        if num not in h:
+            out[name] = result(name, NAN, "pct", why[num])
+        elif "posterior" not in h:
+            out[name] = result(name, NAN, "pct", why["posterior"])
+        else:
+            value, reason = _ratio_or_reason(h[num], h["posterior"], level, what)
+            out[name] = result(name, value, "pct", reason)
+
+    # crush ratio = cr_posterior
+    if "posterior" in rates:
+        value, used = rates["posterior"]
+        out["crush_ratio"] = result("crush_ratio", value, "pct", None, used)
+    else:
+        out["crush_ratio"] = result("crush_ratio", NAN, "pct", out["cr_posterior"].reason
+                                    or "posterior reference missing")
+
+    # Genant grade and shape (one computation, two results)
+    try:
+        grade, shape, reduction, used = _genant(ctx, v, level)
+    except (DegenerateGeometryError, LandmarkError) as exc:
+        out["genant_grade"] = result("genant_grade", None, "grade", str(exc))
+        out["genant_shape"] = result("genant_shape", None, "", str(exc))
+    else:
+        detail = {"height_reduction_pct": reduction}
+        out["genant_grade"] = result("genant_grade", grade, "grade", None, used, detail)
+        out["genant_shape"] = result("genant_shape", shape, "", None, used, detail)
+    return out
+
+
+def _batch(ctx: FilmContext, level: str) -> dict[str, Result]:
+    per = ctx.vertebra_cache.get(level)
+    return per if per is not None else vertebra_results(ctx, level)
+
+
+def _from_batch(name: str, doc: str) -> Callable[[FilmContext, str], Result]:
+    """The registered function of a per-vertebra measurement: its result from the batch."""
+
+    def fn(ctx: FilmContext, level: str) -> Result:
+        per = ctx.vertebra_cache.get(level)
+        return (per if per is not None else vertebra_results(ctx, level))[name]
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
     return fn
 
+
+# ----------------------------------------------------------------------------- heights
+def _height_result(name: str, site: str) -> Callable[[FilmContext, str], Result]:
+    return _from_batch(name, f"{site.capitalize()} height of the vertebral body "
+                             "(see registry entry).")
 
 ha = register(
     name="ha", family="heights", scope="vertebra", view="lateral", kind="length",
@@ -122,19 +288,14 @@ def endplate_angle(ctx: FilmContext, a: Endplate, b: Endplate) -> float:
 
     Raises DegenerateGeometryError for a missing level, S1 inferior, or identical endplates.
     """
-    if a.key == b.key:
+    ka, kb = a._key, b._key  # == a.key, b.key
+    if ka == kb:
         raise DegenerateGeometryError(f"{a}: an endplate against itself has no angle")
-    cranial, caudal = (a, b) if a.key < b.key else (b, a)
-    lines = []
-    for ep in (cranial, caudal):
-        if ep.level not in ctx.landmarks:
-            raise DegenerateGeometryError(f"{ep.level} not annotated (needed for its "
-                                          f"{ep.which} endplate)")
-        if ep.level == "S1" and ep.which == "inferior":
-            raise DegenerateGeometryError("S1 has only its superior endplate")
-        lines.append(endplate_line(ctx.landmarks[ep.level], ep.which, ctx.spacing,
-                                   level=ep.level))
-    return signed_endplate_angle(lines[0], lines[1])
+    cranial, caudal = (a, b) if ka < kb else (b, a)
+    # memoised per film: endplate lines in physical space, checked in this order
+    top = ctx.endplate_segment(cranial.level, cranial.which)
+    bottom = ctx.endplate_segment(caudal.level, caudal.which)
+    return signed_segment_angle(top, bottom)
 
 
 @register(
@@ -148,14 +309,9 @@ def endplate_angle(ctx: FilmContext, a: Endplate, b: Endplate) -> float:
                  PaperTerm('"Cobb angle" (LKA) of the fractured vertebra', "Li 2021")),
     sign_convention=KYPHOSIS_SIGN,
 )
-@_guard("wedge_angle", "angle")
 def wedge_angle(ctx: FilmContext, level: str) -> Result:
     """Wedge angle of ``level`` (deg), positive for anterior wedging."""
-    _lateral(ctx, level)
-    if level == "S1":
-        raise DegenerateGeometryError("S1 has only its superior endplate")
-    value = endplate_angle(ctx, Endplate(level, "superior"), Endplate(level, "inferior"))
-    return ctx.result("wedge_angle", value, "deg")
+    return _batch(ctx, level)["wedge_angle"]
 
 
 @register(
@@ -172,22 +328,28 @@ def wedge_angle(ctx: FilmContext, level: str) -> Result:
                  PaperTerm("local kyphosis angle", "An 2021")),
     sign_convention=KYPHOSIS_SIGN,
 )
-@_guard("regional_kyphotic_angle", "angle")
 def regional_kyphotic_angle(ctx: FilmContext, level: str) -> Result:
     """Regional kyphotic angle around ``level`` (deg), positive for kyphosis."""
-    _lateral(ctx, level)
-    i = LEVELS.index(level)
+    return _batch(ctx, level)["regional_kyphotic_angle"]
+
+
+def _regional_endplates(level: str) -> tuple[Endplate, Endplate]:
+    """Superior endplate of the level above, inferior endplate of the level below (L5: S1
+    superior); the cranial one first."""
+    i = _LEVEL_INDEX[level]
     if i == 0 or level == "S1":
         raise DegenerateGeometryError(f"{level}: no vertebra above/below on the chart of levels")
     upper = LEVELS[i - 1]
     if level == "L5":
-        lower = Endplate("S1", "superior")
+        lower = _endplate("S1", "superior")
     else:
-        lower = Endplate(LEVELS[i + 1], "inferior")
-    top = Endplate(upper, "superior")
-    value = endplate_angle(ctx, top, lower)
-    return ctx.result("regional_kyphotic_angle", value, "deg",
-                      detail={"upper": str(top), "lower": str(lower)})
+        lower = _endplate(LEVELS[i + 1], "inferior")
+    return _endplate(upper, "superior"), lower
+
+
+#: The ``detail`` of regional_kyphotic_angle per index level (the two endplates used).
+_REGIONAL_DETAIL = {lv: {"upper": str(a), "lower": str(b)}
+                    for lv in LEVELS[1:-1] for a, b in [_regional_endplates(lv)]}
 
 
 @register(
@@ -214,20 +376,7 @@ def cobb_angle(ctx: FilmContext, a: Endplate, b: Endplate) -> Result:
 
 # ------------------------------------------------------------------------ compression
 def _cr(name: str, site: str) -> Callable[[FilmContext, str], Result]:
-    @_guard(name, "ratio")
-    def fn(ctx: FilmContext, level: str) -> Result:
-        v = _lateral(ctx, level)
-        h = ctx.height(v, site)
-        ref, used, reason = ctx.neighbour_reference(level, site)
-        if not used:
-            raise DegenerateGeometryError(reason)
-        value = _ratio(h, ref, f"{level} {site} compression rate")
-        return ctx.result(name, value, "pct", neighbours=used)
-
-    fn.__name__ = name
-    fn.__doc__ = f"Compression rate at the {site} site (percent)."
-    return fn
-
+    return _from_batch(name, f"Compression rate at the {site} site (percent).")
 
 _CR_NEIGHBOURS = ("Reference: the nearest annotated, non-excluded vertebra above and below "
                   "(mean of the two); with only one usable neighbour (always the upper one "
@@ -272,14 +421,9 @@ cr_posterior = register(
     formula="compression_pct = 100 - cr_anterior",
     paper_terms=(PaperTerm("vertebral compression degree", "Zeng 2025"),),
 )
-@_guard("compression_pct", "ratio")
 def compression_pct(ctx: FilmContext, level: str) -> Result:
     """100 - cr_anterior (percent)."""
-    cr = cr_anterior(ctx, level)
-    if not cr.ok:
-        raise DegenerateGeometryError(cr.reason or "cr_anterior missing")
-    return ctx.result("compression_pct", 100.0 - float(cr.value), "pct",  # type: ignore[arg-type]
-                      neighbours=cr.neighbours)
+    return _batch(ctx, level)["compression_pct"]
 
 
 # ------------------------------------------------------------------------ morphometry
@@ -291,12 +435,9 @@ def compression_pct(ctx: FilmContext, level: str) -> Result:
     formula="wedge_ratio = ha / hp * 100",
     paper_terms=(PaperTerm("wedge index Ha/Hp (quantitative morphometry)", "Genant 1993"),),
 )
-@_guard("wedge_ratio", "ratio")
 def wedge_ratio(ctx: FilmContext, level: str) -> Result:
     """ha / hp * 100."""
-    v = _lateral(ctx, level)
-    value = _ratio(ctx.height(v, "anterior"), ctx.height(v, "posterior"), f"{level} ha/hp")
-    return ctx.result("wedge_ratio", value, "pct")
+    return _batch(ctx, level)["wedge_ratio"]
 
 
 @register(
@@ -308,12 +449,9 @@ def wedge_ratio(ctx: FilmContext, level: str) -> Result:
     formula="biconcavity_ratio = hm / hp * 100",
     paper_terms=(PaperTerm("mid-wedge / biconcavity index Hm/Hp", "Genant 1993"),),
 )
-@_guard("biconcavity_ratio", "ratio")
 def biconcavity_ratio(ctx: FilmContext, level: str) -> Result:
     """hm / hp * 100."""
-    v = _lateral(ctx, level)
-    value = _ratio(ctx.height(v, "middle"), ctx.height(v, "posterior"), f"{level} hm/hp")
-    return ctx.result("biconcavity_ratio", value, "pct")
+    return _batch(ctx, level)["biconcavity_ratio"]
 
 
 @register(
@@ -324,13 +462,9 @@ def biconcavity_ratio(ctx: FilmContext, level: str) -> Result:
     formula="crush_ratio = hp / mean(hp of neighbours) * 100",
     paper_terms=(PaperTerm("crush index Hp / neighbouring Hp", "Genant 1993"),),
 )
-@_guard("crush_ratio", "ratio")
 def crush_ratio(ctx: FilmContext, level: str) -> Result:
     """hp / mean neighbour hp * 100."""
-    r = cr_posterior(ctx, level)
-    if not r.ok:
-        raise DegenerateGeometryError(r.reason or "posterior reference missing")
-    return ctx.result("crush_ratio", r.value, "pct", neighbours=r.neighbours)
+    return _batch(ctx, level)["crush_ratio"]
 
 
 def genant_from_heights(ha: float, hm: float, hp: float, reference: float
@@ -349,14 +483,14 @@ def genant_from_heights(ha: float, hm: float, hp: float, reference: float
     >>> genant_from_heights(14.0, float("nan"), 20.0, float("nan"))  # 30 % anterior loss
     (2, 'wedge', 30.0)
     """
-    heights = {"ha": ha, "hm": hm, "hp": hp}
-    finite = {k: h for k, h in heights.items() if math.isfinite(h)}
-    if "ha" not in finite or "hp" not in finite:
+    isfinite = math.isfinite
+    if not (isfinite(ha) and isfinite(hp)):
         raise DegenerateGeometryError("Genant grade needs ha and hp")
-    denom = max(hp, reference) if math.isfinite(reference) else hp
+    has_hm = isfinite(hm)
+    denom = max(hp, reference) if isfinite(reference) else hp
     if denom <= 0:
         raise DegenerateGeometryError("Genant grade: reference height is zero")
-    low = min(finite.values())
+    low = min(ha, hm, hp) if has_hm else min(ha, hp)
     reduction = (denom - low) / denom * 100.0
     t20, t25, t40 = GENANT_THRESHOLDS
     lo20, lo25, hi40 = t20 - _BOUNDARY_TOL, t25 - _BOUNDARY_TOL, t40 + _BOUNDARY_TOL
@@ -364,18 +498,18 @@ def genant_from_heights(ha: float, hm: float, hp: float, reference: float
     if grade == 0:
         shape = "none"
     else:
-        tol = 1e-9 * max(finite.values())
-        if finite["hp"] - low <= tol:
+        tol = 1e-9 * (max(ha, hm, hp) if has_hm else max(ha, hp))
+        if hp - low <= tol:
             shape = "crush"
-        elif "hm" in finite and finite["hm"] - low <= tol:
+        elif has_hm and hm - low <= tol:
             shape = "biconcave"
         else:
             shape = "wedge"
     return grade, shape, reduction
 
 
-def _genant(ctx: FilmContext, level: str) -> tuple[int, str, float, tuple[str, ...]]:
-    v = _lateral(ctx, level)
+def _genant(ctx: FilmContext, v: Any, level: str) -> tuple[int, str, float, tuple[str, ...]]:
+    """Genant grade, shape, reduction and the neighbours used for the reference."""
     ha_ = ctx.height(v, "anterior")
     hp_ = ctx.height(v, "posterior")
     hm_ = ctx.try_height(v, "middle")
@@ -402,12 +536,9 @@ _GENANT_DEF = ("Genant semi-quantitative grade from the largest height reduction
                            "Genant 1993"),),
     values="0, 1, 2, 3",
 )
-@_guard("genant_grade", "grade")
 def genant_grade(ctx: FilmContext, level: str) -> Result:
     """Genant grade 0-3 with the reduction (percent) in ``detail``."""
-    grade, _, reduction, used = _genant(ctx, level)
-    return ctx.result("genant_grade", grade, "grade", neighbours=used,
-                      detail={"height_reduction_pct": reduction})
+    return _batch(ctx, level)["genant_grade"]
 
 
 @register(
@@ -421,9 +552,6 @@ def genant_grade(ctx: FilmContext, level: str) -> Result:
     paper_terms=(PaperTerm("deformity type: wedge, biconcave, crush", "Genant 1993"),),
     values="none, wedge, biconcave, crush",
 )
-@_guard("genant_shape", "category")
 def genant_shape(ctx: FilmContext, level: str) -> Result:
     """Genant deformity shape."""
-    _, shape, reduction, used = _genant(ctx, level)
-    return ctx.result("genant_shape", shape, "", neighbours=used,
-                      detail={"height_reduction_pct": reduction})
+    return _batch(ctx, level)["genant_shape"]
