@@ -130,7 +130,7 @@ def _as_point(level: str, name: str, value: Any) -> tuple[float, float]:
                 return (a, b)
     try:
         arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         arr = None
     if arr is None or arr.shape != (2,) or not np.all(np.isfinite(arr)):
         shown = tuple(value) if isinstance(value, list | tuple | np.ndarray) else value
