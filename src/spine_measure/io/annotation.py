@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import math
@@ -851,8 +852,22 @@ def validate_annotation_dict(data: Any) -> str | None:
             and image.get("pixel_sha256") is None:
         # the schema says so with anyOf, whose best_match message would be obscure
         return "$.image: needs a sop_instance_uid (DICOM) or a pixel_sha256 (other images)"
+    try:  # fast path: a compiled validator says "valid" in ~0.2 ms instead of ~7 ms
+        _fast_validator()(data)
+        return None
+    except Exception:  # invalid (or the fast validator cannot decide): explain with jsonschema
+        pass
     error = best_match(_validator().iter_errors(data))
     return None if error is None else _describe(error)
+
+
+@functools.lru_cache(maxsize=1)
+def _fast_validator() -> Any:
+    """The schema compiled to Python by fastjsonschema (used only to accept valid files
+    quickly; every error message comes from jsonschema)."""
+    import fastjsonschema
+
+    return fastjsonschema.compile(annotation_schema())
 
 
 # --------------------------------------------------------------------------- text / files

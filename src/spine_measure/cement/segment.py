@@ -1,0 +1,440 @@
+"""Automatic, deterministic segmentation of bone cement (PMMA) in and around a treated body.
+
+Part of the pure core: arrays, landmarks and spacing in, a boolean mask out. The method works
+on :attr:`Radiograph.density <spine_measure.io.radiograph.Radiograph.density>` (higher =
+denser, MONOCHROME1 already flipped), and uses only *relative* intensities, so neither the
+photometric interpretation, the bit depth, a linear rescale nor the display window changes
+the mask. Its parameters are physical sizes (mm) converted with the film's spacing (a nominal
+scale from the body's size on uncalibrated films, :func:`~spine_measure.cement.frame.
+working_spacing`).
+
+Algorithm (``docs/cement.md`` has the reasoning and figures)
+------------------------------------------------------------
+1. **Search region.** The body frame of the treated vertebra (width axis posterior ->
+   anterior, caudal axis) gives a rectangle around the body widened by ``margin_disc_mm``
+   into both discs and ``margin_wall_mm`` in front of and behind the body. Pixels outside
+   it are never cement. If cement reaches the rectangle's edge the rectangle grows by the
+   same margins (at most ``max_grow`` times), so cement partly outside the landmarks' box
+   is still followed.
+2. **Smoothing.** ``g = G_sigma * density`` with ``sigma = smoothing_mm`` (quantum noise).
+3. **Initial split.** Otsu's threshold ``t0`` of ``g`` inside the body polygon shrunk by
+   1 mm (so landmark imprecision does not mix in disc or soft tissue; cement and
+   bone form the two classes when cement is present); the first estimate is ``g > t0``
+   over the whole search region, so leaks outside the body start in it too (a leak over
+   soft tissue exceeds ``t0`` whenever the cement contrast is more than twice the bone
+   contrast, which the presence test below demands anyway).
+4. **Local background** (repeated ``iterations`` times). With ``C`` the current cement mask,
+   the background is the normalised convolution of ``g`` over pixels farther than
+   ``guard_mm`` from ``C``::
+
+       b = G_bg * (g w) / G_bg * w,   w = 1 outside the guarded cement, 0 inside
+
+   (``bg_sigma_mm``; where the weight is too small the sigma is multiplied by 4, which
+   fills large cement lumps from their surroundings). The *excess* ``x = g - b`` removes
+   the soft-tissue gradients, the bone / disc difference and the unsharp-mask halos of
+   processed DX images.
+5. **Cement contrast** ``dc = median(x[C])``; **hysteresis**: cement = connected regions of
+   ``x > low_fraction * dc`` that contain a pixel with ``x > high_fraction * dc``.
+   ``low_fraction = 0.5`` puts the border at the midpoint of the local step (unbiased under
+   symmetric blur); ``high_fraction`` rejects noise. Components smaller than
+   ``min_component_mm2`` and holes smaller than ``max_hole_mm2`` are removed / filled.
+6. **Presence test.** Cement is reported only when ``dc >= min_bone_ratio * db`` and
+   ``dc >= min_noise_ratio * sigma_noise`` and the mask covers ``>= min_cement_mm2``, with
+   ``db`` the bone-over-surroundings contrast (median background inside the body minus
+   median density of the search region outside the body) and ``sigma_noise`` the robust
+   (MAD) noise of the smoothed image. Otherwise the result is "no cement found".
+
+Every step is deterministic (no random numbers, no iteration order dependence), so the same
+input gives the same mask; :meth:`SegmentationParams.params_hash` identifies the parameters
+for the annotation merge rule (``spine_measure.io.annotation.merge_cement_mask``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+from scipy import ndimage
+from skimage.filters import apply_hysteresis_threshold, threshold_otsu
+
+from spine_measure.cement.frame import BodyFrame, CementError, body_frame, working_spacing
+from spine_measure.landmarks import SpineLandmarks, Vertebra
+
+__all__ = [
+    "ALGORITHM_VERSION",
+    "CementSegmentation",
+    "SegmentationParams",
+    "segment_cement",
+    "treated_vertebra",
+]
+
+ALGORITHM_VERSION = "cement-seg/1"
+"""Changes whenever the segmentation code changes its output; part of the parameters hash."""
+
+
+@dataclass(frozen=True)
+class SegmentationParams:
+    """Parameters of :func:`segment_cement`; sizes in mm (see the module docstring).
+
+    The defaults were chosen from the physics of the problem and checked on the synthetic
+    sample studies and the robustness sweep (``docs/cement.md``, ``docs/cement_robustness.md``).
+    """
+
+    margin_disc_mm: float = 8.0
+    margin_wall_mm: float = 8.0
+    max_grow: int = 2
+    smoothing_mm: float = 0.08
+    bg_sigma_mm: float = 2.5
+    guard_mm: float = 0.8
+    iterations: int = 3
+    low_fraction: float = 0.5
+    high_fraction: float = 0.75
+    min_component_mm2: float = 0.4
+    max_hole_mm2: float = 0.15
+    min_cement_mm2: float = 4.0
+    min_bone_ratio: float = 4.0
+    min_noise_ratio: float = 6.0
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not (isinstance(value, int | float) and np.isfinite(value) and value >= 0):
+                raise ValueError(f'Argument "{name}" must be a finite number >= 0; got {value!r}')
+        if not 0 < self.low_fraction <= self.high_fraction:
+            raise ValueError(f'Arguments "low_fraction" ({self.low_fraction}) and '
+                             f'"high_fraction" ({self.high_fraction}) must satisfy '
+                             f"0 < low <= high")
+        if self.iterations < 1:
+            raise ValueError(f'Argument "iterations" must be >= 1; got {self.iterations}')
+
+    def params_hash(self) -> str:
+        """``sha256`` (16 hex digits) of the algorithm version and every parameter.
+
+        >>> SegmentationParams().params_hash() == SegmentationParams().params_hash()
+        True
+        >>> SegmentationParams().params_hash() != SegmentationParams(guard_mm=1).params_hash()
+        True
+        """
+        text = json.dumps({"algorithm": ALGORITHM_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CementSegmentation:
+    """Result of :func:`segment_cement` for one treated vertebra.
+
+    Attributes
+    ----------
+    level : str
+    image_shape : (rows, cols)
+    roi : (r0, r1, c0, c1)
+        The search rectangle's bounding box on the image (half-open).
+    roi_mask : ndarray of bool
+        The cement inside ``roi`` (shape ``(r1 - r0, c1 - c0)``).
+    excess : ndarray of float or None
+        Density above the local background on ``roi`` (texture features use it); None for a
+        mask that did not come from the image (a reader's edit).
+    found : bool
+        False: "no cement found" (the presence test of the module docstring failed).
+    reason : str or None
+        Why ``found`` is False.
+    contrast, bone_contrast, noise : float
+        ``dc``, ``db`` and ``sigma_noise`` of the module docstring (density units).
+    spacing_nominal : bool
+        True when the film is uncalibrated and a nominal scale sized the operations.
+    grown : int
+        How many times the search rectangle grew because cement reached its edge.
+    params_hash : str
+    """
+
+    level: str
+    image_shape: tuple[int, int]
+    roi: tuple[int, int, int, int]
+    roi_mask: np.ndarray = field(repr=False)
+    excess: np.ndarray | None = field(repr=False)
+    found: bool
+    reason: str | None
+    contrast: float
+    bone_contrast: float
+    noise: float
+    spacing_nominal: bool
+    grown: int
+    params_hash: str
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The cement mask on the whole image (bool, ``image_shape``)."""
+        out = np.zeros(self.image_shape, dtype=bool)
+        r0, r1, c0, c1 = self.roi
+        out[r0:r1, c0:c1] = self.roi_mask
+        return out
+
+    @property
+    def area_px(self) -> int:
+        """Number of cement pixels."""
+        return int(self.roi_mask.sum())
+
+
+def treated_vertebra(landmarks: SpineLandmarks | None, level: str) -> Vertebra:
+    """The vertebra at ``level`` or a :class:`CementError` that names it."""
+    v = landmarks.get(level) if landmarks is not None else None
+    if v is None:
+        raise CementError(f"{level}: treated vertebra has no landmarks on this film; its "
+                          f"cement cannot be located")
+    return v
+
+
+def _roi(frame: BodyFrame, shape: tuple[int, int], m_wall: float, m_disc: float
+         ) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    box = frame.frame_box_px(m_wall, m_wall, m_disc, m_disc)
+    r0 = max(int(np.floor(box[:, 0].min())), 0)
+    r1 = min(int(np.ceil(box[:, 0].max())) + 1, shape[0])
+    c0 = max(int(np.floor(box[:, 1].min())), 0)
+    c1 = min(int(np.ceil(box[:, 1].max())) + 1, shape[1])
+    mask = frame.rasterize(box, r0, c0, (r1 - r0, c1 - c0))
+    return (r0, r1, c0, c1), mask
+
+
+def _check_inside(frame: BodyFrame, shape: tuple[int, int]) -> None:
+    p = frame.polygon_px
+    bad = (p[:, 0] < -0.5) | (p[:, 0] > shape[0] - 0.5) | (p[:, 1] < -0.5) | \
+        (p[:, 1] > shape[1] - 0.5)
+    if bad.any():
+        raise CementError(f"{frame.level}: vertebral body lies outside the image "
+                          f"({shape[0]}x{shape[1]} px); its cement mask would fall outside "
+                          f"the image")
+
+
+def drop_small_components(mask: np.ndarray, min_pixels: int, *, connectivity: int = 2
+                          ) -> np.ndarray:
+    """``mask`` without its connected components of fewer than ``min_pixels`` pixels
+    (8-connectivity by default, 4 with ``connectivity=1``).
+
+    >>> m = np.zeros((5, 5), bool); m[0, 0] = True; m[2:5, 2:5] = True
+    >>> int(drop_small_components(m, 2).sum())
+    9
+    """
+    if min_pixels <= 1 or not mask.any():
+        return mask.copy()
+    lab, n = ndimage.label(mask, structure=ndimage.generate_binary_structure(2, connectivity))
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    keep = sizes >= min_pixels
+    keep[0] = False
+    return keep[lab]
+
+
+def _dilate(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float]) -> np.ndarray:
+    """``mask`` dilated by an ellipse of ``radius_mm`` (anisotropic pixels allowed)."""
+    ry, rx = int(radius_mm // spacing[0]), int(radius_mm // spacing[1])
+    if ry == 0 and rx == 0:
+        return mask.copy()
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rx + 1, 2 * ry + 1))
+    return cv2.dilate(mask.astype(np.uint8), k).astype(bool)
+
+
+def _dist_outside(mask: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+    """Distance (mm) of every pixel to the nearest pixel of ``mask`` (0 inside)."""
+    if not mask.any():
+        return np.full(mask.shape, np.inf)
+    return ndimage.distance_transform_edt(~mask, sampling=spacing)
+
+
+def _gauss(img: np.ndarray, sigma: tuple[float, float]) -> np.ndarray:
+    """Gaussian filter (OpenCV, replicated border, +-4 sigma kernel), float64."""
+    ky = 2 * int(math.ceil(4 * sigma[0])) + 1
+    kx = 2 * int(math.ceil(4 * sigma[1])) + 1
+    return cv2.GaussianBlur(np.ascontiguousarray(img, dtype=np.float64), (kx, ky),
+                            sigmaX=sigma[1], sigmaY=sigma[0], borderType=cv2.BORDER_REPLICATE)
+
+
+def _smooth_weighted(img: np.ndarray, w: np.ndarray, sigma: tuple[float, float]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``G*(img w)`` and ``G*w``; large sigmas are computed on a grid decimated by
+    ``f = floor(min(sigma) / 3)`` (block means, then bilinear interpolation back), which
+    changes the smooth result by far less than the noise and is ~f^2 times faster."""
+    f = max(1, int(min(sigma) // 3))
+    if f == 1:
+        return _gauss(img * w, sigma), _gauss(w, sigma)
+    h, wd = img.shape
+    hp, wp = -(-h // f) * f, -(-wd // f) * f
+    a = np.pad(img * w, ((0, hp - h), (0, wp - wd)), mode="edge")
+    b = np.pad(w, ((0, hp - h), (0, wp - wd)), mode="edge")
+    a = a.reshape(hp // f, f, wp // f, f).mean((1, 3))
+    b = b.reshape(hp // f, f, wp // f, f).mean((1, 3))
+    small = (sigma[0] / f, sigma[1] / f)
+    a, b = _gauss(a, small), _gauss(b, small)
+    size = (wp, hp)
+    # block centres sit at (f - 1) / 2: resize with INTER_LINEAR maps them the same way
+    a = cv2.resize(a, size, interpolation=cv2.INTER_LINEAR)[:h, :wd]
+    b = cv2.resize(b, size, interpolation=cv2.INTER_LINEAR)[:h, :wd]
+    return a, b
+
+
+def _norm_conv(img: np.ndarray, w: np.ndarray, sigma: tuple[float, float]) -> np.ndarray:
+    """Normalised convolution ``G*(img w) / G*w``; widened 4x where the weight is < 1e-3."""
+    num, den = _smooth_weighted(img, w, sigma)
+    out = num / np.maximum(den, 1e-12)
+    weak = den < 1e-3
+    if weak.any():
+        num2, den2 = _smooth_weighted(img, w, (4 * sigma[0], 4 * sigma[1]))
+        fill = num2 / np.maximum(den2, 1e-12)
+        if (den2[weak] < 1e-9).any():  # nothing near at all: the global non-cement median
+            fill = np.where(den2 < 1e-9, np.median(img[w > 0]) if (w > 0).any() else 0.0, fill)
+        out = np.where(weak, fill, out)
+    return out
+
+
+def _segment_roi(dens: np.ndarray, frame: BodyFrame, roi: tuple[int, int, int, int],
+                 roi_mask: np.ndarray, p: SegmentationParams, sp: tuple[float, float]):
+    r0, r1, c0, c1 = roi
+    crop = np.asarray(dens[r0:r1, c0:c1], dtype=np.float64)
+    px_area = sp[0] * sp[1]
+    sig = (p.smoothing_mm / sp[0], p.smoothing_mm / sp[1])
+    g = _gauss(crop, sig) if p.smoothing_mm > 0 else crop
+    body = frame.rasterize(frame.polygon_px, r0, c0, crop.shape) & roi_mask
+    if body.sum() < 16:
+        raise CementError(f"{frame.level}: vertebral body covers fewer than 16 pixels; "
+                          f"cannot segment its cement")
+    core = ~_dilate(~body, 1.0, sp) if body.sum() > 256 else body  # 1 mm inside the outline
+    vals = g[core] if core.sum() >= 16 else g[body]
+    t0 = threshold_otsu(vals) if np.ptp(vals) > 0 else vals[0]
+    cem = (g > t0) & roi_mask
+    bg_sig = (p.bg_sigma_mm / sp[0], p.bg_sigma_mm / sp[1])
+    min_obj = max(1, int(round(p.min_component_mm2 / px_area)))
+    max_hole = int(round(p.max_hole_mm2 / px_area))
+    x = np.zeros_like(g)
+    dc = 0.0
+    bgr = g
+    for _ in range(p.iterations):
+        guard = _dilate(cem, p.guard_mm, sp)
+        w = (roi_mask & ~guard).astype(np.float64)
+        if w.sum() < 16:
+            w = (roi_mask & ~cem).astype(np.float64)
+        bgr = _norm_conv(g, w, bg_sig)
+        x = g - bgr
+        if not cem.any():
+            break
+        dc = float(np.median(x[cem]))
+        if not dc > 0:
+            cem = np.zeros_like(cem)
+            break
+        new = apply_hysteresis_threshold(x, p.low_fraction * dc, p.high_fraction * dc)
+        new &= roi_mask
+        new = drop_small_components(new, min_obj)
+        if max_hole > 0:
+            new |= ~drop_small_components(~new, max_hole + 1, connectivity=1) & roi_mask
+        if np.array_equal(new, cem):
+            break
+        cem = new
+    # presence test
+    outside = roi_mask & ~(_dist_outside(body, sp) <= 1.5) & ~cem
+    bone = body & ~cem
+    db = float(np.median(bgr[bone]) - np.median(g[outside])) if bone.any() and outside.any() \
+        else 0.0
+    resid = g - _gauss(g, (1.0, 1.0))
+    r = resid[roi_mask]
+    noise = float(1.4826 * np.median(np.abs(r - np.median(r))))
+    area = float(cem.sum() * px_area)
+    reason = None
+    if not cem.any() or dc <= 0:
+        reason = "no cement found: nothing in the body is denser than bone"
+    elif dc < p.min_bone_ratio * max(db, 0.0):
+        reason = (f"no cement found: the densest region exceeds its surroundings by only "
+                  f"{dc / max(db, 1e-12):.2f} x the bone contrast (needs >= "
+                  f"{p.min_bone_ratio:g})")
+    elif dc < p.min_noise_ratio * noise:
+        reason = (f"no cement found: the densest region exceeds its surroundings by only "
+                  f"{dc / max(noise, 1e-12):.1f} x the noise (needs >= {p.min_noise_ratio:g})")
+    elif area < p.min_cement_mm2:
+        reason = (f"no cement found: the dense region covers {area:.2f} mm2 "
+                  f"(< {p.min_cement_mm2:g} mm2)")
+    if reason is not None:
+        cem = np.zeros_like(cem)
+    return cem, x, reason, dc, db, noise
+
+
+def segment_cement(density: np.ndarray, landmarks: SpineLandmarks | Vertebra | None,
+                   level: str, spacing: tuple[float, float] | None, *,
+                   params: SegmentationParams | None = None) -> CementSegmentation:
+    """Segment the cement of the treated vertebra ``level``.
+
+    Parameters
+    ----------
+    density : ndarray (rows, cols)
+        Image oriented so that higher = denser (``Radiograph.density``). Only the search
+        rectangle is read.
+    landmarks : SpineLandmarks or Vertebra
+        The film's landmarks (lateral or AP) or the treated vertebra itself.
+    level : str
+        The treated level.
+    spacing : (row_mm, col_mm) or None
+        Pixel spacing; None for an uncalibrated film.
+    params : SegmentationParams, optional
+
+    Returns
+    -------
+    CementSegmentation
+        ``found`` is False with a reason ("no cement found: ...") when the body holds no
+        cement; that is a value, not an error.
+
+    Raises
+    ------
+    CementError
+        The treated vertebra has no landmarks, is S1, or its body lies outside the image.
+
+    Examples
+    --------
+    A 30 x 20 mm body at 0.5 mm spacing, with a 10 x 10 mm cement block in it:
+
+    >>> from spine_measure.landmarks import Vertebra
+    >>> img = np.zeros((120, 120)); img[20:80, 30:90] = 1.0; img[40:60, 50:70] = 6.0
+    >>> v = Vertebra("L1", "lateral", {"As": (20, 89.5), "Ai": (79.5, 89.5),
+    ...                               "Ps": (20, 30), "Pi": (79.5, 30)})
+    >>> seg = segment_cement(img, v, "L1", (0.5, 0.5))
+    >>> seg.found, seg.area_px
+    (True, 400)
+    """
+    p = params or SegmentationParams()
+    if isinstance(landmarks, Vertebra):
+        if landmarks.level != level:
+            raise CementError(f"{level}: the vertebra given is {landmarks.level}")
+        vert = landmarks
+    else:
+        vert = treated_vertebra(landmarks, level)
+    dens = np.asarray(density)
+    if dens.ndim != 2:
+        raise ValueError(f'Argument "density" must have shape (rows, cols); got {dens.shape}')
+    shape = (int(dens.shape[0]), int(dens.shape[1]))
+    sp, nominal = working_spacing(vert, spacing)
+    frame = body_frame(vert, sp)
+    _check_inside(frame, shape)
+    grown = 0
+    m_wall, m_disc = p.margin_wall_mm, p.margin_disc_mm
+    while True:
+        roi, roi_mask = _roi(frame, shape, m_wall, m_disc)
+        cem, x, reason, dc, db, noise = _segment_roi(dens, frame, roi, roi_mask, p, sp)
+        edge = roi_mask & ~ndimage.binary_erosion(roi_mask, border_value=0)
+        # the image border is not a search-rectangle edge
+        r0, r1, c0, c1 = roi
+        img_edge = np.zeros_like(edge)
+        if r0 == 0:
+            img_edge[0, :] = True
+        if c0 == 0:
+            img_edge[:, 0] = True
+        if r1 == shape[0]:
+            img_edge[-1, :] = True
+        if c1 == shape[1]:
+            img_edge[:, -1] = True
+        if grown >= p.max_grow or not (cem & edge & ~img_edge).any():
+            break
+        grown += 1
+        m_wall += p.margin_wall_mm
+        m_disc += p.margin_disc_mm
+    return CementSegmentation(
+        level=level, image_shape=shape, roi=roi, roi_mask=cem, excess=x,
+        found=reason is None, reason=reason, contrast=dc, bone_contrast=db, noise=noise,
+        spacing_nominal=nominal, grown=grown, params_hash=p.params_hash(),
+    )
