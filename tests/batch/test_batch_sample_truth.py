@@ -164,3 +164,35 @@ def test_cli_on_bundled_sample_set(tmp_path):
     wide = pd.read_csv(tmp_path / "o" / "features_wide.csv")
     assert len(wide) == 1 and wide.loc[0, "level"] == "L4"
     assert wide.loc[0, "procedure_date_source"] == "annotation"
+
+
+@pytest.mark.parametrize("pid", PATIENTS)
+def test_cement_features_equal_truth(run, pid):
+    """Automatic segmentation on every post-op and follow-up film: NPEC, contacts,
+    distribution and leaks (location, spike/round) as the generator designed them."""
+    src, _out, _summary, wide = run
+    row = wide[wide.patient_pseudo_id == pseudonym(pid, b"test-key")].iloc[0]
+    truths = _truths(src, pid)
+    for tp in ("postop", "followup"):
+        cement = truths[tp]["cement"]
+        assert row[f"cement_mask_source_{tp}"] == "auto"
+        assert row[f"npec_{tp}"] == cement["npec"]
+        assert row[f"cement_distribution_{tp}"] == cement["distribution"]
+        assert _same(row[f"cement_contacts_superior_{tp}"], cement["contacts_superior"])
+        assert _same(row[f"cement_contacts_inferior_{tp}"], cement["contacts_inferior"])
+        want = sorted(lk["location"] for lk in cement["leaks"])
+        assert sorted(filter(None, row[f"leak_locations_{tp}"].split(";"))) == want
+        spikes = any(lk["type"] == "spike" for lk in cement["leaks"])
+        rounds = any(lk["type"] == "round" for lk in cement["leaks"])
+        assert _same(row[f"leak_intradiscal_spike_{tp}"], spikes)
+        assert _same(row[f"leak_intradiscal_round_{tp}"], rounds)
+
+
+def test_cement_columns_are_documented(run):
+    _src, out, _summary, wide = run
+    with open(out / "data_dictionary.csv", newline="") as fh:
+        rows = {r["column"]: r for r in csv.DictReader(fh) if r["table"] == "features_wide"}
+    for col in ("npec_postop", "cement_distribution_postop", "leak_intradiscal_spike_postop",
+                "cement_gap_superior_mm_postop"):
+        assert col in wide.columns
+        assert rows[col]["family"] == "cement" and len(rows[col]["definition"]) > 20

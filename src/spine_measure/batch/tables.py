@@ -104,6 +104,21 @@ def _cement_cols(records: Iterable[dict[str, Any]]) -> list[str]:
     return sorted(names)
 
 
+def _cement_definition(base: str) -> dict[str, str]:
+    """Unit and definition of a cement column (``spine_measure.cement.CEMENT_COLUMNS``)."""
+    from spine_measure.cement import CEMENT_COLUMNS
+
+    for suffix, unit in (("_mm2", "mm2"), ("_px2", "px2"), ("_mm", "mm"), ("_px", "px")):
+        if base.endswith(suffix) and base[: -len(suffix)] in CEMENT_COLUMNS:
+            return {"unit": unit, "definition": CEMENT_COLUMNS[base[: -len(suffix)]][1],
+                    "source": "SPEC §4"}
+    if base in CEMENT_COLUMNS:
+        unit, definition = CEMENT_COLUMNS[base]
+        return {"unit": unit, "definition": definition, "source": "SPEC §4"}
+    return {"unit": "", "definition": "Shape or texture feature the cement distribution was "
+                                      "decided from (docs/cement.md).", "source": "SPEC §4"}
+
+
 def wide_columns(identifiers: bool, extra_clinical: Sequence[str],
                  cement_cols: Sequence[str]) -> list[str]:
     cols = ["patient_pseudo_id"] + (["patient_id"] if identifiers else []) + [
@@ -464,10 +479,10 @@ def dictionary_csv(wide_cols: Sequence[str], long_cols: Sequence[str]) -> str:
             elif base in BATCH_COLUMNS:
                 row.update(unit=BATCH_COLUMNS[base][0], family="batch",
                            definition=BATCH_COLUMNS[base][1])
+            elif tp in ("postop", "followup"):
+                row.update(family="cement", **_cement_definition(base))
             else:
-                row.update(family="cement" if tp in ("postop", "followup") else "clinical",
-                           definition="cement feature (spine_measure.cement)"
-                           if tp in ("postop", "followup") else
-                           "Clinical table column carried through unchanged.")
+                row.update(family="clinical",
+                           definition="Clinical table column carried through unchanged.")
             rows.append(row)
     return csv_text(DICT_COLUMNS, rows)

@@ -63,16 +63,18 @@ def cement_api() -> Any:
 
 
 def cement_features(radiograph: Any, annotation: Any, level: str, film: Any,
-                    tolerance_mm: float) -> dict[str, Any] | None:
-    """SPEC §4 features of the cement at ``level`` (None when the cement package offers no
-    public entry point yet). This is the one place the batch calls ``spine_measure.cement``."""
+                    tolerance_mm: float) -> tuple[dict[str, Any], Any] | None:
+    """SPEC §4 features of the cement at ``level`` and the mask they were computed from (the
+    reader's edited mask from the annotation, else the automatic segmentation). This is the
+    one place the batch calls ``spine_measure.cement``."""
     fn = cement_api()
     if fn is None:
         return None
     mask = annotation.cement_mask(level)
-    res = fn(radiograph, annotation.landmarks, level,
-             mask=None if mask is None else mask.to_array(), tolerance_mm=tolerance_mm)
-    return dict(res.to_row() if hasattr(res, "to_row") else res)
+    row, used = fn(radiograph, annotation.landmarks, level,
+                   mask=None if mask is None else mask.to_array(), tolerance_mm=tolerance_mm,
+                   with_mask=True)
+    return dict(row), used
 
 
 def _failed(rec: dict[str, Any], stage: str, reason: str) -> dict[str, Any]:
@@ -162,12 +164,18 @@ def _process(task: FilmTask, rec: dict[str, Any]) -> dict[str, Any]:
         return _failed(rec, "decode", f"decoded image is {radiograph.shape}, the annotation "
                                       f"says {ref.rows}x{ref.cols}")
     rec["stage_hint"] = "cement"
+    masks: dict[str, Any] = {m.level: m.to_array() for m in ann.cement}
     for level in cement_levels:
         try:
-            feats = cement_features(radiograph, ann, level, fm, task.cement_tolerance_mm)
+            out = cement_features(radiograph, ann, level, fm, task.cement_tolerance_mm)
         except Exception as exc:  # cement problems are a flagged value, not a failed film
             rec["warnings"].append(("cement", f"{level}: {type(exc).__name__}: {exc}"))
-            feats = None
+            out = None
+        feats = None
+        if out is not None:
+            feats, used = out
+            if feats.get("cement_found"):
+                masks[level] = used
         if feats is not None:
             rec["cement"][level] = {k: (None if isinstance(v, float) and math.isnan(v) else v)
                                     for k, v in feats.items()}
@@ -182,7 +190,6 @@ def _process(task: FilmTask, rec: dict[str, Any]) -> dict[str, Any]:
         for r in fm.film:
             if r.ok and isinstance(r.value, float):
                 values.setdefault("_film", {})[r.name] = (r.value, "°")
-        masks = {m.level: m.to_array() for m in ann.cement}
         cal = fm.calibration_source + ("" if fm.spacing is None else
                                        f" {fm.spacing[0]:.4g}x{fm.spacing[1]:.4g} mm")
         title = [f"{task.pseudo_id}  {task.date or 'no date'}  {ann.view}",

@@ -8,7 +8,13 @@ I/O, no DICOM, no GUI (``docs/architecture.md``). See ``docs/cement.md``.
 >>> res.features.npec, res.features.distribution  # doctest: +SKIP
 """
 
-from spine_measure.cement.api import CementAnalysis, analyze_cement
+from spine_measure.cement.api import (
+    CEMENT_COLUMNS,
+    CementAnalysis,
+    analyze_cement,
+    analyze_film,
+    measure_cement,
+)
 from spine_measure.cement.features import (
     NO_CEMENT,
     CementFeatures,
@@ -33,6 +39,9 @@ from spine_measure.cement.volume import (
 )
 
 __all__ = [
+    "CEMENT_COLUMNS",
+    "analyze_film",
+    "measure_cement",
     "ALGORITHM_VERSION",
     "NO_CEMENT",
     "VOLUME_RATIO_THRESHOLD_PCT",

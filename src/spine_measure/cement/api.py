@@ -22,7 +22,7 @@ from spine_measure.cement.features import CementFeatures, FeatureParams, cement_
 from spine_measure.cement.segment import CementSegmentation, SegmentationParams, segment_cement
 from spine_measure.landmarks import SpineLandmarks
 
-__all__ = ["CementAnalysis", "analyze_cement", "analyze_film"]
+__all__ = ["CEMENT_COLUMNS", "CementAnalysis", "analyze_cement", "analyze_film", "measure_cement"]
 
 
 @dataclass(frozen=True)
@@ -95,3 +95,77 @@ def analyze_film(density: np.ndarray, landmarks: SpineLandmarks,
         except CementError as exc:
             out[lv] = exc
     return out
+
+
+#: Definitions of the flat cement columns :func:`measure_cement` returns (the batch's data
+#: dictionary reads them); lengths end in ``_mm`` or ``_px`` after the film's calibration.
+CEMENT_COLUMNS: dict[str, tuple[str, str]] = {
+    "cement_found": ("flag", "Cement found at the treated level (False = 'no cement found')."),
+    "cement_status": ("text", "found / not found, with the segmentation's reason."),
+    "cement_mask_source": ("text", "auto (segmented) or edited (a reader's mask, which wins)."),
+    "cement_contact_tolerance": ("mm|px", "Tolerance of endplate contact and of leakage."),
+    "cement_contacts_superior": ("flag", "Cement reaches the superior endplate polyline "
+                                         "within the tolerance (SPEC §4)."),
+    "cement_contacts_inferior": ("flag", "Cement reaches the inferior endplate polyline "
+                                         "within the tolerance (SPEC §4)."),
+    "cement_contacts_both": ("flag", "Cement reaches both endplates (Zeng 2025; An 2021)."),
+    "npec": ("category", "Non-endplate-contact pattern: none / superior / inferior / both "
+                         "(Xiong 2021)."),
+    "cement_gap_superior": ("mm|px", "Shortest distance from the cement to the superior "
+                                     "endplate."),
+    "cement_gap_inferior": ("mm|px", "Shortest distance from the cement to the inferior "
+                                     "endplate."),
+    "cement_gap_superior_pct": ("%", "Superior gap as % of the local body height."),
+    "cement_gap_inferior_pct": ("%", "Inferior gap as % of the local body height."),
+    "cement_fill_pct": ("%", "Cement area inside the body / body area (lateral film)."),
+    "cement_area": ("mm2|px2", "Area of the cement mask."),
+    "cement_distribution": ("category", "spongy / blocky on lateral films (Li 2021); H / O on "
+                                        "AP films (An 2021)."),
+    "cement_leak": ("flag", "At least one leak (cement outside the body beyond the "
+                            "tolerance)."),
+    "cement_leak_count": ("count", "Number of leak components."),
+    "leak_locations": ("text", "Locations of the leaks, ';'-separated (superior_disc, "
+                               "inferior_disc, anterior, posterior, lateral)."),
+    "leak_intradiscal_spike": ("flag", "An intradiscal leak of spike type (Yassavoly 2025)."),
+    "leak_intradiscal_round": ("flag", "An intradiscal leak of round type (Yassavoly 2025)."),
+    "leak_touches_adjacent_endplate": ("flag", "A leak touches the adjacent vertebra's "
+                                               "endplate (Zeng 2025)."),
+    "cement_reasons": ("text", "Why values are missing, one 'name: reason' per item."),
+}
+
+
+def measure_cement(radiograph: Any, landmarks: SpineLandmarks, level: str, *,
+                   mask: np.ndarray | None = None,
+                   tolerance_mm: float = 1.0,
+                   with_mask: bool = False) -> dict[str, Any] | tuple[dict[str, Any], Any]:
+    """SPEC §4 features of the cement at ``level`` of a film, as one flat table row.
+
+    ``radiograph`` is a :class:`~spine_measure.io.radiograph.Radiograph` (its ``density`` and
+    ``calibration.spacing`` are used); ``mask`` a reader's edited mask, which wins over the
+    automatic segmentation. Leak details are summarised (locations, spike/round, touching the
+    adjacent endplate); the shape and texture features the distribution was decided from are
+    included (``cement_*``). Raises :class:`~spine_measure.cement.frame.CementError` for this
+    vertebra only.
+    """
+    spacing = radiograph.calibration.spacing
+    params = FeatureParams(contact_tolerance_mm=float(tolerance_mm))
+    res = analyze_cement(radiograph.density, landmarks, level, spacing, mask=mask,
+                         feature_params=params)
+    row = res.features.to_dict()
+    leaks = row.pop("leaks")
+    reasons = row.pop("reasons")
+    row.pop("level", None)
+    row.pop("view", None)
+    row.pop("params_hash", None)
+    row["cement_mask_source"] = res.source
+    found = res.features.found
+    intradiscal = [lk for lk in leaks if lk["location"] in ("superior_disc", "inferior_disc")]
+    row["leak_locations"] = ";".join(lk["location"] for lk in leaks) if found else None
+    row["leak_intradiscal_spike"] = any(lk["type"] == "spike" for lk in intradiscal) \
+        if found else None
+    row["leak_intradiscal_round"] = any(lk["type"] == "round" for lk in intradiscal) \
+        if found else None
+    row["leak_touches_adjacent_endplate"] = any(bool(lk["touches_adjacent_endplate"])
+                                                for lk in leaks) if found else None
+    row["cement_reasons"] = "; ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
+    return (row, res.mask) if with_mask else row

@@ -1,9 +1,11 @@
 """Reader annotations (``X.sm.json``) of the sample films, made from their ground truth.
 
 The sidecar holds what a perfect reader would enter: the truth landmarks with their flags, the
-findings, the procedure date (the one ``clinical.csv`` gives), the exact cement mask (as an
-``edited`` mask) and a fixed reader name and timestamps, so that ``spine-measure batch
-sample_dicoms --out OUT`` measures the bundled set and regenerating it is byte-identical.
+findings, the procedure date (the one ``clinical.csv`` gives) and a fixed reader name and
+timestamps, so that ``spine-measure batch sample_dicoms --out OUT`` measures the bundled set
+and regenerating it is byte-identical. The cement is left to the automatic segmentation
+(no mask is stored), as it would be before a reader reviews it; the exact masks stay in
+``X.cement.png`` for the tests.
 
 A film whose header gives no usable spacing (SM007's follow-up, ``PixelSpacing 0\\0``) gets
 what a reader does with such a film: a calibration line of known length (80 mm, horizontal,
@@ -17,9 +19,6 @@ import datetime as _dt
 import json
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 __all__ = ["READER", "annotation_for_truth", "write_annotation_for_truth"]
 
 READER = "synthetic-truth"
@@ -30,7 +29,6 @@ def annotation_for_truth(truth_path: str | Path, rows: int, cols: int):
     from spine_measure.io.annotation import (
         Annotation,
         CalibrationLine,
-        CementMask,
         Findings,
         ImageRef,
     )
@@ -40,10 +38,6 @@ def annotation_for_truth(truth_path: str | Path, rows: int, cols: int):
     t = json.loads(p.read_text(encoding="utf-8"))
     ref = ImageRef(rows=int(rows), cols=int(cols), sop_instance_uid=t["sop_instance_uid"],
                    file_name=t["image"])
-    cement = ()
-    if t.get("cement"):
-        mask = np.asarray(Image.open(p.with_name(t["cement"]["mask"]))) > 127
-        cement = (CementMask.from_array(t["cement"]["level"], mask, source="edited"),)
     calibration = None
     spacing = (t.get("design") or {}).get("render_spacing_mm")
     if t["calibration"]["source"] == "uncalibrated" and spacing:
@@ -55,7 +49,7 @@ def annotation_for_truth(truth_path: str | Path, rows: int, cols: int):
                                                     "vertebrae": t["vertebrae"]}),
                       calibration=calibration,
                       findings=Findings(**t["findings"]), procedure_date=t["procedure_date"],
-                      cement=cement, reader=READER, created=when, modified=when, revision=1)
+                      reader=READER, created=when, modified=when, revision=1)
 
 
 def write_annotation_for_truth(truth_path: str | Path) -> Path:
