@@ -78,6 +78,31 @@ def measure_file(path: Path, annotations_dir: Path | None,
                              "annotation": os.fspath(ann_path)})
 
 
+def cement_rows(path: Path, fm: FilmMeasurements, annotations_dir: Path | None,
+                tolerance_mm: float = 1.0) -> dict[str, dict[str, Any]]:
+    """SPEC §4 cement features of every treated vertebra of a lateral film (decodes the
+    pixels only when there is one). A vertebra that cannot be analysed maps to
+    ``{"cement_error": reason}``; "no cement found" (e.g. a pre-op film) is a value."""
+    from spine_measure.cement import measure_cement
+    from spine_measure.io.annotation import load_annotation
+    from spine_measure.io.radiograph import load_radiograph
+
+    treated = [v.level for v in fm.landmarks if v.treated and v.level != "S1"]
+    if fm.view != "lateral" or not treated:
+        return {}
+    ann = load_annotation(fm.metadata["annotation"])
+    film = load_radiograph(path)
+    out: dict[str, dict[str, Any]] = {}
+    for level in treated:
+        edited = ann.cement_mask(level)
+        try:
+            out[level] = measure_cement(film, ann.landmarks, level, tolerance_mm=tolerance_mm,
+                                        mask=None if edited is None else edited.to_array())
+        except SpineMeasureError as exc:
+            out[level] = {"cement_error": str(exc)}
+    return out
+
+
 def _json_lines(fm: FilmMeasurements) -> list[str]:
     lines = [json.dumps(row, sort_keys=False) for row in fm.to_rows()]
     base = {k: v for k, v in fm.to_records()[0].items()
@@ -137,8 +162,12 @@ def measure(
     cobb: list[str] = typer.Option(
         [], "--cobb", help='Sagittal Cobb angle between two endplates, e.g. '
                            '"T10:superior,L2:inferior" (repeatable).'),
+    with_cement: bool = typer.Option(
+        True, "--cement/--no-cement", help="Cement features (SPEC §4) of treated vertebrae "
+                                           "(decodes the pixels of films that have one)."),
 ) -> None:
-    """Every single-film measurement, per film and vertebra (SPEC §2)."""
+    """Every single-film measurement, per film and vertebra (SPEC §2), and the cement
+    features of treated vertebrae (SPEC §4)."""
     try:
         for c in cobb:
             parse_endplate_pair(c)
@@ -164,11 +193,25 @@ def measure(
             typer.echo(f"Error: {msg}", err=True)
             continue
         done += 1
+        cement: dict[str, dict[str, Any]] = {}
+        if with_cement:
+            try:
+                cement = cement_rows(path, fm, annotations)
+            except (SpineMeasureError, OSError) as exc:
+                cement = {"-": {"cement_error": str(exc)}}
         if as_json:
             for line in _json_lines(fm):
                 typer.echo(line)
+            for level, row in cement.items():
+                typer.echo(json.dumps({"image": os.fspath(path), "level": level,
+                                       **{k: result_value_for_json(v) for k, v in row.items()}}))
         else:
             _print_table(fm)
+            for level, row in cement.items():
+                shown = ", ".join(f"{k}={_fmt(row.get(k))}" for k in (
+                    "cement_found", "npec", "cement_distribution", "cement_fill_pct",
+                    "leak_locations", "leak_intradiscal_spike", "cement_error") if k in row)
+                typer.echo(f"cement {level}: {shown}")
     if not as_json:
         typer.echo(f"{done} measured, {failed} failed "
                    f"({len(REGISTRY)} registered measurements)", err=True)
