@@ -1315,12 +1315,9 @@ def _uid(ds: Any, keyword: str) -> str | None:
 
 
 def _has_dicom_preamble(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
-    except OSError:
-        return False
+    from spine_measure.io.radiograph import _has_dicom_preamble as has_preamble
+
+    return has_preamble(os.fspath(path))
 
 
 def _read_dicom_header(p: Path) -> Any:
