@@ -215,24 +215,11 @@ class FilmContext:
                neighbours: tuple[str, ...] = (), detail: Any = None, **kw: Any) -> Result:
         """A :class:`Result` stamped with this film's calibration source (built as
         :func:`make_result` does; further keyword arguments go to the Result constructor)."""
-        if kw or _RESULT_TEMPLATE is None or unit not in _UNITS:
+        if kw:
             return Result(name, value, unit, reason, self.calibration_source,
                           tuple(neighbours), detail if detail is not None else {}, **kw)
-        if reason is not None and value is not None and not (
-                isinstance(value, float) and value != value):
-            reason = None
-        r = _new(Result)
-        d = r.__dict__
-        if _RESULT_EXTRA:
-            d.update(_RESULT_EXTRA)
-        d["name"] = name
-        d["value"] = value
-        d["unit"] = unit
-        d["reason"] = reason
-        d["calibration_source"] = self.calibration_source
-        d["neighbours"] = neighbours if type(neighbours) is tuple else tuple(neighbours)
-        d["detail"] = types.MappingProxyType(dict(detail)) if detail else _EMPTY
-        return r
+        return make_result(name, value, unit, reason, self.calibration_source, neighbours,
+                           detail)
 
     @property
     def pixel_scale(self) -> tuple[float, float]:
