@@ -137,6 +137,20 @@ def test_monochrome1_displays_like_monochrome2(tmp_path):
     assert r2.display.min() >= 0 and r2.display.max() <= 1
 
 
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+@pytest.mark.parametrize("rescale", [(1.0, 0.0), (0.5, -1024.0), (-2.0, 100.0)])
+def test_density_crop_equals_a_crop_of_density(tmp_path, photometric, rescale):
+    rng = np.random.default_rng(1)
+    stored = rng.integers(0, 4096, size=(30, 40)).astype(np.uint16)
+    path = _write_dx(tmp_path / "f.dcm", stored, photometric, RescaleSlope=rescale[0],
+                     RescaleIntercept=rescale[1])
+    rows, cols = slice(3, 17), slice(20, 39)
+    crop = load_radiograph(path).density_crop(rows, cols)   # before .density exists
+    whole = load_radiograph(path).density
+    assert crop.dtype == np.float32
+    np.testing.assert_array_equal(crop, whole[rows, cols])
+
+
 def test_percentile_window_when_the_file_has_none(tmp_path):
     ramp = np.tile(np.arange(1000, dtype=np.uint16), (10, 1))
     r = load_radiograph(_write_dx(tmp_path / "r.dcm", ramp, "MONOCHROME2"))

@@ -4,7 +4,7 @@ Pure core: arrays, landmarks and spacing in; masks and frozen result objects out
 I/O, no DICOM, no GUI (``docs/architecture.md``). See ``docs/cement.md``.
 
 >>> from spine_measure.cement import analyze_cement  # doctest: +SKIP
->>> res = analyze_cement(radiograph.density, landmarks, "L1", radiograph.spacing)  # doctest: +SKIP
+>>> res = analyze_cement(radiograph, landmarks, "L1", radiograph.spacing)  # doctest: +SKIP
 >>> res.features.npec, res.features.distribution  # doctest: +SKIP
 """
 

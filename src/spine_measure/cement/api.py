@@ -19,7 +19,12 @@ from typing import Any, Literal
 import numpy as np
 
 from spine_measure.cement.features import CementFeatures, FeatureParams, cement_features
-from spine_measure.cement.segment import CementSegmentation, SegmentationParams, segment_cement
+from spine_measure.cement.segment import (
+    CementSegmentation,
+    SegmentationParams,
+    density_reader,
+    segment_cement,
+)
 from spine_measure.landmarks import SpineLandmarks
 
 __all__ = ["CEMENT_COLUMNS", "CementAnalysis", "analyze_cement", "analyze_film", "measure_cement"]
@@ -49,21 +54,24 @@ class CementAnalysis:
         return self.segmentation.mask
 
 
-def analyze_cement(density: np.ndarray, landmarks: SpineLandmarks, level: str,
+def analyze_cement(density: Any, landmarks: SpineLandmarks, level: str,
                    spacing: tuple[float, float] | None, *, mask: np.ndarray | None = None,
                    seg_params: SegmentationParams | None = None,
                    feature_params: FeatureParams | None = None) -> CementAnalysis:
     """Segment the cement of ``level`` (unless ``mask``, a reader's edit, is given) and
-    compute its features. Raises :class:`~spine_measure.cement.frame.CementError` for
-    this vertebra only (no landmarks, body outside the image, mask of the wrong shape)."""
+    compute its features. ``density`` is the density array or the
+    :class:`~spine_measure.io.radiograph.Radiograph` (then only the search region is
+    converted; see :func:`~spine_measure.cement.segment.segment_cement`). Raises
+    :class:`~spine_measure.cement.frame.CementError` for this vertebra only (no landmarks,
+    body outside the image, mask of the wrong shape)."""
     from spine_measure.cement.frame import CementError
 
     if mask is not None:
         m = np.asarray(mask, dtype=bool)
-        dens = np.asarray(density)
-        if m.shape != dens.shape:
+        _, shape = density_reader(density)
+        if m.shape != shape:
             raise CementError(f"{level}: cement mask is {m.shape[0]}x{m.shape[1]} but the "
-                              f"image is {dens.shape[0]}x{dens.shape[1]}; the mask falls "
+                              f"image is {shape[0]}x{shape[1]}; the mask falls "
                               f"outside the image")
         feats = cement_features(m, landmarks, level, spacing, params=feature_params)
         return CementAnalysis(level, "edited", m, feats, None, None)
@@ -72,7 +80,7 @@ def analyze_cement(density: np.ndarray, landmarks: SpineLandmarks, level: str,
     return CementAnalysis(level, "auto", None, feats, seg, seg.params_hash)
 
 
-def analyze_film(density: np.ndarray, landmarks: SpineLandmarks,
+def analyze_film(density: Any, landmarks: SpineLandmarks,
                  spacing: tuple[float, float] | None, *,
                  masks: Mapping[str, np.ndarray] | None = None,
                  levels: list[str] | None = None,
@@ -149,7 +157,7 @@ def measure_cement(radiograph: Any, landmarks: SpineLandmarks, level: str, *,
     """
     spacing = radiograph.calibration.spacing
     params = FeatureParams(contact_tolerance_mm=float(tolerance_mm))
-    res = analyze_cement(radiograph.density, landmarks, level, spacing, mask=mask,
+    res = analyze_cement(radiograph, landmarks, level, spacing, mask=mask,
                          feature_params=params)
     row = res.features.to_dict()
     leaks = row.pop("leaks")

@@ -36,7 +36,6 @@ from typing import Any
 import cv2
 import numpy as np
 from scipy import ndimage
-from skimage.measure import perimeter as _perimeter
 
 from spine_measure.cement.frame import (
     BodyFrame,
@@ -47,7 +46,12 @@ from spine_measure.cement.frame import (
     polyline_distance,
     working_spacing,
 )
-from spine_measure.cement.segment import CementSegmentation, treated_vertebra
+from spine_measure.cement.segment import (
+    CementSegmentation,
+    components,
+    treated_vertebra,
+    within,
+)
 from spine_measure.landmarks import SpineLandmarks, Vertebra
 
 __all__ = [
@@ -218,9 +222,50 @@ class CementFeatures:
 # shape descriptors
 
 
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+_PERIMETER_KERNEL = np.array([[10, 2, 10], [2, 1, 2], [10, 2, 10]], dtype=np.float32)
+_PERIMETER_WEIGHTS = np.zeros(50)
+_PERIMETER_WEIGHTS[[5, 7, 15, 17, 25, 27]] = 1.0
+_PERIMETER_WEIGHTS[[21, 33]] = math.sqrt(2)
+_PERIMETER_WEIGHTS[[13, 23]] = (1 + math.sqrt(2)) / 2
+
+
+def perimeter(mask: np.ndarray) -> float:
+    """Perimeter of a binary region, Benkrid & Crookes' weighted border-pixel count: the
+    definition (and value) of ``skimage.measure.perimeter(mask, neighborhood=8)``, computed
+    with OpenCV on the region's bounding box.
+
+    >>> perimeter(np.pad(np.ones((4, 4), bool), 1))
+    12.0
+    """
+    rr, cc = np.nonzero(mask)
+    if rr.size == 0:
+        return 0.0
+    sub = np.pad(mask[rr.min():rr.max() + 1, cc.min():cc.max() + 1], 1).astype(np.uint8)
+    border = sub - cv2.erode(sub, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                             borderValue=0)
+    codes = cv2.filter2D(border.astype(np.float32), -1, _PERIMETER_KERNEL,
+                         borderType=cv2.BORDER_CONSTANT)
+    hist = np.bincount(codes.astype(np.int64).ravel(), minlength=50)[:50]
+    return float(hist @ _PERIMETER_WEIGHTS)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with its holes filled: background not 4-connected to the image border
+    (``scipy.ndimage.binary_fill_holes``' definition).
+
+    >>> m = np.zeros((5, 5), bool); m[1:4, 1:4] = True; m[2, 2] = False
+    >>> int(fill_holes(m).sum())
+    9
+    """
+    bg = np.pad(~mask, 1, constant_values=True)
+    n, lab = components(bg, connectivity=1)
+    return (lab[1:-1, 1:-1] != lab[0, 0]) | mask
+
+
 def convex_hull_mask(mask: np.ndarray) -> np.ndarray:
     """Pixels whose centres lie in the convex hull of the centres of ``mask``'s pixels."""
-    rr, cc = np.nonzero(mask)
+    rr, cc = np.nonzero(inner_boundary(mask))   # the hull's vertices are boundary pixels
     if rr.size < 3:
         return mask.copy()
     hull = cv2.convexHull(np.stack([rr, cc], 1).astype(np.float32))[:, 0, :]
@@ -304,12 +349,11 @@ def distribution_features(inside: np.ndarray, frame: BodyFrame, r0: int, c0: int
       the cement).
     """
     n = int(inside.sum())
-    lab, k = ndimage.label(inside, structure=np.ones((3, 3)))
-    sizes = np.bincount(lab.ravel(), minlength=k + 1)[1:]
+    k, lab, sizes = components(inside, connectivity=2, with_sizes=True)
     hull = convex_hull_mask(inside) if n >= 3 else inside
-    filled = ndimage.binary_fill_holes(inside)
-    per = _perimeter(inside, neighborhood=8)
-    per_h = _perimeter(hull, neighborhood=8)
+    filled = fill_holes(inside)
+    per = perimeter(inside)
+    per_h = perimeter(hull)
     feats: dict[str, float] = {
         "solidity": float(n / max(int(hull.sum()), 1)),
         "roughness": float(per / per_h) if per_h > 0 else float("nan"),
@@ -318,7 +362,8 @@ def distribution_features(inside: np.ndarray, frame: BodyFrame, r0: int, c0: int
         "texture_cv": float("nan"),
     }
     if excess is not None:
-        core = ndimage.binary_erosion(inside, iterations=2)
+        core = cv2.erode(inside.astype(np.uint8), _CROSS, iterations=2,
+                         borderType=cv2.BORDER_CONSTANT, borderValue=0).view(bool)
         if core.sum() >= 16:
             vals = excess[core]
             m = float(vals.mean())
@@ -360,6 +405,37 @@ def _nan_features(level: str, view: str, status: str, unit: str, tol: float,
     return CementFeatures(level, view, False, status, unit, tol, None, None, None, None, nan,
                           nan, nan, nan, nan, 0.0, None, types.MappingProxyType({}), (),
                           types.MappingProxyType(dict.fromkeys(names, why)), params_hash)
+
+
+def inner_boundary(mask: np.ndarray) -> np.ndarray:
+    """Pixels of ``mask`` with a background pixel (or the array edge) among their 8
+    neighbours."""
+    m = mask.astype(np.uint8)
+    return mask & ~cv2.erode(m, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                             borderValue=0).view(bool)
+
+
+def _gap_candidates(cem: np.ndarray, poly_px: np.ndarray, r0: int, c0: int,
+                    spacing: tuple[float, float]) -> np.ndarray:
+    """Centres ``(N, 2)`` (image px) of the cement pixels that can be nearest to the
+    polyline: the inner boundary and every pixel within 2 px of the polyline.
+
+    Exact for square pixels: an interior pixel ``p`` at distance ``d > 0.77`` px from its
+    nearest polyline point ``q`` has a neighbour in the mask (one of the 8 steps within
+    22.5 deg of ``q - p``) that is strictly closer, since
+    ``|p + s - q|^2 - d^2 = |s| (|s| - 2 d cos(theta)) < 0`` for ``|s| <= sqrt(2)``,
+    ``theta <= 22.5 deg``; so the minimum lies on the boundary or within 0.77 px of the
+    line. Non-square pixels use every cement pixel.
+    """
+    if not math.isclose(spacing[0], spacing[1], rel_tol=1e-9):
+        cand = cem
+    else:
+        band = np.zeros(cem.shape, np.uint8)
+        pts = np.round((np.asarray(poly_px)[:, ::-1] - (c0, r0)) * 16).astype(np.int32)
+        cv2.polylines(band, [pts], False, 1, thickness=5, lineType=cv2.LINE_8, shift=4)
+        cand = inner_boundary(cem) | (cem & band.view(bool))
+    rr, cc = np.nonzero(cand)
+    return np.stack([rr + r0, cc + c0], 1).astype(float)
 
 
 def _gap(mask_pts: np.ndarray, frame: BodyFrame, which: str) -> tuple[float, float, str | None]:
@@ -480,12 +556,12 @@ def cement_features(mask: np.ndarray | CementSegmentation,
         ex[r0 - br0:r1 - br0, c0 - bc0:c1 - bc0] = exc[: r1 - r0, : c1 - c0]
     body = frame.rasterize(poly, br0, bc0, hw)
     reasons: dict[str, str] = {}
-    rr, cc = np.nonzero(cem)
-    pts = np.stack([rr + br0, cc + bc0], 1).astype(float)
     px_area = rs[0] * rs[1]
 
-    g_sup, g_sup_pct, why_s = _gap(pts, frame, "superior")
-    g_inf, g_inf_pct, why_i = _gap(pts, frame, "inferior")
+    g_sup, g_sup_pct, why_s = _gap(_gap_candidates(cem, frame.superior_px, br0, bc0, rs),
+                                   frame, "superior")
+    g_inf, g_inf_pct, why_i = _gap(_gap_candidates(cem, frame.inferior_px, br0, bc0, rs),
+                                   frame, "inferior")
     for name, why in (("cement_gap_superior_pct", why_s), ("cement_gap_inferior_pct", why_i)):
         if why:
             reasons[name] = why
@@ -503,8 +579,7 @@ def cement_features(mask: np.ndarray | CementSegmentation,
         dfeat, dist = {}, None
         reasons["cement_distribution"] = "no cement inside the body polygon"
     # leaks
-    d_out = ndimage.distance_transform_edt(~body, sampling=rs)
-    out = cem & (d_out > tol)
+    out = cem & ~within(body, tol, rs)   # farther than the tolerance from the body
     leaks = _leaks(out, frame, br0, bc0, rs, ws, nominal, tol, p, lms, level, vert.view)
     return CementFeatures(
         level=level, view=vert.view, found=True, status="cement found", length_unit=unit,

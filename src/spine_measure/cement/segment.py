@@ -54,12 +54,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
 from scipy import ndimage
-from skimage.filters import apply_hysteresis_threshold, threshold_otsu
+from skimage.filters import threshold_otsu
 
 from spine_measure.cement.frame import BodyFrame, CementError, body_frame, working_spacing
 from spine_measure.landmarks import SpineLandmarks, Vertebra
@@ -187,6 +189,24 @@ def treated_vertebra(landmarks: SpineLandmarks | None, level: str) -> Vertebra:
     return v
 
 
+def density_reader(density: Any) -> tuple[Callable[[slice, slice], np.ndarray],
+                                          tuple[int, int]]:
+    """A function reading the density of a region, and the image shape.
+
+    ``density`` is a 2-D array (higher = denser) or a
+    :class:`~spine_measure.io.radiograph.Radiograph`, whose
+    :meth:`~spine_measure.io.radiograph.Radiograph.density_crop` converts only the regions
+    read (a 3000 x 3000 film is then never converted to float whole).
+    """
+    if hasattr(density, "density_crop"):
+        rows, cols = density.shape
+        return density.density_crop, (int(rows), int(cols))
+    dens = np.asarray(density)
+    if dens.ndim != 2:
+        raise ValueError(f'Argument "density" must have shape (rows, cols); got {dens.shape}')
+    return (lambda rows, cols: dens[rows, cols]), (int(dens.shape[0]), int(dens.shape[1]))
+
+
 def _roi(frame: BodyFrame, shape: tuple[int, int], m_wall: float, m_disc: float
          ) -> tuple[tuple[int, int, int, int], np.ndarray]:
     box = frame.frame_box_px(m_wall, m_wall, m_disc, m_disc)
@@ -208,6 +228,34 @@ def _check_inside(frame: BodyFrame, shape: tuple[int, int]) -> None:
                           f"the image")
 
 
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
+def _u8(mask: np.ndarray) -> np.ndarray:
+    """A contiguous uint8 view of a boolean mask (what OpenCV takes)."""
+    return np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
+
+
+def components(mask: np.ndarray, *, connectivity: int = 2, with_sizes: bool = False
+               ) -> tuple[Any, ...]:
+    """Connected components of ``mask`` (8-connectivity, 4 with ``connectivity=1``), with
+    OpenCV: ``(n, labels)`` or ``(n, labels, sizes)``, labels ``1..n`` (0 = background) and
+    ``sizes[i]`` the pixel count of component ``i + 1``.
+
+    >>> n, lab, sizes = components(np.array([[1, 0, 1], [0, 1, 0]], bool), with_sizes=True)
+    >>> n, sizes.tolist()
+    (1, [3])
+    """
+    m = _u8(mask)
+    cn = 8 if connectivity == 2 else 4
+    if with_sizes:
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=cn,
+                                                            ltype=cv2.CV_32S)
+        return n - 1, lab, stats[1:, cv2.CC_STAT_AREA]
+    n, lab = cv2.connectedComponents(m, connectivity=cn, ltype=cv2.CV_32S)
+    return n - 1, lab
+
+
 def drop_small_components(mask: np.ndarray, min_pixels: int, *, connectivity: int = 2
                           ) -> np.ndarray:
     """``mask`` without its connected components of fewer than ``min_pixels`` pixels
@@ -219,11 +267,48 @@ def drop_small_components(mask: np.ndarray, min_pixels: int, *, connectivity: in
     """
     if min_pixels <= 1 or not mask.any():
         return mask.copy()
-    lab, n = ndimage.label(mask, structure=ndimage.generate_binary_structure(2, connectivity))
-    sizes = np.bincount(lab.ravel(), minlength=n + 1)
-    keep = sizes >= min_pixels
+    _, lab, sizes = components(mask, connectivity=connectivity, with_sizes=True)
+    keep = np.concatenate(([False], sizes >= min_pixels))
+    return keep[lab]
+
+
+def hysteresis(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Connected regions (4-connectivity) of ``x > low`` that hold a pixel ``> high``;
+    the same as :func:`skimage.filters.apply_hysteresis_threshold`, through OpenCV.
+
+    >>> hysteresis(np.array([[0, 2, 2, 0, 2], [0, 0, 3, 0, 0]]), 1, 2.5).astype(int)
+    array([[0, 1, 1, 0, 0],
+           [0, 0, 1, 0, 0]])
+    """
+    low_mask = x > low
+    if not low_mask.any():
+        return low_mask
+    n, lab = components(low_mask, connectivity=1)
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[lab[x > high]] = True
     keep[0] = False
     return keep[lab]
+
+
+def disc_kernel(radius_mm: float, spacing: tuple[float, float]) -> np.ndarray:
+    """Offsets within ``radius_mm`` (physical distance, anisotropic pixels allowed) as a
+    uint8 kernel: dilating by it marks exactly the pixels whose Euclidean distance to the
+    mask (``ndimage.distance_transform_edt(~mask, sampling=spacing)``) is <= the radius."""
+    ny, nx = int(radius_mm // spacing[0]), int(radius_mm // spacing[1])
+    dy = np.arange(-ny, ny + 1)[:, None] * spacing[0]
+    dx = np.arange(-nx, nx + 1)[None, :] * spacing[1]
+    return (dy * dy + dx * dx <= radius_mm * radius_mm + 1e-12).astype(np.uint8)
+
+
+def within(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float]) -> np.ndarray:
+    """Pixels at a physical distance <= ``radius_mm`` from ``mask`` (``mask`` included)."""
+    if not mask.any():
+        return np.zeros(mask.shape, dtype=bool)
+    k = disc_kernel(radius_mm, spacing)
+    if k.size == 1:
+        return mask.copy()
+    return cv2.dilate(_u8(mask), k, borderType=cv2.BORDER_CONSTANT,
+                      borderValue=0).view(bool)
 
 
 def _dilate(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float]) -> np.ndarray:
@@ -243,10 +328,10 @@ def _dist_outside(mask: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
 
 
 def _gauss(img: np.ndarray, sigma: tuple[float, float]) -> np.ndarray:
-    """Gaussian filter (OpenCV, replicated border, +-4 sigma kernel), float64."""
+    """Gaussian filter (OpenCV, replicated border, +-4 sigma kernel), float32."""
     ky = 2 * int(math.ceil(4 * sigma[0])) + 1
     kx = 2 * int(math.ceil(4 * sigma[1])) + 1
-    return cv2.GaussianBlur(np.ascontiguousarray(img, dtype=np.float64), (kx, ky),
+    return cv2.GaussianBlur(np.ascontiguousarray(img, dtype=np.float32), (kx, ky),
                             sigmaX=sigma[1], sigmaY=sigma[0], borderType=cv2.BORDER_REPLICATE)
 
 
@@ -254,23 +339,22 @@ def _smooth_weighted(img: np.ndarray, w: np.ndarray, sigma: tuple[float, float]
                      ) -> tuple[np.ndarray, np.ndarray]:
     """``G*(img w)`` and ``G*w``; large sigmas are computed on a grid decimated by
     ``f = floor(min(sigma) / 3)`` (block means, then bilinear interpolation back), which
-    changes the smooth result by far less than the noise and is ~f^2 times faster."""
+    changes the smooth result by far less than the noise and is ~f^2 times faster. Both
+    are filtered together as the two channels of one image."""
     f = max(1, int(min(sigma) // 3))
+    both = np.dstack((img * w, w))
     if f == 1:
-        return _gauss(img * w, sigma), _gauss(w, sigma)
+        out = _gauss(both, sigma)
+        return out[..., 0], out[..., 1]
     h, wd = img.shape
     hp, wp = -(-h // f) * f, -(-wd // f) * f
-    a = np.pad(img * w, ((0, hp - h), (0, wp - wd)), mode="edge")
-    b = np.pad(w, ((0, hp - h), (0, wp - wd)), mode="edge")
-    a = a.reshape(hp // f, f, wp // f, f).mean((1, 3))
-    b = b.reshape(hp // f, f, wp // f, f).mean((1, 3))
-    small = (sigma[0] / f, sigma[1] / f)
-    a, b = _gauss(a, small), _gauss(b, small)
-    size = (wp, hp)
+    if (hp, wp) != (h, wd):
+        both = cv2.copyMakeBorder(both, 0, hp - h, 0, wp - wd, cv2.BORDER_REPLICATE)
+    small = cv2.resize(both, (wp // f, hp // f), interpolation=cv2.INTER_AREA)  # block means
+    small = _gauss(small, (sigma[0] / f, sigma[1] / f))
     # block centres sit at (f - 1) / 2: resize with INTER_LINEAR maps them the same way
-    a = cv2.resize(a, size, interpolation=cv2.INTER_LINEAR)[:h, :wd]
-    b = cv2.resize(b, size, interpolation=cv2.INTER_LINEAR)[:h, :wd]
-    return a, b
+    out = cv2.resize(small, (wp, hp), interpolation=cv2.INTER_LINEAR)[:h, :wd]
+    return out[..., 0], out[..., 1]
 
 
 def _norm_conv(img: np.ndarray, w: np.ndarray, sigma: tuple[float, float]) -> np.ndarray:
@@ -287,10 +371,11 @@ def _norm_conv(img: np.ndarray, w: np.ndarray, sigma: tuple[float, float]) -> np
     return out
 
 
-def _segment_roi(dens: np.ndarray, frame: BodyFrame, roi: tuple[int, int, int, int],
-                 roi_mask: np.ndarray, p: SegmentationParams, sp: tuple[float, float]):
+def _segment_roi(read: Callable[[slice, slice], np.ndarray], frame: BodyFrame,
+                 roi: tuple[int, int, int, int], roi_mask: np.ndarray,
+                 p: SegmentationParams, sp: tuple[float, float]):
     r0, r1, c0, c1 = roi
-    crop = np.asarray(dens[r0:r1, c0:c1], dtype=np.float64)
+    crop = np.asarray(read(slice(r0, r1), slice(c0, c1)), dtype=np.float32)
     px_area = sp[0] * sp[1]
     sig = (p.smoothing_mm / sp[0], p.smoothing_mm / sp[1])
     g = _gauss(crop, sig) if p.smoothing_mm > 0 else crop
@@ -310,9 +395,9 @@ def _segment_roi(dens: np.ndarray, frame: BodyFrame, roi: tuple[int, int, int, i
     bgr = g
     for _ in range(p.iterations):
         guard = _dilate(cem, p.guard_mm, sp)
-        w = (roi_mask & ~guard).astype(np.float64)
+        w = (roi_mask & ~guard).astype(np.float32)
         if w.sum() < 16:
-            w = (roi_mask & ~cem).astype(np.float64)
+            w = (roi_mask & ~cem).astype(np.float32)
         bgr = _norm_conv(g, w, bg_sig)
         x = g - bgr
         if not cem.any():
@@ -321,7 +406,7 @@ def _segment_roi(dens: np.ndarray, frame: BodyFrame, roi: tuple[int, int, int, i
         if not dc > 0:
             cem = np.zeros_like(cem)
             break
-        new = apply_hysteresis_threshold(x, p.low_fraction * dc, p.high_fraction * dc)
+        new = hysteresis(x, p.low_fraction * dc, p.high_fraction * dc)
         new &= roi_mask
         new = drop_small_components(new, min_obj)
         if max_hole > 0:
@@ -330,7 +415,7 @@ def _segment_roi(dens: np.ndarray, frame: BodyFrame, roi: tuple[int, int, int, i
             break
         cem = new
     # presence test
-    outside = roi_mask & ~(_dist_outside(body, sp) <= 1.5) & ~cem
+    outside = roi_mask & ~within(body, 1.5, sp) & ~cem
     bone = body & ~cem
     db = float(np.median(bgr[bone]) - np.median(g[outside])) if bone.any() and outside.any() \
         else 0.0
@@ -356,16 +441,17 @@ def _segment_roi(dens: np.ndarray, frame: BodyFrame, roi: tuple[int, int, int, i
     return cem, x, reason, dc, db, noise
 
 
-def segment_cement(density: np.ndarray, landmarks: SpineLandmarks | Vertebra | None,
+def segment_cement(density: Any, landmarks: SpineLandmarks | Vertebra | None,
                    level: str, spacing: tuple[float, float] | None, *,
                    params: SegmentationParams | None = None) -> CementSegmentation:
     """Segment the cement of the treated vertebra ``level``.
 
     Parameters
     ----------
-    density : ndarray (rows, cols)
-        Image oriented so that higher = denser (``Radiograph.density``). Only the search
-        rectangle is read.
+    density : ndarray (rows, cols) or Radiograph
+        Image oriented so that higher = denser (``Radiograph.density``), or the
+        :class:`~spine_measure.io.radiograph.Radiograph` itself. Only the search rectangle
+        is read (and, from a Radiograph, only it is converted to float).
     landmarks : SpineLandmarks or Vertebra
         The film's landmarks (lateral or AP) or the treated vertebra itself.
     level : str
@@ -404,10 +490,7 @@ def segment_cement(density: np.ndarray, landmarks: SpineLandmarks | Vertebra | N
         vert = landmarks
     else:
         vert = treated_vertebra(landmarks, level)
-    dens = np.asarray(density)
-    if dens.ndim != 2:
-        raise ValueError(f'Argument "density" must have shape (rows, cols); got {dens.shape}')
-    shape = (int(dens.shape[0]), int(dens.shape[1]))
+    read, shape = density_reader(density)
     sp, nominal = working_spacing(vert, spacing)
     frame = body_frame(vert, sp)
     _check_inside(frame, shape)
@@ -415,8 +498,9 @@ def segment_cement(density: np.ndarray, landmarks: SpineLandmarks | Vertebra | N
     m_wall, m_disc = p.margin_wall_mm, p.margin_disc_mm
     while True:
         roi, roi_mask = _roi(frame, shape, m_wall, m_disc)
-        cem, x, reason, dc, db, noise = _segment_roi(dens, frame, roi, roi_mask, p, sp)
-        edge = roi_mask & ~ndimage.binary_erosion(roi_mask, border_value=0)
+        cem, x, reason, dc, db, noise = _segment_roi(read, frame, roi, roi_mask, p, sp)
+        edge = roi_mask & ~cv2.erode(_u8(roi_mask), _CROSS,
+                                     borderType=cv2.BORDER_CONSTANT, borderValue=0).view(bool)
         # the image border is not a search-rectangle edge
         r0, r1, c0, c1 = roi
         img_edge = np.zeros_like(edge)

@@ -209,6 +209,33 @@ class Radiograph:
         return out
 
     @cached_property
+    def _flip_constant(self) -> np.float32:
+        """``lo + hi`` of :attr:`values`, the MONOCHROME1 flip of :attr:`density`, from the
+        stored pixels' range (no full-film float conversion)."""
+        slope, intercept = self.rescale
+        ends = (float(self.pixels.min()), float(self.pixels.max()))
+        v = [np.float32(e) * np.float32(slope) + np.float32(intercept)
+             if (slope, intercept) != (1.0, 0.0) else np.float32(e) for e in ends]
+        return np.float32(float(min(v)) + float(max(v)))
+
+    def density_crop(self, rows: slice, cols: slice) -> np.ndarray:
+        """:attr:`density` of the region ``[rows, cols]``, converting only that region.
+
+        Equal to ``self.density[rows, cols]`` bit for bit; the cement segmentation reads its
+        search region through this, so a 3000 x 3000 film is never converted to float whole.
+        """
+        cached = self.__dict__.get("density")
+        if cached is not None:
+            return cached[rows, cols]
+        slope, intercept = self.rescale
+        out = self.pixels[rows, cols].astype(np.float32)
+        if slope != 1.0 or intercept != 0.0:
+            out = out * np.float32(slope) + np.float32(intercept)
+        if self.monochrome1:
+            out = (self._flip_constant - out).astype(np.float32)
+        return out
+
+    @cached_property
     def display(self) -> np.ndarray:
         """A display-ready view: float32 in [0, 1], bright = dense, default window applied."""
         values = self.values
