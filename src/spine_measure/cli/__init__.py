@@ -60,9 +60,11 @@ def _root(
 # --- subcommands: each lives in its own module and registers itself on ``app`` ---------
 from spine_measure.cli import annotate as _annotate  # noqa: E402,F401
 from spine_measure.cli import batch as _batch  # noqa: E402,F401
+from spine_measure.cli import export_sr as _export_sr  # noqa: E402,F401
 from spine_measure.cli import import_landmarks as _import_landmarks  # noqa: E402,F401
 from spine_measure.cli import info as _info  # noqa: E402,F401
 from spine_measure.cli import measure as _measure  # noqa: E402,F401
+from spine_measure.cli import reliability as _reliability  # noqa: E402,F401
 from spine_measure.cli import risk as _risk  # noqa: E402,F401
 
 # --------------------------------------------------------------------------------------
