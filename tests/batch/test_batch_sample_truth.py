@@ -196,3 +196,36 @@ def test_cement_columns_are_documented(run):
                 "cement_gap_superior_mm_postop"):
         assert col in wide.columns
         assert rows[col]["family"] == "cement" and len(rows[col]["definition"]) > 20
+
+
+@pytest.mark.parametrize("pid", PATIENTS)
+def test_cement_volume_ratio_from_truth_by_hand(run, pid):
+    """Zeng 2025's ratio, recomputed here from the truth landmarks with the elliptic-cylinder
+    formula written out: only the patient with an AP film (SM005) gets a value."""
+    src, _out, _summary, wide = run
+    row = wide[wide.patient_pseudo_id == pseudonym(pid, b"test-key")].iloc[0]
+    truths = _truths(src, pid)
+    level = truths["preop"]["design"]["fracture"]["level"]
+    if "preop_ap" not in truths:
+        assert row["cement_volume_ratio_pct"] == "" and row["cement_volume_ratio_high"] == ""
+        assert "cement_volume_ratio_pct: needs the treated vertebra on both" in row["reasons"]
+        return
+    lat = next(v for v in truths["postop"]["vertebrae"] if v["level"] == level)["points"]
+    ap = next(v for v in truths["preop_ap"]["vertebrae"] if v["level"] == level)["points"]
+    (sy, sx), _ = _calibration(truths["postop"])
+    (ay, ax), _ = _calibration(truths["preop_ap"])
+
+    def mm(p, q, s):
+        return math.hypot((p[0] - q[0]) * s[0], (p[1] - q[1]) * s[1])
+
+    depth = (mm(lat["As"], lat["Ps"], (sy, sx)) + mm(lat["Ai"], lat["Pi"], (sy, sx))) / 2
+    heights = [mm(lat["As"], lat["Ai"], (sy, sx)), mm(lat["Ps"], lat["Pi"], (sy, sx))]
+    if "Ms" in lat and "Mi" in lat:
+        heights.append(mm(lat["Ms"], lat["Mi"], (sy, sx)))
+    width = (mm(ap["SL"], ap["SR"], (ay, ax)) + mm(ap["IL"], ap["IR"], (ay, ax))) / 2
+    body_ml = math.pi / 4 * depth * width * (sum(heights) / len(heights)) / 1000
+    clinical = pd.read_csv(src / "clinical.csv", dtype=str).set_index("patient_id").loc[pid]
+    ratio = 100 * float(clinical["cement_volume_ml"]) / body_ml
+    assert float(row["vertebral_body_volume_ml"]) == pytest.approx(body_ml, rel=1e-9)
+    assert float(row["cement_volume_ratio_pct"]) == pytest.approx(ratio, rel=1e-9)
+    assert row["cement_volume_ratio_high"] == ("true" if ratio > 13.82 else "false")

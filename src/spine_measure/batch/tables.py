@@ -136,6 +136,7 @@ def wide_columns(identifiers: bool, extra_clinical: Sequence[str],
         cols += [f"{c}_{tp}" for c in cement_cols]
     cols += [c for d in _long_defs() for c in d.columns]
     cols += list(FINDINGS) + ["bone_marrow_oedema", "treated_hu", "adjacent_hu"]
+    cols += ["vertebral_body_volume_ml", "cement_volume_ratio_pct", "cement_volume_ratio_high"]
     cols += CLINICAL_ORDER + [c for c in extra_clinical if c not in CLINICAL_ORDER]
     cols += ["clinical_match", "reasons", "spine_measure_version"]
     return cols
@@ -186,6 +187,29 @@ def _hu(films: Sequence[dict[str, Any]], level: str) -> tuple[float | None, floa
                              LEVELS[i + 1] if i + 1 < len(LEVELS) else None)
            if lv in hu]
     return hu.get(level), (sum(adj) / len(adj) if adj else None)
+
+
+def _volume_ratio(crow: Mapping[str, Any] | None, postop: dict[str, Any] | None,
+                  ap: dict[str, Any] | None, level: str) -> Any:
+    """Cement-to-body volume ratio of ``level`` (SPEC §4, Zeng 2025's 13.82 %): the body's
+    depth and height from the post-operative lateral film, its width from the AP film (the
+    width hardly changes with a compression fracture, so an AP film of any time point
+    serves), the cement volume from the clinical table (``spine_measure.cement.volume``)."""
+    from spine_measure.cement.volume import cement_volume_ratio
+    from spine_measure.landmarks import SpineLandmarks
+
+    def vertebra(rec: dict[str, Any] | None) -> tuple[Any, Any]:
+        if rec is None or rec.get("status") != "done" or not rec.get("landmarks"):
+            return None, None
+        lms = SpineLandmarks.from_dict(rec["landmarks"])
+        sp = rec.get("spacing")
+        return (lms[level] if level in lms else None), (tuple(sp) if sp else None)
+
+    volume = (crow or {}).get("cement_volume_ml")
+    volume = float(volume) if isinstance(volume, int | float) else None
+    lat, lat_sp = vertebra(postop)
+    apv, ap_sp = vertebra(ap)
+    return cement_volume_ratio(volume, lat, lat_sp, apv, ap_sp)
 
 
 def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
@@ -341,6 +365,13 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
                 for c, v in crow.items():
                     if c != "procedure_date":
                         row[c] = v
+            vr = _volume_ratio(crow, done.get(asg.film("postop")) if asg.film("postop")
+                               else None, done.get(ap) if ap is not None else None, level)
+            row.update(vertebral_body_volume_ml=vr.body_volume_ml,
+                       cement_volume_ratio_pct=vr.ratio_pct,
+                       cement_volume_ratio_high=vr.above_threshold)
+            if vr.reason:
+                reasons.append(f"cement_volume_ratio_pct: {vr.reason}")
             row["reasons"] = "; ".join(reasons)
             wide_rows.append(row)
     if clinical is not None:
@@ -442,6 +473,14 @@ BATCH_COLUMNS: dict[str, tuple[str, str]] = {
     "procedure": ("", "Clinical table: PVP or PKP."),
     "approach": ("", "Clinical table: unilateral or bilateral."),
     "cement_volume_ml": ("ml", "Clinical table: injected cement volume."),
+    "vertebral_body_volume_ml": ("ml", "Elliptic-cylinder estimate of the treated body's "
+                                       "volume: pi/4 x depth x width x mean height (depth and "
+                                       "height from the post-op lateral film, width from the "
+                                       "AP film; docs/cement.md)."),
+    "cement_volume_ratio_pct": ("%", "100 x cement_volume_ml / vertebral_body_volume_ml "
+                                     "(Zeng 2025)."),
+    "cement_volume_ratio_high": ("flag", "cement_volume_ratio_pct > 13.82 %, the threshold "
+                                         "Zeng 2025 reports for adjacent fractures."),
     "anti_osteoporosis_therapy": ("", "Clinical table: anti-osteoporosis therapy."),
     "brace": ("", "Clinical table: brace."),
     "clinical_match": ("", "How the clinical row was matched: patient_level, patient, none."),
