@@ -73,7 +73,7 @@ def cement_features(radiograph: Any, annotation: Any, level: str, film: Any,
     mask = annotation.cement_mask(level)
     row, used = fn(radiograph, annotation.landmarks, level,
                    mask=None if mask is None else mask.to_array(), tolerance_mm=tolerance_mm,
-                   with_mask=True)
+                   with_mask=True, spacing=film.spacing)
     return dict(row), used
 
 

@@ -142,20 +142,28 @@ CEMENT_COLUMNS: dict[str, tuple[str, str]] = {
 }
 
 
+_HEADER = object()
+
+
 def measure_cement(radiograph: Any, landmarks: SpineLandmarks, level: str, *,
                    mask: np.ndarray | None = None,
                    tolerance_mm: float = 1.0,
-                   with_mask: bool = False) -> dict[str, Any] | tuple[dict[str, Any], Any]:
+                   with_mask: bool = False,
+                   spacing: Any = _HEADER) -> dict[str, Any] | tuple[dict[str, Any], Any]:
     """SPEC §4 features of the cement at ``level`` of a film, as one flat table row.
 
     ``radiograph`` is a :class:`~spine_measure.io.radiograph.Radiograph` (its ``density`` and
     ``calibration.spacing`` are used); ``mask`` a reader's edited mask, which wins over the
-    automatic segmentation. Leak details are summarised (locations, spike/round, touching the
+    automatic segmentation. ``spacing`` is the film's ``(row_mm, col_mm)`` or None
+    (uncalibrated); by default the radiograph's own calibration. Pass the spacing the film's
+    measurements used (``FilmMeasurements.spacing``), so a reader's calibration line measures
+    the cement in mm too. Leak details are summarised (locations, spike/round, touching the
     adjacent endplate); the shape and texture features the distribution was decided from are
     included (``cement_*``). Raises :class:`~spine_measure.cement.frame.CementError` for this
     vertebra only.
     """
-    spacing = radiograph.calibration.spacing
+    if spacing is _HEADER:
+        spacing = radiograph.calibration.spacing
     params = FeatureParams(contact_tolerance_mm=float(tolerance_mm))
     res = analyze_cement(radiograph, landmarks, level, spacing, mask=mask,
                          feature_params=params)

@@ -97,7 +97,8 @@ def cement_rows(path: Path, fm: FilmMeasurements, annotations_dir: Path | None,
         edited = ann.cement_mask(level)
         try:
             out[level] = measure_cement(film, ann.landmarks, level, tolerance_mm=tolerance_mm,
-                                        mask=None if edited is None else edited.to_array())
+                                        mask=None if edited is None else edited.to_array(),
+                                        spacing=fm.spacing)
         except SpineMeasureError as exc:
             out[level] = {"cement_error": str(exc)}
     return out
