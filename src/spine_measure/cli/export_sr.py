@@ -1,0 +1,83 @@
+"""``spine-measure export-sr PATH... --out DIR``: one DICOM SR per measured DICOM film.
+
+Each image needs its annotation file, found as ``spine-measure measure`` finds it; the SR
+holds the landmarks (SCOORD on the source image), every single-film measurement and the
+cement features of treated vertebrae (``docs/sr_export.md``). A file that fails is reported
+on one line and the others are still exported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
+from spine_measure.errors import SpineMeasureError
+
+
+@app.command("export-sr")
+def export_sr(
+    paths: list[Path] = typer.Argument(..., help="DICOM radiographs or folders."),
+    out: Path = typer.Option(..., "--out", help="Folder the SR files are written to "
+                                                "(created if missing)."),
+    annotations: Path | None = typer.Option(
+        None, "--annotations", help="Folder of annotation files (default: next to each image)."),
+    cobb: list[str] = typer.Option(
+        [], "--cobb", help='Sagittal Cobb angle between two endplates, e.g. '
+                           '"T10:superior,L2:inferior" (repeatable).'),
+    with_cement: bool = typer.Option(
+        True, "--cement/--no-cement", help="Cement features of treated vertebrae."),
+) -> None:
+    """Write each film's measurements as a DICOM SR (Comprehensive 3D SR, TID 1500)."""
+    from spine_measure.cli.measure import _candidates
+    from spine_measure.measurements.context import parse_endplate_pair
+    from spine_measure.sr.export import sr_file_name, write_film_sr
+
+    try:
+        for c in cobb:
+            parse_endplate_pair(c)
+    except SpineMeasureError as exc:
+        typer.echo(f"Error: --cobb: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    if annotations is not None and not annotations.is_dir():
+        typer.echo(f"Error: --annotations: {annotations}: not a folder", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        typer.echo(f"Error: --out: {out}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    # Folders contribute their DICOM files only (an SR must reference a DICOM instance);
+    # a plain image named on the command line is reported as an error.
+    from spine_measure.io.radiograph import PLAIN_IMAGE_SUFFIXES
+
+    files = [f for p in paths for f in _candidates([p])
+             if not (p.is_dir() and f.suffix.lower() in PLAIN_IMAGE_SUFFIXES)]
+    if not files:
+        typer.echo("Error: no image files found", err=True)
+        raise typer.Exit(EXIT_NOTHING_DONE)
+    done = failed = 0
+    used: dict[str, Path] = {}
+    for path in files:
+        name = sr_file_name(path)
+        if name in used:
+            failed += 1
+            typer.echo(f"Error: {path}: its SR name {name} is already taken by {used[name]} "
+                       "in this run", err=True)
+            continue
+        try:
+            written = write_film_sr(path, out, annotations_dir=annotations, cobb=cobb,
+                                    with_cement=with_cement, file_name=name)
+        except (SpineMeasureError, OSError) as exc:
+            failed += 1
+            typer.echo(f"Error: {exc}", err=True)
+            continue
+        used[name] = path
+        done += 1
+        extra = f" ({len(written.skipped)} values not coded)" if written.skipped else ""
+        typer.echo(f"{path} -> {written.path}{extra}")
+    typer.echo(f"{done} SR written, {failed} failed", err=True)
+    if done == 0:
+        raise typer.Exit(EXIT_NOTHING_DONE)
+    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
