@@ -1,0 +1,119 @@
+"""``spine-measure reliability READER_A_DIR READER_B_DIR --out OUT``: agreement of two readings.
+
+Pairs two annotation folders of the same films (two readers, or one reader twice) by image
+reference and writes ICC(2,1), ICC(3,1), Bland-Altman, SEM, MDC95 and Cohen's kappa per
+measurement, the thresholds-versus-MDC table and a Bland-Altman figure (``docs/reliability.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
+from spine_measure.errors import SpineMeasureError
+
+
+def _f(v: Any, nd: int = 2) -> str:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if not math.isfinite(x) else f"{x:.{nd}f}"
+
+
+def _print(run: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = Table(title=f"Reliability: {run.n_films} paired film(s) (differences: reader b - a)")
+    for col in ("measurement", "n", "ICC(2,1) [95% CI]", "ICC(3,1)", "bias", "95% LoA", "SEM",
+                "MDC95"):
+        t.add_column(col, justify="left" if col == "measurement" else "right")
+    for _, r in run.reliability.iterrows():
+        t.add_row(r["column"], str(r["n_pairs"]),
+                  f"{_f(r['icc2_1'], 3)} [{_f(r['icc2_1_ci_low'])}, {_f(r['icc2_1_ci_high'])}]",
+                  _f(r["icc3_1"], 3), _f(r["bias"]),
+                  f"{_f(r['loa_low'])} to {_f(r['loa_high'])}", _f(r["sem"]), _f(r["mdc95"]))
+    console.print(t)
+    if len(run.kappa):
+        k = Table(title="Categorical: Cohen's kappa")
+        for col in ("measurement", "n", "weights", "% agree", "kappa [95% CI]"):
+            k.add_column(col, justify="left" if col == "measurement" else "right")
+        for _, r in run.kappa.iterrows():
+            k.add_row(r["measurement"], str(r["n_pairs"]), r["weights"],
+                      _f(r["pct_agreement"], 1),
+                      f"{_f(r['kappa'], 3)} [{_f(r['kappa_ci_low'])}, {_f(r['kappa_ci_high'])}]")
+        console.print(k)
+    th = Table(title="Thresholds versus MDC95")
+    for col in ("flag", "change", "threshold", "underlying", "MDC95", "ratio", "verdict"):
+        th.add_column(col)
+    for _, r in run.thresholds.iterrows():
+        th.add_row(r["flag"], r["change_measure"], f"{_f(r['threshold'], 1)} {r['unit']}",
+                   r["underlying_measurement"], _f(r["mdc95"]),
+                   _f(r["ratio_threshold_to_mdc"]), r["verdict"])
+    console.print(th)
+    console.print(f"Longitudinal: {run.longitudinal_status}")
+
+
+@app.command("reliability")
+def reliability(
+    reader_a: Path = typer.Argument(
+        ..., metavar="READER_A_DIR",
+        help="Annotation folder of reader a (or reading 1)."),
+    reader_b: Path = typer.Argument(
+        ..., metavar="READER_B_DIR",
+        help="Annotation folder of reader b (or reading 2)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (created)."),
+    images: Path | None = typer.Option(
+        None, "--images", help="DICOM folder (header scan): spacing for lengths in mm, "
+                               "patient and dates for the longitudinal pairs."),
+    levels: str = typer.Option("all", "--levels",
+                               help="all: every vertebra; index: fractured or treated only."),
+    kappa_weights: str = typer.Option("linear", "--kappa-weights",
+                                      help="Weights of the Genant-grade kappa: linear or "
+                                           "quadratic."),
+    site: str = typer.Option("anterior", "--site", help="Site of height loss and compression "
+                                                        "rate increase (SPEC §3)."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write bland_altman.png."),
+) -> None:
+    """Agreement of two annotation sets of the same films (SPEC §7): ICC, Bland-Altman,
+    SEM, MDC95, kappa, and every threshold-based flag next to the MDC."""
+    from spine_measure.measurements import LongitudinalOptions
+    from spine_measure.reliability.report import run_reliability
+
+    for name, p in (("READER_A_DIR", reader_a), ("READER_B_DIR", reader_b)):
+        if not p.is_dir():
+            typer.echo(f"Error: {name}: {p}: not a folder", err=True)
+            raise typer.Exit(EXIT_USAGE)
+    if images is not None and not images.is_dir():
+        typer.echo(f"Error: --images: {images}: not a folder", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    checks = (("--levels", levels, ("all", "index")),
+              ("--kappa-weights", kappa_weights, ("linear", "quadratic")),
+              ("--site", site, ("anterior", "middle", "posterior")))
+    for opt, val, allowed in checks:
+        if val not in allowed:
+            typer.echo(f"Error: {opt}: {val!r} is not one of {', '.join(allowed)}", err=True)
+            raise typer.Exit(EXIT_USAGE)
+    try:
+        run = run_reliability(reader_a, reader_b, out, images=images, levels=levels,
+                              ordinal_weights=kappa_weights,
+                              long_options=LongitudinalOptions(site=site), plots=plots)
+    except (SpineMeasureError, OSError) as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_NOTHING_DONE) from None
+    _print(run)
+    for r in run.unpaired:
+        typer.echo(f"unpaired: {r.file}: {r.reason}", err=True)
+    for r in run.errors:
+        typer.echo(f"error: {r.file}: {r.reason}", err=True)
+    typer.echo(f"{run.n_films} paired film(s), {len(run.unpaired)} unpaired, "
+               f"{len(run.errors)} error(s); outputs in {out}", err=True)
+    if run.n_films == 0:
+        raise typer.Exit(EXIT_NOTHING_DONE)
+    raise typer.Exit(EXIT_SOME_FAILED if (run.unpaired or run.errors) else EXIT_OK)

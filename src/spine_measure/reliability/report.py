@@ -1,0 +1,567 @@
+"""Reliability tables, the thresholds-versus-MDC table, Bland-Altman figure and the run.
+
+:func:`run_reliability` is what ``spine-measure reliability`` calls: pair two annotation
+folders, measure each film once per reader, and write into ``out``:
+
+``reliability.csv``
+    One row per continuous measurement and unit: ICC(2,1), ICC(3,1) with 95 % CI and F test,
+    Bland-Altman bias, SD of differences, limits of agreement (with CIs), SEM, MDC95.
+``kappa.csv``
+    One row per categorical measurement (Genant grade: weighted kappa; shape, flags:
+    unweighted), with percent agreement and 95 % CI.
+``thresholds_vs_mdc.csv``
+    Each threshold-based flag of SPEC §3 next to the measurement error of what it thresholds.
+``pairs_long.csv``
+    Every (film, level, measurement) with both readers' values and why a pair was not used.
+``unpaired.csv``, ``errors.csv``
+    Files without a partner, files that could not be read or measured (one-line reasons).
+``bland_altman.png``, ``summary.md``
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from spine_measure.measurements import REGISTRY, LongitudinalOptions
+from spine_measure.reliability.pairing import (
+    CATEGORICAL_KINDS,
+    CONTINUOUS_KINDS,
+    IssueRow,
+    measure_pairs,
+    pair_annotation_dirs,
+)
+from spine_measure.reliability.stats import (
+    Z95,
+    bland_altman,
+    cohen_kappa,
+    icc_agreement,
+    icc_consistency,
+    mdc95_from_sem,
+    relative_differences,
+    sem_from_sd_diff,
+)
+
+__all__ = [
+    "ORDINAL_CATEGORIES",
+    "XIONG_ICC_BENCHMARK",
+    "ReliabilityRun",
+    "bland_altman_figure",
+    "kappa_table",
+    "reliability_table",
+    "run_reliability",
+    "thresholds_vs_mdc",
+]
+
+log = logging.getLogger(__name__)
+
+#: Xiong 2021 reports ICC > 0.85 for all its radiographic parameters (SPEC §7).
+XIONG_ICC_BENCHMARK = 0.85
+
+#: Ordered categories of the ordinal measurements (weighted kappa needs every level).
+ORDINAL_CATEGORIES: dict[str, tuple[Any, ...]] = {"genant_grade": (0, 1, 2, 3)}
+
+#: Fixed category sets (unweighted kappa; listed so unobserved categories still show).
+NOMINAL_CATEGORIES: dict[str, tuple[Any, ...]] = {
+    "genant_shape": ("none", "wedge", "biconcave", "crush"),
+}
+
+_SITE_HEIGHT = {"anterior": "ha", "middle": "hm", "posterior": "hp"}
+_SITE_CR = {"anterior": "cr_anterior", "middle": "cr_middle", "posterior": "cr_posterior"}
+
+RELIABILITY_COLUMNS = [
+    "measurement", "column", "kind", "scope", "unit", "n_pairs", "n_not_paired",
+    "mean_a", "mean_b",
+    "icc2_1", "icc2_1_ci_low", "icc2_1_ci_high",
+    "icc3_1", "icc3_1_ci_low", "icc3_1_ci_high",
+    "icc_f", "icc_df1", "icc_df2", "icc_pval", f"icc2_1_above_{XIONG_ICC_BENCHMARK}",
+    "bias", "bias_ci_low", "bias_ci_high", "sd_diff",
+    "loa_low", "loa_low_ci_low", "loa_low_ci_high",
+    "loa_high", "loa_high_ci_low", "loa_high_ci_high",
+    "sem", "mdc95", "mdc95_pct_of_mean", "reason",
+]
+
+KAPPA_COLUMNS = ["measurement", "kind", "scope", "n_pairs", "n_not_paired", "categories",
+                 "weights", "pct_agreement", "kappa", "kappa_se", "kappa_ci_low",
+                 "kappa_ci_high", "reason"]
+
+THRESHOLD_COLUMNS = ["flag", "change_measure", "threshold", "unit", "underlying_measurement",
+                     "n_pairs", "sem", "mdc95", "ratio_threshold_to_mdc",
+                     "false_flag_pct_if_stable", "verdict", "direct_n_pairs",
+                     "direct_noise95", "how", "reason"]
+
+
+def _fnum(v: Any) -> float:
+    return float(v) if v is not None and v == v else math.nan
+
+
+def _used(pairs: pd.DataFrame) -> pd.DataFrame:
+    if pairs.empty:
+        return pairs
+    return pairs[pairs["used"].astype(bool)]
+
+
+def _column(name: str, unit: str) -> str:
+    from spine_measure.measurements.registry import column_name
+
+    return column_name(name, unit)
+
+
+def _reasons(*items: str | None) -> str:
+    return "; ".join(dict.fromkeys(s for s in items if s))
+
+
+def _continuous_row(name: str, unit: str, scope: str, kind: str, a: np.ndarray, b: np.ndarray,
+                    n_not_paired: int) -> dict[str, Any]:
+    ratings = np.column_stack([a, b]) if a.size else np.empty((0, 2))
+    i2 = icc_agreement(ratings)
+    i3 = icc_consistency(ratings)
+    ba = bland_altman(a, b)
+    sem = sem_from_sd_diff(ba.sd_diff)
+    mdc = mdc95_from_sem(sem)
+    grand = float(np.mean(np.concatenate([a, b]))) if a.size else math.nan
+    return {
+        "measurement": name, "column": _column(name, unit), "kind": kind, "scope": scope,
+        "unit": unit, "n_pairs": int(a.size), "n_not_paired": int(n_not_paired),
+        "mean_a": float(a.mean()) if a.size else math.nan,
+        "mean_b": float(b.mean()) if b.size else math.nan,
+        "icc2_1": i2.icc, "icc2_1_ci_low": i2.ci_low, "icc2_1_ci_high": i2.ci_high,
+        "icc3_1": i3.icc, "icc3_1_ci_low": i3.ci_low, "icc3_1_ci_high": i3.ci_high,
+        "icc_f": i3.f, "icc_df1": i3.df1, "icc_df2": i3.df2, "icc_pval": i3.pval,
+        f"icc2_1_above_{XIONG_ICC_BENCHMARK}": (bool(i2.icc > XIONG_ICC_BENCHMARK)
+                                                 if math.isfinite(i2.icc) else None),
+        "bias": ba.bias, "bias_ci_low": ba.bias_ci[0], "bias_ci_high": ba.bias_ci[1],
+        "sd_diff": ba.sd_diff,
+        "loa_low": ba.loa_low, "loa_low_ci_low": ba.loa_low_ci[0],
+        "loa_low_ci_high": ba.loa_low_ci[1],
+        "loa_high": ba.loa_high, "loa_high_ci_low": ba.loa_high_ci[0],
+        "loa_high_ci_high": ba.loa_high_ci[1],
+        "sem": sem, "mdc95": mdc,
+        "mdc95_pct_of_mean": 100.0 * mdc / abs(grand) if grand and math.isfinite(grand)
+        else math.nan,
+        "reason": _reasons(i2.reason and f"ICC(2,1): {i2.reason}",
+                           i3.reason and f"ICC(3,1): {i3.reason}",
+                           ba.reason and f"Bland-Altman: {ba.reason}"),
+    }
+
+
+def _ordered_names(pairs: pd.DataFrame) -> list[str]:
+    order = {n: i for i, n in enumerate(REGISTRY)}
+    return sorted(pairs["measurement"].unique(), key=lambda n: order.get(n, 10 ** 6))
+
+
+def reliability_table(pairs: pd.DataFrame) -> pd.DataFrame:
+    """One row per continuous (measurement, unit) of a long pairs table.
+
+    ``pairs`` needs the columns ``measurement``, ``kind``, ``scope``, ``unit``, ``value_a``,
+    ``value_b`` and ``used`` (as written by :func:`run_reliability`). Lengths in mm and in px
+    are separate rows (they cannot be pooled).
+    """
+    rows = []
+    if pairs.empty:
+        return pd.DataFrame(columns=RELIABILITY_COLUMNS)
+    cont = pairs[pairs["kind"].isin(CONTINUOUS_KINDS)]
+    for name in _ordered_names(cont):
+        sub = cont[cont["measurement"] == name]
+        used = _used(sub)
+        units = sorted(used["unit"].unique()) or sorted(sub["unit"].dropna().unique())[:1]
+        for unit in units:
+            u = used[used["unit"] == unit]
+            a = u["value_a"].astype(float).to_numpy()
+            b = u["value_b"].astype(float).to_numpy()
+            not_paired = int((~sub["used"].astype(bool) & (sub["unit"] == unit)).sum())
+            rows.append(_continuous_row(name, unit, str(sub["scope"].iloc[0]),
+                                        str(sub["kind"].iloc[0]), a, b, not_paired))
+    return pd.DataFrame(rows, columns=RELIABILITY_COLUMNS)
+
+
+def _categorical_value(kind: str, v: Any) -> Any:
+    if kind == "grade":
+        return int(float(v))
+    if kind == "flag":
+        return v if isinstance(v, bool) else str(v).lower() == "true"
+    return str(v)
+
+
+def kappa_table(pairs: pd.DataFrame, *, ordinal_weights: str = "linear") -> pd.DataFrame:
+    """One row per categorical measurement: Cohen's kappa, % agreement, 95 % CI.
+
+    Ordinal grades (:data:`ORDINAL_CATEGORIES`) get ``ordinal_weights`` (``"linear"`` or
+    ``"quadratic"``) weighted kappa over all grades; categories and flags unweighted kappa.
+    """
+    if ordinal_weights not in ("linear", "quadratic"):
+        raise ValueError(f'Argument "ordinal_weights" must be linear or quadratic; '
+                         f"got {ordinal_weights!r}")
+    rows = []
+    if pairs.empty:
+        return pd.DataFrame(columns=KAPPA_COLUMNS)
+    cat = pairs[pairs["kind"].isin(CATEGORICAL_KINDS)]
+    for name in _ordered_names(cat):
+        sub = cat[cat["measurement"] == name]
+        kind = str(sub["kind"].iloc[0])
+        used = _used(sub)
+        a = [_categorical_value(kind, v) for v in used["value_a"]]
+        b = [_categorical_value(kind, v) for v in used["value_b"]]
+        if name in ORDINAL_CATEGORIES:
+            cats: Sequence[Any] | None = ORDINAL_CATEGORIES[name]
+            weights = ordinal_weights
+        elif kind == "flag":
+            cats, weights = (False, True), "none"
+        else:
+            known = NOMINAL_CATEGORIES.get(name, ())
+            cats = tuple(known) + tuple(sorted({*a, *b} - set(known), key=str))
+            weights = "none"
+        k = cohen_kappa(a, b, categories=cats, weights=weights)
+        rows.append({"measurement": name, "kind": kind, "scope": str(sub["scope"].iloc[0]),
+                     "n_pairs": k.n, "n_not_paired": int(len(sub) - len(used)),
+                     "categories": " ".join(str(c) for c in k.categories),
+                     "weights": k.weights, "pct_agreement": k.pct_agreement,
+                     "kappa": k.kappa, "kappa_se": k.se, "kappa_ci_low": k.ci_low,
+                     "kappa_ci_high": k.ci_high, "reason": k.reason or ""})
+    return pd.DataFrame(rows, columns=KAPPA_COLUMNS)
+
+
+def _verdict(threshold: float, mdc: float) -> tuple[float, float, str]:
+    if not (math.isfinite(mdc) and mdc > 0):
+        return math.nan, math.nan, "unknown (MDC not available)"
+    ratio = threshold / mdc
+    # A truly stable vertebra flagged by noise alone: P(N(0, sqrt(2) SEM) >= threshold),
+    # sqrt(2) SEM = MDC / 1.96.
+    false_flag = 100.0 * float(sps.norm.sf(threshold / (mdc / Z95)))
+    verdict = "threshold exceeds MDC" if ratio > 1 else "threshold within measurement error"
+    return ratio, false_flag, verdict
+
+
+def thresholds_vs_mdc(pairs: pd.DataFrame, reliability: pd.DataFrame,
+                      options: LongitudinalOptions | None = None) -> pd.DataFrame:
+    """Each threshold-based flag next to the measurement error of what it thresholds.
+
+    The thresholds (SPEC §3, from ``options``) apply to a change between two films of the same
+    vertebra, each read with error. MDC95 = 1.96 * sqrt(2) * SEM of the single-film
+    measurement is the smallest change between two readings that exceeds that error with
+    95 % confidence, so it is what a change threshold must clear:
+
+    * ``kyphosis_progression`` = KA(follow-up) - KA(post-op): MDC95 of
+      ``regional_kyphotic_angle`` (deg).
+    * ``compression_rate_increase`` = CR(post-op) - CR(follow-up) at the chosen site: MDC95
+      of ``cr_<site>`` (percentage points).
+    * ``height_loss_pct`` = 100 (H(post-op) - H(follow-up)) / H(post-op): with no true
+      change it is the relative difference of two readings of one height, so its MDC95 is
+      ``1.96 * SD`` of the relative differences ``100 (b - a) / ((a + b) / 2)`` of the height
+      at the site (``ha`` by default; mm and px films pool, the ratio is unit-free).
+
+    ``false_flag_pct_if_stable`` = ``100 * P(N(0, MDC/1.96) >= threshold)``: the share of truly
+    unchanged vertebrae flagged by measurement error alone. ``direct_noise95`` =
+    ``1.96 * SD_diff / sqrt(2)`` of the change measure itself when complete series were
+    paired (the same quantity measured directly, with its own n).
+    """
+    opts = options or LongitudinalOptions()
+    site = opts.site
+    used = _used(pairs) if not pairs.empty else pairs
+    rows = []
+
+    def rel_row(name: str, unit: str) -> pd.Series | None:
+        if reliability.empty:
+            return None
+        r = reliability[(reliability["measurement"] == name) & (reliability["unit"] == unit)]
+        return r.iloc[0] if len(r) else None
+
+    def direct(change: str) -> tuple[int, float]:
+        if used.empty:
+            return 0, math.nan
+        u = used[used["measurement"] == change]
+        if len(u) < 2:
+            return len(u), math.nan
+        d = u["value_b"].astype(float).to_numpy() - u["value_a"].astype(float).to_numpy()
+        return len(u), Z95 * float(np.std(d, ddof=1)) / math.sqrt(2.0)
+
+    specs = [
+        ("recompression", "kyphosis_progression", opts.kyphosis_threshold_deg, "deg",
+         "regional_kyphotic_angle", "deg"),
+        ("recompression", "height_loss_pct", opts.height_loss_threshold_pct, "pct",
+         f"{_SITE_HEIGHT[site]} (relative difference, % of the height)", None),
+        ("refracture", "compression_rate_increase", opts.refracture_cri_threshold_pct, "pct",
+         _SITE_CR[site], "pct"),
+    ]
+    for flag, change, thr, unit, underlying, u_unit in specs:
+        dn, dnoise = direct(change)
+        if u_unit is not None:
+            r = rel_row(underlying, u_unit)
+            n = int(r["n_pairs"]) if r is not None else 0
+            sem = _fnum(r["sem"]) if r is not None else math.nan
+            mdc = _fnum(r["mdc95"]) if r is not None else math.nan
+            how = f"MDC95 = 1.96 * sqrt(2) * SEM of {underlying}, SEM = SD_diff / sqrt(2)"
+            why = "" if r is not None else f"no pairs of {underlying}"
+            if r is not None and not math.isfinite(mdc):
+                why = str(r["reason"])
+        else:
+            h = _SITE_HEIGHT[site]
+            hu = used[used["measurement"] == h] if not used.empty else used
+            if len(hu):
+                rel = relative_differences(hu["value_a"].astype(float),
+                                           hu["value_b"].astype(float))
+                rel = rel[np.isfinite(rel)]
+            else:
+                rel = np.empty(0)
+            n = int(rel.size)
+            sd = float(np.std(rel, ddof=1)) if n >= 2 else math.nan
+            sem = sem_from_sd_diff(sd)
+            mdc = mdc95_from_sem(sem)
+            how = (f"MDC95 = 1.96 * SD of 100 (b - a) / ((a + b) / 2) of {h}: the height loss "
+                   "of an unchanged vertebra")
+            why = "" if n >= 2 else f"{n} pair(s) of {h}: need at least 2"
+        ratio, false_flag, verdict = _verdict(thr, mdc)
+        rows.append({"flag": flag, "change_measure": change, "threshold": thr, "unit": unit,
+                     "underlying_measurement": underlying, "n_pairs": n, "sem": sem,
+                     "mdc95": mdc, "ratio_threshold_to_mdc": ratio,
+                     "false_flag_pct_if_stable": false_flag, "verdict": verdict,
+                     "direct_n_pairs": dn, "direct_noise95": dnoise, "how": how,
+                     "reason": why})
+    return pd.DataFrame(rows, columns=THRESHOLD_COLUMNS)
+
+
+def bland_altman_figure(pairs: pd.DataFrame, path: str | os.PathLike[str], *,
+                        title: str = "") -> Path | None:
+    """One multi-panel Bland-Altman figure (difference b - a against the mean) of every
+    continuous (measurement, unit) with at least 2 pairs; None when there is none."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    used = _used(pairs) if not pairs.empty else pairs
+    if used.empty:
+        return None
+    panels = []
+    cont = used[used["kind"].isin(CONTINUOUS_KINDS)]
+    for name in _ordered_names(cont):
+        sub = cont[cont["measurement"] == name]
+        for unit in sorted(sub["unit"].unique()):
+            u = sub[sub["unit"] == unit]
+            if len(u) >= 2:
+                panels.append((name, unit, u["value_a"].astype(float).to_numpy(),
+                               u["value_b"].astype(float).to_numpy()))
+    if not panels:
+        return None
+    ncols = min(4, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (name, unit, a, b) in zip(axes.flat, panels, strict=False):
+        ba = bland_altman(a, b)
+        mean = (a + b) / 2
+        ax.scatter(mean, b - a, s=8, alpha=0.6, color="tab:blue", linewidths=0)
+        ax.axhline(ba.bias, color="k", lw=1)
+        for lim in (ba.loa_low, ba.loa_high):
+            if math.isfinite(lim):
+                ax.axhline(lim, color="tab:red", lw=1, ls="--")
+        ax.axhline(0, color="0.6", lw=0.6, ls=":")
+        u = {"pct": "%", "deg": "deg"}.get(unit, unit)
+        ax.set_title(f"{_column(name, unit)}  (n={len(a)})", fontsize=9)
+        ax.set_xlabel(f"mean of readers ({u})", fontsize=8)
+        ax.set_ylabel(f"b - a ({u})", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if math.isfinite(ba.loa_high):
+            ax.text(0.98, 0.97, f"bias {ba.bias:.2f}\nLoA {ba.loa_low:.2f} to {ba.loa_high:.2f}",
+                    transform=ax.transAxes, ha="right", va="top", fontsize=7,
+                    bbox={"facecolor": "white", "alpha": 0.75, "linewidth": 0})
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    p = Path(path)
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class ReliabilityRun:
+    """Everything :func:`run_reliability` computed and wrote."""
+
+    out_dir: Path
+    n_films: int
+    pairs: pd.DataFrame
+    reliability: pd.DataFrame
+    kappa: pd.DataFrame
+    thresholds: pd.DataFrame
+    unpaired: list[IssueRow] = field(default_factory=list)
+    errors: list[IssueRow] = field(default_factory=list)
+    notes: list[IssueRow] = field(default_factory=list)
+    longitudinal_status: str = ""
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+PAIR_COLUMNS = ["film", "file_name", "time_point", "view", "level", "index_vertebra",
+                "measurement", "kind", "scope", "unit", "value_a", "value_b", "diff_b_minus_a",
+                "calibration_source_a", "calibration_source_b", "used", "reason", "file_a",
+                "file_b"]
+
+
+def _pairs_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(list(rows))
+    if df.empty:
+        return pd.DataFrame(columns=PAIR_COLUMNS)
+    cont = df["kind"].isin(CONTINUOUS_KINDS) & df["used"].astype(bool)
+    diff = np.full(len(df), np.nan)
+    diff[cont.to_numpy()] = (df.loc[cont, "value_b"].astype(float)
+                             - df.loc[cont, "value_a"].astype(float)).to_numpy()
+    df["diff_b_minus_a"] = diff
+    return df[PAIR_COLUMNS]
+
+
+def _write_issues(path: Path, rows: Sequence[IssueRow]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["reader", "file", "film", "reason"])
+        for r in sorted(rows):
+            w.writerow([r.reader, r.file, r.key, r.reason])
+    return path
+
+
+def _fmt(v: Any, nd: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool | np.bool_):
+        return "yes" if v else "no"
+    if isinstance(v, int | np.integer):
+        return str(int(v))
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return "-" if not math.isfinite(f) else f"{f:.{nd}f}"
+
+
+def summary_markdown(run: ReliabilityRun, *, title: str = "Reliability") -> str:
+    """A short markdown summary of a run (also written as ``summary.md``)."""
+    lines = [f"# {title}", "",
+             f"{run.n_films} paired film(s); {len(run.unpaired)} unpaired file(s); "
+             f"{len(run.errors)} file(s) with errors. Longitudinal measurements: "
+             f"{run.longitudinal_status}.", "",
+             "Differences are reader b - reader a. SEM = SD_diff / sqrt(2); "
+             "MDC95 = 1.96 * sqrt(2) * SEM.", "",
+             "## Continuous measurements", "",
+             "| measurement | n | ICC(2,1) [95% CI] | ICC(3,1) [95% CI] | bias [95% CI] | "
+             "95% LoA | SEM | MDC95 |", "|---|---|---|---|---|---|---|---|"]
+    for _, r in run.reliability.iterrows():
+        def ci(lo: str, hi: str) -> str:
+            return f"[{_fmt(r[lo], 2)}, {_fmt(r[hi], 2)}]"  # noqa: B023
+
+        lines.append(
+            f"| {r['column']} | {r['n_pairs']} | {_fmt(r['icc2_1'])} "
+            f"{ci('icc2_1_ci_low', 'icc2_1_ci_high')} | {_fmt(r['icc3_1'])} "
+            f"{ci('icc3_1_ci_low', 'icc3_1_ci_high')} | {_fmt(r['bias'], 2)} "
+            f"{ci('bias_ci_low', 'bias_ci_high')} | {_fmt(r['loa_low'], 2)} to "
+            f"{_fmt(r['loa_high'], 2)} | {_fmt(r['sem'], 2)} | {_fmt(r['mdc95'], 2)} |")
+    lines += ["", "## Categorical measurements", "",
+              "| measurement | n | weights | % agreement | kappa [95% CI] | note |",
+              "|---|---|---|---|---|---|"]
+    for _, r in run.kappa.iterrows():
+        lines.append(f"| {r['measurement']} | {r['n_pairs']} | {r['weights']} | "
+                     f"{_fmt(r['pct_agreement'], 1)} | {_fmt(r['kappa'])} "
+                     f"[{_fmt(r['kappa_ci_low'], 2)}, {_fmt(r['kappa_ci_high'], 2)}] | "
+                     f"{r['reason']} |")
+    lines += ["", "## Thresholds versus MDC95", "",
+              "| flag | change | threshold | underlying | MDC95 | threshold / MDC | "
+              "false flags if stable (%) | verdict |", "|---|---|---|---|---|---|---|---|"]
+    for _, r in run.thresholds.iterrows():
+        lines.append(f"| {r['flag']} | {r['change_measure']} | {_fmt(r['threshold'], 1)} "
+                     f"{r['unit']} | {r['underlying_measurement']} | {_fmt(r['mdc95'], 2)} | "
+                     f"{_fmt(r['ratio_threshold_to_mdc'], 2)} | "
+                     f"{_fmt(r['false_flag_pct_if_stable'], 2)} | {r['verdict']} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def run_reliability(dir_a: str | os.PathLike[str], dir_b: str | os.PathLike[str],
+                    out_dir: str | os.PathLike[str], *,
+                    images: str | os.PathLike[str] | None = None, levels: str = "all",
+                    ordinal_weights: str = "linear",
+                    long_options: LongitudinalOptions | None = None,
+                    plots: bool = True) -> ReliabilityRun:
+    """Pair, measure, compute and write every output (list in the module docstring).
+
+    Parameters
+    ----------
+    dir_a, dir_b : path-like
+        The two annotation folders (searched recursively for ``*.sm.json``).
+    out_dir : path-like
+        Created if needed.
+    images : path-like, optional
+        DICOM folder: header-only scan for the spacing (lengths in mm), patient and dates
+        (longitudinal pairs).
+    levels : {"all", "index"}
+        ``"index"``: only vertebrae flagged fractured or treated by either reader (and the
+        longitudinal rows); ``"all"``: every annotated vertebra.
+    ordinal_weights : {"linear", "quadratic"}
+        Weights of the Genant-grade kappa.
+    long_options : LongitudinalOptions, optional
+        Site and thresholds (SPEC §3).
+    plots : bool
+        Write ``bland_altman.png``.
+    """
+    if levels not in ("all", "index"):
+        raise ValueError(f'Argument "levels" must be "all" or "index"; got {levels!r}')
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pairing = pair_annotation_dirs(dir_a, dir_b)
+    headers = None
+    notes: list[IssueRow] = []
+    if images is not None:
+        from spine_measure.io.scan import scan_folder
+
+        scan = scan_folder(images)
+        headers = {h.sop_instance_uid: h for h in scan.images if h.sop_instance_uid}
+        for issue in scan.issues:
+            if issue.stage == "read":
+                notes.append(IssueRow("", issue.path, "", f"--images: {issue.reason}"))
+        for f in pairing.films:
+            if f.sop_instance_uid and f.sop_instance_uid not in headers:
+                notes.append(IssueRow("", os.fspath(f.path_a), f.key,
+                                      "image not found in --images: measured uncalibrated "
+                                      "(lengths in px unless a calibration line was drawn)"))
+    opts = long_options or LongitudinalOptions()
+    pv = measure_pairs(pairing, headers=headers, long_options=opts)
+    notes.extend(pv.notes)
+    pairs = _pairs_frame(pv.rows)
+    if levels == "index" and not pairs.empty:
+        pairs = pairs[pairs["index_vertebra"].astype(bool)].reset_index(drop=True)
+    rel = reliability_table(pairs)
+    kap = kappa_table(pairs, ordinal_weights=ordinal_weights)
+    thr = thresholds_vs_mdc(pairs, rel, opts)
+    run = ReliabilityRun(out, pv.n_films, pairs, rel, kap, thr, list(pairing.unpaired),
+                         [*pairing.errors, *pv.errors], notes, pv.longitudinal_status)
+    files = {
+        "reliability": out / "reliability.csv", "kappa": out / "kappa.csv",
+        "thresholds": out / "thresholds_vs_mdc.csv", "pairs": out / "pairs_long.csv",
+    }
+    rel.to_csv(files["reliability"], index=False)
+    kap.to_csv(files["kappa"], index=False)
+    thr.to_csv(files["thresholds"], index=False)
+    pairs.to_csv(files["pairs"], index=False)
+    files["unpaired"] = _write_issues(out / "unpaired.csv", run.unpaired)
+    files["errors"] = _write_issues(out / "errors.csv", run.errors)
+    files["notes"] = _write_issues(out / "notes.csv", run.notes)
+    if plots:
+        fig = bland_altman_figure(pairs, out / "bland_altman.png",
+                                  title="Bland-Altman: reader b - reader a")
+        if fig is not None:
+            files["bland_altman"] = fig
+    files["summary"] = out / "summary.md"
+    run.files = files
+    files["summary"].write_text(summary_markdown(run), encoding="utf-8")
+    return run
