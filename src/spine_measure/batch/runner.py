@@ -61,6 +61,7 @@ class BatchOptions:
     kyphosis_threshold_deg: float = 10.0
     refracture_cri_threshold_pct: float = 15.0
     restart: bool = False
+    sr: bool = False
 
     def output_options(self, key: bytes) -> dict[str, Any]:
         """The options that shape the output (hashed into the journal): not ``jobs``,
@@ -190,6 +191,7 @@ def run_batch(options: BatchOptions, *,
     plan: BatchPlan = plan_batch(options.input_dir, annotations_dir=options.annotations_dir,
                                  key=key, overlays=options.overlays,
                                  cement_tolerance_mm=options.cement_tolerance_mm,
+                                 sr=options.sr, identifiers=options.include_identifiers,
                                  progress=on_scan)
     records: dict[str, dict[str, Any]] = {}
     pending: list[FilmTask] = []
@@ -214,6 +216,12 @@ def run_batch(options: BatchOptions, *,
             (overlay_dir / t.pseudo_id).mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(overlay_dir / t.pseudo_id / f"{name}.png", png)
             rec["overlay"] = f"overlays/{t.pseudo_id}/{name}.png"
+        sr = rec.pop("sr_dicom", None)
+        if sr is not None:
+            name = (t.sop_instance_uid or hashlib.sha1(key_.encode()).hexdigest()[:20])
+            (out / "sr" / t.pseudo_id).mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(out / "sr" / t.pseudo_id / f"{name}.sr.dcm", sr)
+            rec["sr"] = f"sr/{t.pseudo_id}/{name}.sr.dcm"
         journal.put(key_, fingerprint[key_], rec)
         records[key_] = rec
         if on_result is not None:

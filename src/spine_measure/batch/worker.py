@@ -41,6 +41,8 @@ class FilmTask:
     date: str | None
     overlays: bool = True
     cement_tolerance_mm: float = 1.0
+    sr: bool = False                # also build the film's DICOM SR (TID 1500)
+    identifiers: bool = False       # SR keeps the real patient name / ID
 
 
 def _sha256(path: str) -> tuple[str, int]:
@@ -151,6 +153,7 @@ def _process(task: FilmTask, rec: dict[str, Any]) -> dict[str, Any]:
     need_pixels = task.overlays or (bool(cement_levels) and cement_api() is not None)
     rec["cement"] = {}
     if not need_pixels:
+        _add_sr(task, rec, fm, ann)
         rec.pop("stage_hint")
         return rec
     rec["stage_hint"] = "decode"
@@ -200,8 +203,44 @@ def _process(task: FilmTask, rec: dict[str, Any]) -> dict[str, Any]:
             title.append("  ".join(f"{k} {v:.1f}°" for k, (v, _u) in film_vals.items()))
         rec["overlay_png"] = render_overlay(radiograph, ann.landmarks, values=values,
                                             cement=masks, title=title)
+    _add_sr(task, rec, fm, ann)
     rec.pop("stage_hint")
     return rec
+
+
+def _add_sr(task: FilmTask, rec: dict[str, Any], fm: Any, ann: Any) -> None:
+    """Put the film's DICOM SR (bytes) into ``rec["sr_dicom"]`` when the task asks for it.
+
+    The SR carries the film's measurements and the cement features computed above
+    (:func:`spine_measure.sr.build_sr`). Unless the run keeps identifiers, the patient's
+    name and ID are replaced by the pseudonym and birth date and accession number left
+    empty, like every other output of the batch. An SR that cannot be built is a warning.
+    """
+    if not task.sr:
+        return
+    import io
+
+    import pydicom
+
+    from spine_measure.sr import build_sr
+
+    rec["stage_hint"] = "sr"
+    try:
+        header = pydicom.dcmread(task.path, stop_before_pixels=True)
+        if not task.identifiers:
+            header.PatientName = task.pseudo_id
+            header.PatientID = task.pseudo_id
+            for kw in ("PatientBirthDate", "AccessionNumber"):
+                if kw in header:
+                    setattr(header, kw, None)
+        skipped: list[str] = []
+        sr = build_sr(header, fm, ann, cement=rec["cement"], skipped=skipped)
+        buf = io.BytesIO()
+        sr.save_as(buf, enforce_file_format=True)
+    except Exception as exc:  # the measurements stand without their SR
+        rec["warnings"].append(("sr", f"SR not written: {type(exc).__name__}: {exc}"))
+        return
+    rec["sr_dicom"] = buf.getvalue()
 
 
 def process_chunk(tasks: list[FilmTask]) -> list[dict[str, Any]]:

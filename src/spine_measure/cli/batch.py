@@ -37,6 +37,8 @@ def batch(
                                       "$SPINE_MEASURE_PSEUDONYM_KEY, else generated in OUT)."),
     no_overlays: bool = typer.Option(False, "--no-overlays",
                                      help="Do not draw review overlays."),
+    sr: bool = typer.Option(False, "--sr", help="Also write each film's measurements as a "
+                                                "DICOM SR (TID 1500) into OUT/sr/."),
     postop_window_days: int = typer.Option(14, "--postop-window-days", min=0,
                                            help="Post-op films within this many days of the "
                                                 "procedure."),
@@ -64,7 +66,7 @@ def batch(
                         clinical=None if clinical is None else str(clinical), jobs=jobs,
                         scheduler=scheduler, include_identifiers=include_identifiers,
                         pseudonym_key=pseudonym_key, overlays=not no_overlays,
-                        postop_window_days=postop_window_days, restart=restart)
+                        postop_window_days=postop_window_days, restart=restart, sr=sr)
     bar = Progress("[progress.description]{task.description}", BarColumn(),
                    MofNCompleteColumn(), TimeRemainingColumn(), console=err,
                    disable=not progress, transient=True)
