@@ -19,8 +19,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from spine_measure.landmarks import SpineLandmarks
 
@@ -85,22 +86,35 @@ def _reduce(arr: np.ndarray, f: int) -> np.ndarray:
     return arr[:r, :c].reshape(r // f, f, c // f, f).mean(axis=(1, 3))
 
 
-@functools.lru_cache(maxsize=8)
-def _font(size: int) -> Any:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # pragma: no cover - Pillow < 10.1
-        return ImageFont.load_default()
+_FACE = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def _label(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, colour, font,
-           size: tuple[int, int]) -> None:
-    x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
-    w, h = x1 - x0 + 6, y1 - y0 + 4
-    x = min(max(2.0, xy[0]), size[0] - w - 2)
-    y = min(max(2.0, xy[1]), size[1] - h - 2)
-    draw.rectangle((x, y, x + w, y + h), fill=palette()[1][TEXT_BG])
-    draw.text((x + 3 - x0, y + 2 - y0), text, fill=palette()[1][colour], font=font)
+def _ascii(text: str) -> str:
+    """OpenCV's Hershey fonts draw ASCII only: degrees as "deg", anything else as "?"."""
+    text = text.replace("°", "deg").replace("…", "...")
+    return text.encode("ascii", "replace").decode("ascii")
+
+
+def _text_width(text: str, scale: float) -> int:
+    return int(cv2.getTextSize(_ascii(text), _FACE, scale, 1)[0][0])
+
+
+def _label(arr: np.ndarray, xy: tuple[float, float], text: str, colour: tuple[int, int, int],
+           scale: float) -> None:
+    """Text on a black box at ``xy`` (x, y), kept inside the image. OpenCV renders the text
+    into a mask (thresholded at half coverage, so anti-aliasing never leaves colours outside
+    the palette); ~50x faster than Pillow's FreeType text."""
+    text = _ascii(text)
+    (tw, th), base = cv2.getTextSize(text, _FACE, scale, 1)
+    w, h = tw + 6, th + base + 4
+    rows, cols = arr.shape
+    x = max(0, int(round(min(max(2.0, xy[0]), cols - w - 2))))
+    y = max(0, int(round(min(max(2.0, xy[1]), rows - h - 2))))
+    box = arr[y:y + h + 1, x:x + w + 1]
+    box[...] = palette()[1][TEXT_BG]
+    mask = np.zeros((h + 1, w + 1), np.uint8)
+    cv2.putText(mask, text, (3, 2 + th), _FACE, scale, 255, 1, cv2.LINE_8)
+    box[mask[:box.shape[0], :box.shape[1]] > 127] = palette()[1][colour]
 
 
 def _fmt(v: Any, unit: str) -> str:
@@ -157,7 +171,9 @@ def render_overlay(radiograph: Any, landmarks: SpineLandmarks, *,
     img.putpalette(flat)
     draw = ImageDraw.Draw(img)
     size = img.size
-    font = _font(max(11, min(18, size[1] // 60)))
+    font_px = max(11, min(18, size[1] // 60))
+    scale = font_px / 28.0   # Hershey simplex: cap height ~ 22 x scale px
+    labels: list[tuple[tuple[float, float], str, tuple[int, int, int]]] = []
     r = max(2.0, size[1] / 300)
     for v in landmarks:
         pts = v.points
@@ -182,7 +198,7 @@ def render_overlay(radiograph: Any, landmarks: SpineLandmarks, *,
         if vals:
             text += "  " + "  ".join(f"{k} {_fmt(val, u)}" for k, (val, u) in vals.items())
         colour = TREATED if v.treated else WHITE
-        w = draw.textlength(text, font=font) + 8
+        w = _text_width(text, scale) + 8
         arr = np.array([xy(p) for p in pts.values()])
         # beside the body on the anterior side (lateral) / right side (AP); the other side
         # when it does not fit in the image
@@ -196,18 +212,25 @@ def render_overlay(radiograph: Any, landmarks: SpineLandmarks, *,
         else:
             x = x_left if x_left >= 0 else x_right
         anchor = np.array([x, arr[:, 1].mean()])
-        _label(draw, (anchor[0], anchor[1] - 8), text, colour, font, size)
+        labels.append(((anchor[0], anchor[1] - 8), text, colour))
+    arr = np.array(img)
+    for at, text, colour in labels:
+        _label(arr, at, text, colour, scale)
     y = 4.0
     for line in title:
-        while len(line) > 8 and draw.textlength(line, font=font) > size[0] - 14:
-            line = line[:4] + "…" + line[8:]
-        _label(draw, (4, y), line, WHITE, font, size)
-        y += font.size + 8 if hasattr(font, "size") else 18
+        while len(line) > 8 and _text_width(line, scale) > size[0] - 14:
+            line = line[:4] + "..." + line[8:]
+        _label(arr, (4, y), line, WHITE, scale)
+        y += font_px + 8
     legend = "superior endplate", "inferior endplate", "cement", "leak"
     x = 4.0
     for name, colour in zip(legend, (SUPERIOR, INFERIOR, CEMENT, LEAK), strict=True):
-        _label(draw, (x, size[1] - 24), name, colour, font, size)
-        x += draw.textlength(name, font=font) + 14
+        _label(arr, (x, size[1] - 24), name, colour, scale)
+        x += _text_width(name, scale) + 14
+    img = Image.fromarray(arr, "P")
+    img.putpalette(flat)
     buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=1)
+    # zlib level 1, Huffman coding only (strategy 2): ~1.5x faster than the default
+    # strategy on a noisy film for a ~20 % larger file
+    img.save(buf, format="PNG", compress_level=1, compress_type=2)
     return buf.getvalue()
