@@ -29,7 +29,7 @@ from spine_measure.batch.journal import Journal, atomic_write_bytes
 from spine_measure.batch.plan import BatchPlan, plan_batch
 from spine_measure.batch.pseudonym import resolve_key
 from spine_measure.batch.tables import assemble
-from spine_measure.batch.worker import FilmTask, process_chunk
+from spine_measure.batch.worker import FilmTask, preload, process_chunk
 from spine_measure.io.annotation import atomic_write_text
 from spine_measure.measurements import LongitudinalOptions
 
@@ -125,6 +125,7 @@ def _execute(tasks: list[FilmTask], jobs: int, scheduler: str | None
     import multiprocessing
 
     size = max(1, min(8, len(tasks) // (jobs * 4) or 1))
+    preload(tasks)   # forked workers inherit the imports
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(jobs) as pool:
         for chunk in pool.imap_unordered(process_chunk, _chunks(tasks, size)):

@@ -19,7 +19,7 @@ from typing import Any
 from spine_measure.errors import SpineMeasureError
 from spine_measure.io.calibration import Calibration
 
-__all__ = ["FilmTask", "cement_features", "process_chunk", "process_film"]
+__all__ = ["FilmTask", "cement_features", "preload", "process_chunk", "process_film"]
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +241,24 @@ def _add_sr(task: FilmTask, rec: dict[str, Any], fm: Any, ann: Any) -> None:
         rec["warnings"].append(("sr", f"SR not written: {type(exc).__name__}: {exc}"))
         return
     rec["sr_dicom"] = buf.getvalue()
+
+
+def preload(tasks: list[FilmTask]) -> None:
+    """Import what the workers will use, in the parent before it forks them: every forked
+    worker then shares these modules instead of importing them itself (~0.7 s of CPU per
+    worker: decoders, OpenCV, Pillow's PNG plugin, the cement and SR code)."""
+    import PIL.PngImagePlugin  # noqa: F401
+    import pydicom.pixels  # noqa: F401
+
+    from spine_measure.io import radiograph  # noqa: F401
+    from spine_measure.io.annotation import load_annotation  # noqa: F401
+    from spine_measure.measurements import measure_annotation  # noqa: F401
+
+    if any(t.overlays for t in tasks):
+        from spine_measure.batch import overlay  # noqa: F401
+    cement_api()
+    if any(t.sr for t in tasks):
+        from spine_measure import sr  # noqa: F401
 
 
 def process_chunk(tasks: list[FilmTask]) -> list[dict[str, Any]]:
