@@ -120,7 +120,8 @@ def _label(arr: np.ndarray, xy: tuple[float, float], text: str, colour: tuple[in
 def _fmt(v: Any, unit: str) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
-    return f"{v:.1f}{unit}"
+    text = f"{v:.1f}"
+    return ("0.0" if text == "-0.0" else text) + unit
 
 
 def grey8(radiograph: Any, f: int) -> np.ndarray:
