@@ -189,21 +189,18 @@ def _hu(films: Sequence[dict[str, Any]], level: str) -> tuple[float | None, floa
     return hu.get(level), (sum(adj) / len(adj) if adj else None)
 
 
-def _volume_ratio(crow: Mapping[str, Any] | None, postop: dict[str, Any] | None,
-                  ap: dict[str, Any] | None, level: str) -> Any:
+def _volume_ratio(crow: Mapping[str, Any] | None, postop: FilmMeasurements | None,
+                  ap: FilmMeasurements | None, level: str) -> Any:
     """Cement-to-body volume ratio of ``level`` (SPEC §4, Zeng 2025's 13.82 %): the body's
     depth and height from the post-operative lateral film, its width from the AP film (the
     width hardly changes with a compression fracture, so an AP film of any time point
     serves), the cement volume from the clinical table (``spine_measure.cement.volume``)."""
     from spine_measure.cement.volume import cement_volume_ratio
-    from spine_measure.landmarks import SpineLandmarks
 
-    def vertebra(rec: dict[str, Any] | None) -> tuple[Any, Any]:
-        if rec is None or rec.get("status") != "done" or not rec.get("landmarks"):
+    def vertebra(fm: FilmMeasurements | None) -> tuple[Any, Any]:
+        if fm is None or level not in fm.landmarks:
             return None, None
-        lms = SpineLandmarks.from_dict(rec["landmarks"])
-        sp = rec.get("spacing")
-        return (lms[level] if level in lms else None), (tuple(sp) if sp else None)
+        return fm.landmarks[level], fm.spacing
 
     volume = (crow or {}).get("cement_volume_ml")
     volume = float(volume) if isinstance(volume, int | float) else None
@@ -365,8 +362,8 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
                 for c, v in crow.items():
                     if c != "procedure_date":
                         row[c] = v
-            vr = _volume_ratio(crow, done.get(asg.film("postop")) if asg.film("postop")
-                               else None, done.get(ap) if ap is not None else None, level)
+            vr = _volume_ratio(crow, slot["postop"], fms.get(ap) if ap is not None else None,
+                               level)
             row.update(vertebral_body_volume_ml=vr.body_volume_ml,
                        cement_volume_ratio_pct=vr.ratio_pct,
                        cement_volume_ratio_high=vr.above_threshold)

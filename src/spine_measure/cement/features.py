@@ -47,6 +47,7 @@ from spine_measure.cement.frame import (
     working_spacing,
 )
 from spine_measure.cement.segment import (
+    _CROSS,
     CementSegmentation,
     components,
     treated_vertebra,
@@ -222,7 +223,6 @@ class CementFeatures:
 # shape descriptors
 
 
-_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 _PERIMETER_KERNEL = np.array([[10, 2, 10], [2, 1, 2], [10, 2, 10]], dtype=np.float32)
 _PERIMETER_WEIGHTS = np.zeros(50)
 _PERIMETER_WEIGHTS[[5, 7, 15, 17, 25, 27]] = 1.0

@@ -60,7 +60,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 from spine_measure.cement.frame import BodyFrame, CementError, body_frame, working_spacing
@@ -318,13 +317,6 @@ def _dilate(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float]) ->
         return mask.copy()
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rx + 1, 2 * ry + 1))
     return cv2.dilate(mask.astype(np.uint8), k).astype(bool)
-
-
-def _dist_outside(mask: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
-    """Distance (mm) of every pixel to the nearest pixel of ``mask`` (0 inside)."""
-    if not mask.any():
-        return np.full(mask.shape, np.inf)
-    return ndimage.distance_transform_edt(~mask, sampling=spacing)
 
 
 def _gauss(img: np.ndarray, sigma: tuple[float, float]) -> np.ndarray:

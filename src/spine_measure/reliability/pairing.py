@@ -5,7 +5,7 @@ they annotate: the SOPInstanceUID, else the pixel hash (``docs/annotation_format
 names are never used for matching. Unpaired and unreadable files become rows of
 :attr:`Pairing.unpaired` / :attr:`Pairing.errors` with a one-line reason, never exceptions.
 
-Each film is measured with :func:`spine_measure.measurements.measure_radiograph`, exactly as
+Each film is measured with :func:`spine_measure.measurements.measure_annotation`, exactly as
 ``spine-measure measure`` does: the spacing comes from the DICOM header when an images folder
 is given (header-only scan), else the film is uncalibrated (lengths in px); a calibration line
 the reader drew comes first either way (SPEC §1.1).
@@ -32,8 +32,8 @@ from spine_measure.measurements import (
     REGISTRY,
     FilmMeasurements,
     LongitudinalOptions,
+    measure_annotation,
     measure_longitudinal,
-    measure_radiograph,
 )
 from spine_measure.measurements.registry import Result
 
@@ -164,7 +164,7 @@ def _film_measurements(ann: Annotation, header: Any | None) -> FilmMeasurements:
     else:
         film = SimpleNamespace(calibration=Calibration.uncalibrated(),
                                metadata={"sop_instance_uid": ann.image.sop_instance_uid})
-    return measure_radiograph(film, ann.landmarks, calibration_line=ann.calibration)
+    return measure_annotation(film, ann)
 
 
 def _value(r: Result) -> Any:
