@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import types
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -49,7 +49,9 @@ from spine_measure.cement.frame import (
 from spine_measure.cement.segment import (
     _CROSS,
     CementSegmentation,
+    block_mean,
     components,
+    grid_factor,
     treated_vertebra,
     within,
 )
@@ -92,6 +94,12 @@ class FeatureParams:
         equal-moment ellipse) >= this.
     h_min_side_fraction, h_max_midline_ratio : float
         AP rule (see :func:`distribution_features`).
+    grid_mm : float
+        Working grid of the shape features on calibrated films finer than it: gaps,
+        distribution and leaks are computed on the mask block-averaged over ``f x f`` pixels
+        (``f = floor(grid_mm / spacing)``, a block is cement when at least half of it is),
+        like the segmentation (:func:`~spine_measure.cement.segment.grid_factor`); area and
+        fill always count the pixels of the mask itself. 0 = always the full resolution.
     """
 
     contact_tolerance_mm: float = 1.0
@@ -102,6 +110,7 @@ class FeatureParams:
     spike_min_elongation: float = 1.75
     h_min_side_fraction: float = 0.25
     h_max_midline_ratio: float = 0.6
+    grid_mm: float = 0.3
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -132,6 +141,7 @@ class Leak:
         length...).
     centroid_px : (row, col)
     n_pixels : int
+        Size in pixels of the stored image (on a working grid: its blocks x f²).
     reason : str or None
     """
 
@@ -556,7 +566,27 @@ def cement_features(mask: np.ndarray | CementSegmentation,
         ex[r0 - br0:r1 - br0, c0 - bc0:c1 - bc0] = exc[: r1 - r0, : c1 - c0]
     body = frame.rasterize(poly, br0, bc0, hw)
     reasons: dict[str, str] = {}
-    px_area = rs[0] * rs[1]
+    # area and fill count the pixels of the mask itself
+    area = float(np.count_nonzero(cem) * rs[0] * rs[1])
+    fill = 100.0 * float(np.count_nonzero(cem & body)) / max(int(np.count_nonzero(body)), 1)
+    f = grid_factor(rs, p.grid_mm) if spacing is not None else 1
+    if f > 1:   # the rest on the working grid (block (i, j) centred at f i + (f - 1) / 2)
+        off = np.array([br0 + (f - 1) / 2, bc0 + (f - 1) / 2])
+
+        def to_grid(q: np.ndarray) -> np.ndarray:
+            return (q - off) / f
+
+        def from_grid(q: tuple[float, float]) -> tuple[float, float]:
+            return (q[0] * f + float(off[0]), q[1] * f + float(off[1]))
+
+        cem = block_mean(cem.view(np.uint8), f) >= 0.5
+        ex = block_mean(ex, f) if ex is not None else None
+        rs, ws = (rs[0] * f, rs[1] * f), (ws[0] * f, ws[1] * f)
+        vert = vert.transformed(to_grid)
+        lms = lms.transformed(to_grid) if lms is not None else None
+        frame = body_frame(vert, rs)
+        br0 = bc0 = 0
+        body = frame.rasterize(frame.polygon_px, 0, 0, cem.shape)
 
     g_sup, g_sup_pct, why_s = _gap(_gap_candidates(cem, frame.superior_px, br0, bc0, rs),
                                    frame, "superior")
@@ -569,7 +599,6 @@ def cement_features(mask: np.ndarray | CementSegmentation,
     npec = {(True, True): "none", (False, True): "superior", (True, False): "inferior",
             (False, False): "both"}[(cs, ci)]
     inside = cem & body
-    fill = 100.0 * float(inside.sum()) / max(int(body.sum()), 1)
     min_comp_px = max(1, int(round(p.min_leak_mm2 / (ws[0] * ws[1]))))
     dist: str | None
     if inside.sum() >= 3:
@@ -581,12 +610,15 @@ def cement_features(mask: np.ndarray | CementSegmentation,
     # leaks
     out = cem & ~within(body, tol, rs)   # farther than the tolerance from the body
     leaks = _leaks(out, frame, br0, bc0, rs, ws, nominal, tol, p, lms, level, vert.view)
+    if f > 1:
+        leaks = [replace(lk, centroid_px=from_grid(lk.centroid_px), n_pixels=lk.n_pixels * f * f)
+                 for lk in leaks]
     return CementFeatures(
         level=level, view=vert.view, found=True, status="cement found", length_unit=unit,
         tolerance=float(tol), contacts_superior=bool(cs), contacts_inferior=bool(ci),
         contacts_both=bool(cs and ci), npec=npec, gap_superior=g_sup, gap_inferior=g_inf,
         gap_superior_pct=g_sup_pct, gap_inferior_pct=g_inf_pct, fill_pct=fill,
-        cement_area=float(cem.sum() * px_area), distribution=dist,
+        cement_area=area, distribution=dist,
         distribution_features=types.MappingProxyType(dfeat), leaks=tuple(leaks),
         reasons=types.MappingProxyType(reasons), params_hash=phash,
     )

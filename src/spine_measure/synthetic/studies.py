@@ -400,12 +400,19 @@ def render_case_film(case: PatientCase, plan: FilmPlan, seed: int = DEFAULT_SEED
                      **overrides) -> GeneratedFilm:
     """Render one planned film of ``case`` and build its header and ground truth.
 
-    ``overrides`` replace fields of the :class:`RenderOptions` (for degraded variants).
+    ``overrides`` replace fields of the :class:`RenderOptions` (for degraded variants). A
+    ``spacing_mm`` override rescales the plan's detector spacing too, so that the header
+    states the spacing the film was rendered at.
     """
     attrs = _header_spacing(plan)
     calib = expected_calibration(attrs)
     spacing = calib["row_mm"] if calib["row_mm"] is not None else \
         plan.imager_spacing / plan.ermf
+    if "spacing_mm" in overrides and calib["row_mm"] is not None:
+        plan = replace(plan, imager_spacing=plan.imager_spacing * overrides["spacing_mm"]
+                       / spacing)
+        attrs = _header_spacing(plan)
+        calib = expected_calibration(attrs)
     geom = case_geometry(case, plan.time_point, seed, plan.view)
     fseed = int(_case_rng(seed, case, 2, ["preop", "postop", "followup"].index(plan.time_point),
                           0 if plan.view == "lateral" else 1).integers(2**31))
