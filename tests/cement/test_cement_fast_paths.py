@@ -7,6 +7,7 @@ on random masks (hypothesis), so a speed-up can never change a feature silently.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -108,3 +109,16 @@ def test_gap_from_boundary_and_band_equals_gap_from_every_pixel(seed, tilt, fill
         fast = _gap(_gap_candidates(cem, poly, 0, 0, spacing), frame, which)
         slow = _gap(every, frame, which)
         assert fast[0] == slow[0]
+
+
+@settings(max_examples=80, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 300), st.just(2)), elements=st.floats(-20, 20)),
+       arrays(np.float64, st.tuples(st.integers(2, 4), st.just(2)), elements=st.floats(-20, 20)))
+def test_nearest_point_to_a_polyline_is_the_brute_force_argmin(pts, poly):
+    from spine_measure.cement.features import _nearest
+    from spine_measure.cement.frame import polyline_distance
+
+    d = polyline_distance(pts, poly)
+    i, gap = _nearest(pts, poly)
+    assert gap == pytest.approx(d.min(), abs=1e-12)
+    assert d[i] == pytest.approx(d.min(), abs=1e-12)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from skimage.filters import apply_hysteresis_threshold, threshold_otsu
@@ -64,6 +64,7 @@ def test_otsu_is_skimage_otsu_up_to_a_bin(values):
     if np.ptp(values) == 0:
         assert otsu(values) == values[0]
         return
+    assume(np.ptp(values) > 1e-9)  # below that numpy cannot make skimage's 256 bins
     bin_width = np.ptp(values) / 256
     assert abs(otsu(values) - threshold_otsu(values)) <= bin_width * (1 + 1e-9)
 

@@ -248,10 +248,11 @@ def perimeter(mask: np.ndarray) -> float:
     >>> perimeter(np.pad(np.ones((4, 4), bool), 1))
     12.0
     """
-    rr, cc = np.nonzero(mask)
-    if rr.size == 0:
+    m = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
+    x, y, w, h = cv2.boundingRect(m)
+    if w == 0:
         return 0.0
-    sub = np.pad(mask[rr.min():rr.max() + 1, cc.min():cc.max() + 1], 1).astype(np.uint8)
+    sub = np.pad(m[y:y + h, x:x + w], 1)
     border = sub - cv2.erode(sub, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
                              borderValue=0)
     codes = cv2.filter2D(border.astype(np.float32), -1, _PERIMETER_KERNEL,
@@ -448,13 +449,38 @@ def _gap_candidates(cem: np.ndarray, poly_px: np.ndarray, r0: int, c0: int,
     return np.stack([rr + r0, cc + c0], 1).astype(float)
 
 
+def _nearest(pts: np.ndarray, poly: np.ndarray) -> tuple[int, float]:
+    """``(i, d)``: the first of ``pts`` nearest to the polyline ``poly`` and its distance
+    (:func:`polyline_distance`'s argmin and min).
+
+    Exact with fewer distance evaluations: every polyline point lies within ``dmax`` of the
+    line through its ends (normal ``nrm``), so ``|nrm.(q - a)| - dmax`` is a lower bound of
+    the distance of ``q``; only points whose bound does not exceed the distance of the point
+    with the smallest bound can be nearest.
+    """
+    a = poly[0]
+    chord = poly[-1] - a
+    length = float(np.hypot(*chord))
+    if length == 0 or len(pts) < 64:
+        d = polyline_distance(pts, poly)
+        i = int(np.argmin(d))
+        return i, float(d[i])
+    nrm = np.array([-chord[1], chord[0]]) / length
+    dmax = float(np.abs((poly - a) @ nrm).max())
+    lb = np.abs((pts - a) @ nrm) - dmax
+    j = int(np.argmin(lb))
+    ub = float(polyline_distance(pts[j:j + 1], poly)[0])
+    idx = np.flatnonzero(lb <= ub + 1e-9)
+    d = polyline_distance(pts[idx], poly)
+    k = int(np.argmin(d))
+    return int(idx[k]), float(d[k])
+
+
 def _gap(mask_pts: np.ndarray, frame: BodyFrame, which: str) -> tuple[float, float, str | None]:
     poly = frame.superior_px if which == "superior" else frame.inferior_px
     poly_mm = frame.to_mm(poly)
     pts_mm = frame.to_mm(mask_pts)
-    d = polyline_distance(pts_mm, poly_mm)
-    i = int(np.argmin(d))
-    gap = float(d[i])
+    i, gap = _nearest(pts_mm, poly_mm)
     # the endplate point nearest to that cement pixel, and the body height there
     dense = np.concatenate([np.linspace(a, b, 64) for a, b in zip(poly_mm[:-1], poly_mm[1:],
                                                                    strict=True)])
@@ -566,6 +592,7 @@ def cement_features(mask: np.ndarray | CementSegmentation,
         ex[r0 - br0:r1 - br0, c0 - bc0:c1 - bc0] = exc[: r1 - r0, : c1 - c0]
     body = frame.rasterize(poly, br0, bc0, hw)
     reasons: dict[str, str] = {}
+    up, down = neighbour_endplates(lms, level) if lms is not None else (None, None)
     # area and fill count the pixels of the mask itself
     area = float(np.count_nonzero(cem) * rs[0] * rs[1])
     fill = 100.0 * float(np.count_nonzero(cem & body)) / max(int(np.count_nonzero(body)), 1)
@@ -583,7 +610,7 @@ def cement_features(mask: np.ndarray | CementSegmentation,
         ex = block_mean(ex, f) if ex is not None else None
         rs, ws = (rs[0] * f, rs[1] * f), (ws[0] * f, ws[1] * f)
         vert = vert.transformed(to_grid)
-        lms = lms.transformed(to_grid) if lms is not None else None
+        up, down = (None if e is None else to_grid(e) for e in (up, down))
         frame = body_frame(vert, rs)
         br0 = bc0 = 0
         body = frame.rasterize(frame.polygon_px, 0, 0, cem.shape)
@@ -609,7 +636,8 @@ def cement_features(mask: np.ndarray | CementSegmentation,
         reasons["cement_distribution"] = "no cement inside the body polygon"
     # leaks
     out = cem & ~within(body, tol, rs)   # farther than the tolerance from the body
-    leaks = _leaks(out, frame, br0, bc0, rs, ws, nominal, tol, p, lms, level, vert.view)
+    leaks = _leaks(out, frame, br0, bc0, rs, ws, tol, p, (up, down) if lms is not None
+                   else None, vert.view)
     if f > 1:
         leaks = [replace(lk, centroid_px=from_grid(lk.centroid_px), n_pixels=lk.n_pixels * f * f)
                  for lk in leaks]
@@ -625,13 +653,16 @@ def cement_features(mask: np.ndarray | CementSegmentation,
 
 
 def _leaks(out: np.ndarray, frame: BodyFrame, r0: int, c0: int, rs: tuple[float, float],
-           ws: tuple[float, float], nominal: bool, tol: float, p: FeatureParams,
-           landmarks: SpineLandmarks | None, level: str, view: str) -> list[Leak]:
+           ws: tuple[float, float], tol: float, p: FeatureParams,
+           neighbours: tuple[np.ndarray | None, np.ndarray | None] | None,
+           view: str) -> list[Leak]:
+    """The leaks of ``out`` (cement beyond the tolerance); ``neighbours``: the facing
+    endplates of the adjacent vertebrae (px), None when only the treated one is known."""
     if not out.any():
         return []
     lab, k = ndimage.label(out, structure=np.ones((3, 3)))
     min_px = max(1, int(round(p.min_leak_mm2 / (ws[0] * ws[1]))))
-    up, down = neighbour_endplates(landmarks, level) if landmarks is not None else (None, None)
+    up, down = neighbours if neighbours is not None else (None, None)
     sides = _AP_SIDES if view == "ap" else _LAT_SIDES
     leaks = []
     objs = ndimage.find_objects(lab)

@@ -302,11 +302,9 @@ def components(mask: np.ndarray, *, connectivity: int = 2, with_sizes: bool = Fa
     """
     m = _u8(mask)
     cn = 8 if connectivity == 2 else 4
-    if with_sizes:
-        n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=cn,
-                                                            ltype=cv2.CV_32S)
-        return n - 1, lab, stats[1:, cv2.CC_STAT_AREA]
     n, lab = cv2.connectedComponents(m, connectivity=cn, ltype=cv2.CV_32S)
+    if with_sizes:  # bincount is faster than OpenCV's statistics pass
+        return n - 1, lab, np.bincount(lab.ravel(), minlength=n)[1:]
     return n - 1, lab
 
 
@@ -326,7 +324,7 @@ def drop_small_components(mask: np.ndarray, min_pixels: int, *, connectivity: in
     if not small.any():
         return mask.copy()
     keep = np.concatenate(([False], ~small))
-    return keep[lab]
+    return keep.take(lab)
 
 
 def hysteresis(x: np.ndarray, low: float, high: float, *, min_pixels: int = 1
@@ -354,7 +352,7 @@ def hysteresis(x: np.ndarray, low: float, high: float, *, min_pixels: int = 1
     keep[0] = False
     if min_pixels > 1:
         keep[1:] &= sizes >= min_pixels
-    return keep[lab]
+    return keep.take(lab)
 
 
 def otsu(values: np.ndarray, nbins: int = 256) -> float:
@@ -412,35 +410,42 @@ def _gauss(img: np.ndarray, sigma: tuple[float, float]) -> np.ndarray:
                             sigmaX=sigma[1], sigmaY=sigma[0], borderType=cv2.BORDER_REPLICATE)
 
 
+def _upsample(a: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear interpolation of a grid of ``f x f`` block values back to ``shape`` (block
+    centres sit at ``f i + (f - 1) / 2``; ``INTER_LINEAR`` maps them the same way)."""
+    if f == 1:
+        return a
+    big = cv2.resize(a, (a.shape[1] * f, a.shape[0] * f), interpolation=cv2.INTER_LINEAR)
+    return big[: shape[0], : shape[1]]
+
+
+def _ratio(pair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    num, den = pair[..., 0], pair[..., 1]
+    return num / np.maximum(den, 1e-12), den
+
+
 def _norm_conv(img: np.ndarray, w: np.ndarray, sigma: tuple[float, float]) -> np.ndarray:
     """Normalised convolution ``b = G*(img w) / G*w`` (the local mean of ``img`` over the
     pixels of weight ``w``), widened 4x where ``G*w < 1e-3`` (inside large cement lumps).
 
-    ``b`` is smooth at the scale of ``sigma``, so for sigmas of 6 px and more it is computed
-    on a grid decimated by ``f = floor(min(sigma) / 3)`` (block means of ``img w`` and ``w``,
-    the ratio there) and interpolated back bilinearly; this changes ``b`` by far less than
-    the noise and is ~f^2 times faster.
+    ``b`` is smooth at the scale of ``sigma``, so it is computed on a grid decimated by
+    ``f = floor(min(sigma) / 3)`` (block means of ``img w`` and ``w``, their ratio there;
+    the 4x wider fill on a grid decimated again) and interpolated back bilinearly; this
+    changes ``b`` by far less than the noise and is ~f^2 times faster.
     """
     f = max(1, int(min(sigma) // 3))
-    h, wd = img.shape
-    both = block_mean(np.dstack((img * w, w)), f)
+    small = block_mean(np.dstack((img * w, w)), f)
     sig = (sigma[0] / f, sigma[1] / f)
-    sm = _gauss(both, sig)
-    num, den = sm[..., 0], sm[..., 1]
-    b = num / np.maximum(den, 1e-12)
+    b, den = _ratio(_gauss(small, sig))
     weak = den < 1e-3
     if weak.any():
-        sm2 = _gauss(both, (4 * sig[0], 4 * sig[1]))
-        den2 = sm2[..., 1]
-        fill = sm2[..., 0] / np.maximum(den2, 1e-12)
+        f2 = max(1, int(4 * min(sig) // 3))
+        b2, den2 = _ratio(_gauss(block_mean(small, f2), (4 * sig[0] / f2, 4 * sig[1] / f2)))
+        b2, den2 = _upsample(b2, f2, b.shape), _upsample(den2, f2, b.shape)
         if (den2[weak] < 1e-9).any():  # nothing near at all: the global non-cement median
-            fill = np.where(den2 < 1e-9, np.median(img[w > 0]) if (w > 0).any() else 0.0, fill)
-        b = np.where(weak, fill, b)
-    if f == 1:
-        return b
-    # block centres sit at (f - 1) / 2: resize with INTER_LINEAR maps them the same way
-    return cv2.resize(b, (b.shape[1] * f, b.shape[0] * f),
-                      interpolation=cv2.INTER_LINEAR)[:h, :wd]
+            b2 = np.where(den2 < 1e-9, np.median(img[w > 0]) if (w > 0).any() else 0.0, b2)
+        b = np.where(weak, b2, b)
+    return _upsample(b, f, img.shape)
 
 
 def _segment_roi(read: Callable[[slice, slice], np.ndarray], frame: BodyFrame,
@@ -542,9 +547,7 @@ def _segment_on_grid(read: Callable[[slice, slice], np.ndarray], vert: Vertebra,
         small_roi, p, spc)
     sig = (p.smoothing_mm / sp[0], p.smoothing_mm / sp[1])
     g = _gauss(crop, sig) if p.smoothing_mm > 0 else crop
-    hp, wp = small.shape[0] * f, small.shape[1] * f
-    # block centres sit at f i + (f - 1) / 2: resize with INTER_LINEAR maps them the same way
-    x = g - cv2.resize(bgr_c, (wp, hp), interpolation=cv2.INTER_LINEAR)[:h, :w]
+    x = g - _upsample(bgr_c, f, (h, w))
     if reason is not None:
         return np.zeros((h, w), dtype=bool), x, reason, dc, db, noise
     cu = _u8(cem_c)
