@@ -1,7 +1,8 @@
 """Benchmark: cement segmentation + features of one treated vertebra vs decoding the film.
 
 Renders one synthetic 3000 x 3000 post-operative lateral film (SM001's L1, spongy cement),
-writes it as uncompressed, RLE and JPEG-LS DICOM into a temporary folder, and measures in the
+writes it as uncompressed, RLE, JPEG-LS and JPEG 2000 DICOM into a temporary folder, and
+measures in the
 same run (median of ``--repeat`` runs, after one warm-up):
 
 * ``decode``: ``load_radiograph(path).pixels`` (file read + decompression);
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"film 3000x3000, {level}, spacing 0.139 mm; median of {args.repeat} runs")
         print(f"{'transfer syntax':16s} {'decode ms':>10s} {'cement ms':>10s} {'ratio':>7s}"
               f" {'segment ms':>11s} {'features ms':>12s}")
-        for ts in ("explicit", "rle", "jpegls"):
+        for ts in ("explicit", "rle", "jpegls", "j2k"):
             path = Path(tmp) / f"film_{ts}.dcm"
             write_film(path, gen.film.pixels, replace(gen.header, transfer_syntax=ts))
             with warnings.catch_warnings():

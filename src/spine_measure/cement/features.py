@@ -427,7 +427,8 @@ def inner_boundary(mask: np.ndarray) -> np.ndarray:
 
 
 def _gap_candidates(cem: np.ndarray, poly_px: np.ndarray, r0: int, c0: int,
-                    spacing: tuple[float, float]) -> np.ndarray:
+                    spacing: tuple[float, float], boundary: np.ndarray | None = None
+                    ) -> np.ndarray:
     """Centres ``(N, 2)`` (image px) of the cement pixels that can be nearest to the
     polyline: the inner boundary and every pixel within 2 px of the polyline.
 
@@ -444,7 +445,7 @@ def _gap_candidates(cem: np.ndarray, poly_px: np.ndarray, r0: int, c0: int,
         band = np.zeros(cem.shape, np.uint8)
         pts = np.round((np.asarray(poly_px)[:, ::-1] - (c0, r0)) * 16).astype(np.int32)
         cv2.polylines(band, [pts], False, 1, thickness=5, lineType=cv2.LINE_8, shift=4)
-        cand = inner_boundary(cem) | (cem & band.view(bool))
+        cand = (inner_boundary(cem) if boundary is None else boundary) | (cem & band.view(bool))
     rr, cc = np.nonzero(cand)
     return np.stack([rr + r0, cc + c0], 1).astype(float)
 
@@ -588,7 +589,7 @@ def cement_features(mask: np.ndarray | CementSegmentation,
     cem[r0 - br0:r1 - br0, c0 - bc0:c1 - bc0] = crop
     ex = None
     if exc is not None:
-        ex = np.zeros(hw)
+        ex = np.zeros(hw, dtype=np.float32)
         ex[r0 - br0:r1 - br0, c0 - bc0:c1 - bc0] = exc[: r1 - r0, : c1 - c0]
     body = frame.rasterize(poly, br0, bc0, hw)
     reasons: dict[str, str] = {}
@@ -615,9 +616,10 @@ def cement_features(mask: np.ndarray | CementSegmentation,
         br0 = bc0 = 0
         body = frame.rasterize(frame.polygon_px, 0, 0, cem.shape)
 
-    g_sup, g_sup_pct, why_s = _gap(_gap_candidates(cem, frame.superior_px, br0, bc0, rs),
+    rim = inner_boundary(cem)
+    g_sup, g_sup_pct, why_s = _gap(_gap_candidates(cem, frame.superior_px, br0, bc0, rs, rim),
                                    frame, "superior")
-    g_inf, g_inf_pct, why_i = _gap(_gap_candidates(cem, frame.inferior_px, br0, bc0, rs),
+    g_inf, g_inf_pct, why_i = _gap(_gap_candidates(cem, frame.inferior_px, br0, bc0, rs, rim),
                                    frame, "inferior")
     for name, why in (("cement_gap_superior_pct", why_s), ("cement_gap_inferior_pct", why_i)):
         if why:
