@@ -1,9 +1,10 @@
 """Benchmark: cement segmentation + features of one treated vertebra vs decoding the film.
 
-Renders one synthetic 3000 x 3000 post-operative lateral film (SM001's L1, spongy cement),
+Renders one synthetic 3000 x 3000 post-operative lateral film at 0.139 mm (SM001's L1,
+spongy cement; the header states that spacing, so the cement code works on its 0.278 mm
+grid),
 writes it as uncompressed, RLE, JPEG-LS and JPEG 2000 DICOM into a temporary folder, and
-measures in the
-same run (median of ``--repeat`` runs, after one warm-up):
+measures in the same run (median of ``--repeat`` runs, after one warm-up):
 
 * ``decode``: ``load_radiograph(path).pixels`` (file read + decompression);
 * ``cement``: :func:`spine_measure.cement.analyze_cement` on the decoded

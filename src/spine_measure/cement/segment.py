@@ -37,12 +37,19 @@ Algorithm (``docs/cement.md`` has the reasoning and figures)
    ``x > low_fraction * dc`` that contain a pixel with ``x > high_fraction * dc``.
    ``low_fraction = 0.5`` puts the border at the midpoint of the local step (unbiased under
    symmetric blur); ``high_fraction`` rejects noise. Components smaller than
-   ``min_component_mm2`` and holes smaller than ``max_hole_mm2`` are removed / filled.
+   ``min_component_mm2`` are dropped with it; after the last iteration holes smaller than
+   ``max_hole_mm2`` are filled.
 6. **Presence test.** Cement is reported only when ``dc >= min_bone_ratio * db`` and
    ``dc >= min_noise_ratio * sigma_noise`` and the mask covers ``>= min_cement_mm2``, with
    ``db`` the bone-over-surroundings contrast (median background inside the body minus
    median density of the search region outside the body) and ``sigma_noise`` the robust
    (MAD) noise of the smoothed image. Otherwise the result is "no cement found".
+7. **Working grid.** On films of at most half ``grid_mm`` (0.3 mm) per pixel, steps 2-6 run
+   on blocks of ``f x f`` pixels (``f = floor(grid_mm / spacing)``, :func:`grid_factor`)
+   and the border is then placed at full resolution: pixels of blocks surrounded by cement
+   are cement, pixels of blocks within one block of the cement are cement where the
+   full-resolution excess (over the interpolated block background) exceeds
+   ``low_fraction * dc`` (:func:`_segment_on_grid`).
 
 Every step is deterministic (no random numbers, no iteration order dependence), so the same
 input gives the same mask; :meth:`SegmentationParams.params_hash` identifies the parameters
