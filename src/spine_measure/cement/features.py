@@ -51,7 +51,9 @@ from spine_measure.cement.segment import (
     CementSegmentation,
     block_mean,
     components,
+    from_grid,
     grid_factor,
+    to_grid,
     treated_vertebra,
     within,
 )
@@ -598,20 +600,13 @@ def cement_features(mask: np.ndarray | CementSegmentation,
     area = float(np.count_nonzero(cem) * rs[0] * rs[1])
     fill = 100.0 * float(np.count_nonzero(cem & body)) / max(int(np.count_nonzero(body)), 1)
     f = grid_factor(rs, p.grid_mm) if spacing is not None else 1
-    if f > 1:   # the rest on the working grid (block (i, j) centred at f i + (f - 1) / 2)
-        off = np.array([br0 + (f - 1) / 2, bc0 + (f - 1) / 2])
-
-        def to_grid(q: np.ndarray) -> np.ndarray:
-            return (q - off) / f
-
-        def from_grid(q: tuple[float, float]) -> tuple[float, float]:
-            return (q[0] * f + float(off[0]), q[1] * f + float(off[1]))
-
+    grid_origin = (br0, bc0)
+    if f > 1:   # the rest on the working grid of f x f blocks starting at (br0, bc0)
         cem = block_mean(cem.view(np.uint8), f) >= 0.5
         ex = block_mean(ex, f) if ex is not None else None
         rs, ws = (rs[0] * f, rs[1] * f), (ws[0] * f, ws[1] * f)
-        vert = vert.transformed(to_grid)
-        up, down = (None if e is None else to_grid(e) for e in (up, down))
+        vert = vert.transformed(lambda q: to_grid(q, *grid_origin, f))
+        up, down = (None if e is None else to_grid(e, *grid_origin, f) for e in (up, down))
         frame = body_frame(vert, rs)
         br0 = bc0 = 0
         body = frame.rasterize(frame.polygon_px, 0, 0, cem.shape)
@@ -641,8 +636,9 @@ def cement_features(mask: np.ndarray | CementSegmentation,
     leaks = _leaks(out, frame, br0, bc0, rs, ws, tol, p, (up, down) if lms is not None
                    else None, vert.view)
     if f > 1:
-        leaks = [replace(lk, centroid_px=from_grid(lk.centroid_px), n_pixels=lk.n_pixels * f * f)
-                 for lk in leaks]
+        leaks = [replace(lk, centroid_px=tuple(from_grid(lk.centroid_px, *grid_origin, f)
+                                               .ravel().tolist()),
+                         n_pixels=lk.n_pixels * f * f) for lk in leaks]
     return CementFeatures(
         level=level, view=vert.view, found=True, status="cement found", length_unit=unit,
         tolerance=float(tol), contacts_superior=bool(cs), contacts_inferior=bool(ci),

@@ -120,10 +120,6 @@ class SegmentationParams:
         if self.iterations < 1:
             raise ValueError(f'Argument "iterations" must be >= 1; got {self.iterations}')
 
-    def grid_factor(self, spacing: tuple[float, float]) -> int:
-        """Block size of the working grid on a film of ``spacing``: :func:`grid_factor`."""
-        return grid_factor(spacing, self.grid_mm)
-
     def params_hash(self) -> str:
         """``sha256`` (16 hex digits) of the algorithm version and every parameter.
 
@@ -153,6 +149,22 @@ def grid_factor(spacing: tuple[float, float], grid_mm: float) -> int:
     if not grid_mm > 0:
         return 1
     return max(1, int(grid_mm / max(float(spacing[0]), float(spacing[1])) + 1e-9))
+
+
+def to_grid(points: np.ndarray, r0: int, c0: int, f: int) -> np.ndarray:
+    """Pixel points ``(row, col)`` in coordinates of the grid of ``f x f`` blocks whose first
+    block starts at pixel ``(r0, c0)`` (block ``(i, j)`` is centred on pixel
+    ``(r0 + f i + (f - 1) / 2, c0 + f j + (f - 1) / 2)``).
+
+    >>> to_grid(np.array([[10.5, 4.5]]), 10, 4, 2)
+    array([[0., 0.]])
+    """
+    return (np.asarray(points, dtype=float) - (r0 + (f - 1) / 2, c0 + (f - 1) / 2)) / f
+
+
+def from_grid(points: np.ndarray, r0: int, c0: int, f: int) -> np.ndarray:
+    """The inverse of :func:`to_grid`."""
+    return np.asarray(points, dtype=float) * f + (r0 + (f - 1) / 2, c0 + (f - 1) / 2)
 
 
 def block_mean(img: np.ndarray, f: int) -> np.ndarray:
@@ -555,8 +567,7 @@ def _segment_on_grid(read: Callable[[slice, slice], np.ndarray], vert: Vertebra,
     h, w = crop.shape
     small = block_mean(crop, f)
     small_roi = block_mean(roi_mask.view(np.uint8), f) >= 0.5
-    off = np.array([r0 + (f - 1) / 2, c0 + (f - 1) / 2])
-    vc = vert.transformed(lambda q: (q - off) / f)
+    vc = vert.transformed(lambda q: to_grid(q, r0, c0, f))
     spc = (sp[0] * f, sp[1] * f)
     frame_c = body_frame(vc, spc)
     cem_c, _, reason, dc, db, noise, bgr_c = _segment_roi(
@@ -630,7 +641,7 @@ def segment_cement(density: Any, landmarks: SpineLandmarks | Vertebra | None,
     frame = body_frame(vert, sp)
     _check_inside(frame, shape)
     grown = 0
-    f = p.grid_factor(sp)
+    f = grid_factor(sp, p.grid_mm)
     m_wall, m_disc = p.margin_wall_mm, p.margin_disc_mm
     while True:
         roi, roi_mask = _roi(frame, shape, m_wall, m_disc)
