@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
@@ -27,6 +28,16 @@ def copy_film(tmp_path: Path, patient: str, stem: str) -> Path:
 
 def load_truth(film: Path) -> dict:
     return json.loads(film.with_suffix(".truth.json").read_text())
+
+
+def truth_cement(film: Path) -> np.ndarray:
+    """The ground-truth cement mask of a sample film (its ``.cement.png`` beside the
+    original in ``sample_dicoms``)."""
+    from PIL import Image
+
+    c = load_truth(film)["cement"]
+    patient = film.stem.split("_")[0]
+    return np.asarray(Image.open(SAMPLES / patient / c["mask"])) > 0
 
 
 def truth_points(film: Path, level: str) -> dict[str, list[float]]:

@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from napari_samples import truth_points
+from napari_samples import load_truth, truth_cement, truth_points
 
 from napari_spine_measure._predict import predict_point
 from napari_spine_measure.controller import AnnotationController, SessionError
@@ -185,6 +185,37 @@ def test_cement_reader_edit_survives_auto_rerun(ctl):
     assert ctl.set_cement_mask("L1", edited, source="edited") == "replaced"
     assert ctl.set_cement_mask("L1", auto, source="auto", params_hash="a") == "kept_edit"
     assert np.array_equal(ctl.cement_mask("L1").to_array(), edited)
+
+
+def test_cement_features_of_a_reader_mask(ctl, postop_film):
+    """The ground-truth mask, given as a reader's edit, gives the sample's ground-truth
+    features; a mask without landmarks gives a clear error."""
+    c = load_truth(postop_film)["cement"]
+    mask = truth_cement(postop_film)
+    ctl.set_cement_mask("L1", mask, source="edited")
+    with pytest.raises(ValueError, match="L1: treated vertebra has no landmarks"):
+        ctl.cement_features("L1")
+    assert ctl.cement_features("L2") is None   # no mask there
+    ctl.select_level("T12")
+    for lv in ("T12", "L1", "L2"):
+        _place_level(ctl, postop_film, lv)
+    f = ctl.cement_features("L1")
+    assert f.found and f.length_unit == "mm"
+    assert (f.npec, f.distribution) == (c["npec"], c["distribution"])
+    assert [(lk.location, lk.type) for lk in f.leaks] == \
+        [(lk["location"], lk["type"]) for lk in c["leaks"]]
+    assert f.gap_superior == pytest.approx(c["gap_superior_mm"], abs=0.3)
+    assert f.gap_inferior == pytest.approx(c["gap_inferior_mm"], abs=0.3)
+    # fill: cement pixels inside the body outline over the outline's pixels, counted with
+    # scikit-image's point-in-polygon raster; OpenCV's fill (the toolkit's) also counts the
+    # pixels the outline passes through, ~1.5 % more body pixels here, hence the tolerance
+    from skimage.draw import polygon2mask
+
+    from spine_measure.cement.frame import body_frame
+
+    outline = body_frame(ctl.landmarks().get("L1"), (0.25, 0.25)).polygon_px
+    body = polygon2mask(mask.shape, outline)
+    assert f.fill_pct == pytest.approx(100 * (mask & body).sum() / body.sum(), abs=1.0)
 
 
 def test_prediction_from_neighbour_and_generic_template():

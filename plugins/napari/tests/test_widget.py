@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from napari_samples import REPO, load_truth, truth_points
+from napari_samples import REPO, load_truth, truth_cement, truth_points
 
 from spine_measure.io.annotation import load_annotation
 from spine_measure.landmarks import SpineLandmarks
@@ -19,6 +19,7 @@ from spine_measure.measurements.api import measure_film
 pytestmark = pytest.mark.gui
 
 FIGURE = REPO / "docs" / "figures" / "napari_widget.png"
+FIGURE_CEMENT = REPO / "docs" / "figures" / "napari_cement_tab.png"
 LEVELS3 = ("T12", "L1", "L2")
 
 
@@ -77,10 +78,23 @@ def test_full_annotation_save_reload_matches_truth(make_napari_viewer, postop_fi
     action = widget.auto_segment()
     assert action == "added", widget.status_label.text()
     auto = ctl.cement_mask("L1").to_array()
-    truth_mask = _truth_cement(postop_film)
+    truth_mask = truth_cement(postop_film)
     dice = 2 * (auto & truth_mask).sum() / (auto.sum() + truth_mask.sum())
     assert dice > 0.8
     assert widget.cement_layer.data.sum() == auto.sum()
+    # the cement tab shows the SPEC §4 features of the mask (the sample's ground truth)
+    c = truth["cement"]
+    text = widget.cement_label.text()
+    assert f"NPEC {c['npec']}:" in text and f"distribution {c['distribution']}" in text
+    assert ("leaks: none" in text) == (not c["leaks"])
+    # a reader's edit that takes the cement 3 mm off the superior endplate updates them
+    edited = auto.copy()
+    rows = np.flatnonzero(edited.any(axis=1))
+    edited[: rows[0] + 12] = False
+    ctl.set_cement_mask("L1", edited, source="edited")
+    assert "NPEC superior:" in widget.cement_label.text()
+    ctl.undo()
+    assert widget.cement_label.text() == text
 
     path = widget.save()
     assert path == postop_film.with_suffix(".sm.json") and path.is_file()
@@ -121,14 +135,6 @@ def test_full_annotation_save_reload_matches_truth(make_napari_viewer, postop_fi
            for j in range(widget2.table.columnCount())].index("L1")
     assert widget2.table.item(0, col).text() == f"{ha:.1f}"
     assert "mm, reader" in widget2.table.verticalHeaderItem(0).text()
-
-
-def _truth_cement(film: Path) -> np.ndarray:
-    from PIL import Image
-
-    png = film.parent.parent.joinpath(*(REPO / "sample_dicoms" / "SM001").parts[-2:]) \
-        if False else REPO / "sample_dicoms" / "SM001" / f"{film.stem}.cement.png"
-    return np.asarray(Image.open(png)) > 0
 
 
 def test_drag_updates_table_live_and_undo(make_napari_viewer, postop_film):
@@ -201,3 +207,8 @@ def test_screenshot_of_docked_widget(make_napari_viewer, postop_film):
     assert FIGURE.is_file() and img.shape[0] > 500
     # the figure is not blank: the film is drawn (grey levels vary)
     assert img[..., :3].std() > 20
+    # the cement tab with the treated vertebra's SPEC §4 features (docs/napari_plugin.md)
+    widget.tabs.setCurrentIndex(2)
+    assert "NPEC none:" in widget.cement_label.text()
+    assert widget.grab().save(str(FIGURE_CEMENT))
+    assert FIGURE_CEMENT.stat().st_size > 10_000

@@ -47,7 +47,7 @@ from spine_measure.errors import SpineMeasureError
 from spine_measure.io.annotation import AnnotationConflictError
 from spine_measure.landmarks import LEVELS
 
-__all__ = ["TABLE_ROWS", "SpineAnnotationWidget", "cement_segmenter"]
+__all__ = ["TABLE_ROWS", "SpineAnnotationWidget", "cement_segmenter", "cement_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,42 @@ HOTKEYS = {
     "[": "previous level (cranial)",
     "Shift-S": "save",
 }
+
+
+_LEAK_PLACE = {"superior_disc": "superior disc", "inferior_disc": "inferior disc",
+               "anterior": "anterior", "posterior": "posterior (canal)", "lateral": "lateral"}
+
+
+def cement_summary(f: Any) -> str:
+    """The SPEC §4 features of one treated vertebra (a ``CementFeatures``) as the few lines
+    the cement tab shows under the mask: NPEC with both gaps, fill and distribution, and
+    every leak with its location, type, area and endplate contact.
+
+    >>> from spine_measure.cement.features import cement_features
+    >>> from spine_measure.landmarks import Vertebra
+    >>> v = Vertebra("L1", "lateral", {"As": (20, 89.5), "Ai": (79.5, 89.5),
+    ...                               "Ps": (20, 30), "Pi": (79.5, 30)})
+    >>> m = np.zeros((120, 120), bool); m[20:60, 50:70] = True
+    >>> print(cement_summary(cement_features(m, v, "L1", (0.5, 0.5))))
+    NPEC inferior: gap superior 0.0 mm, inferior 10.2 mm (contact ≤ 1 mm)
+    fill 21 %, distribution blocky
+    leaks: none
+    """
+    if not f.found:
+        return str(f.status)
+    u = f.length_unit
+    lines = [f"NPEC {f.npec}: gap superior {f.gap_superior:.1f} {u}, inferior "
+             f"{f.gap_inferior:.1f} {u} (contact ≤ {f.tolerance:g} {u})",
+             f"fill {f.fill_pct:.0f} %, distribution {f.distribution or 'not decided'}"]
+    leaks = []
+    for lk in f.leaks:
+        kind = f" {lk.type}" if lk.type else ""
+        touch = {True: ", touches the adjacent endplate", False: "",
+                 None: ", adjacent endplate not annotated"}[lk.touches_adjacent_endplate]
+        leaks.append(f"{_LEAK_PLACE.get(lk.location, lk.location)}{kind} "
+                     f"{lk.area:.1f} {f.area_unit.replace('2', '²')}{touch}")
+    lines.append("leaks: " + ("; ".join(leaks) if leaks else "none"))
+    return "\n".join(lines)
 
 
 _MISSING = object()
@@ -780,10 +816,25 @@ class SpineAnnotationWidget(QWidget):
             if not np.array_equal(cement, self.cement_layer.data):
                 self.cement_layer.data = cement
             self._cement_px = int(cement.sum())
-        self.cement_label.setText(
-            "No cement mask" if mask is None else
-            f"{level}: cement mask, {getattr(self, '_cement_px', 0)} px ({mask.source}); "
-            "paint or erase in the 'cement' layer to correct")
+        text = "No cement mask"
+        if mask is not None and level is not None:
+            text = (f"{level}: cement mask, {getattr(self, '_cement_px', 0):,} px "
+                    f"({mask.source}); paint or erase in the 'cement' layer to correct\n"
+                    + self._cement_features_text(ctl, level, mask))
+        self.cement_label.setText(text)
+
+    def _cement_features_text(self, ctl: AnnotationController, level: str, mask: Any) -> str:
+        """:func:`cement_summary` of ``level``'s mask, recomputed only when the mask, the
+        landmarks or the calibration changed."""
+        key = (level, ctl.points(), ctl.calibration.spacing)
+        old = getattr(self, "_cement_features_key", None)
+        if old is None or old[0] is not mask or old[1] != key:
+            try:
+                summary = cement_summary(ctl.cement_features(level))
+            except (SpineMeasureError, ValueError) as exc:
+                summary = f"features: {exc}"
+            self._cement_features_key = (mask, key, summary)
+        return self._cement_features_key[2]
 
     def _changed_cache(self, key: str, value: Any) -> bool:
         """True (and remember ``value``) when ``value`` differs from the last one drawn."""

@@ -29,7 +29,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +49,9 @@ from spine_measure.io.annotation import (
 from spine_measure.io.calibration import Calibration
 from spine_measure.landmarks import LEVELS, SpineLandmarks, Vertebra, required_points
 from spine_measure.measurements.api import FilmMeasurements, measure_film
+
+if TYPE_CHECKING:
+    from spine_measure.cement.features import CementFeatures
 
 __all__ = [
     "AUTOSAVE_SUFFIX",
@@ -572,6 +575,19 @@ class AnnotationController:
                      and lv not in self._state.not_measurable
                      and not all(p in self._state.points[lv]
                                  for p in required_points(lv, self.view)))
+
+    def cement_features(self, level: str) -> CementFeatures | None:
+        """SPEC §4 cement features of ``level``'s mask (automatic or edited) with the landmarks
+        and calibration in force: what the batch reports for a stored mask. None without a
+        mask; :class:`~spine_measure.cement.frame.CementError` when the vertebra cannot be
+        measured (no landmarks, body outside the mask)."""
+        mask = self._state.cement.get(level)
+        if mask is None:
+            return None
+        from spine_measure.cement.features import cement_features
+
+        return cement_features(mask.to_array(), self.landmarks(), level,
+                               self.calibration.spacing)
 
     def measurements(self) -> FilmMeasurements:
         """Every single-film measurement (SPEC §2) of the measurable vertebrae, with the
