@@ -137,6 +137,27 @@ def test_full_annotation_save_reload_matches_truth(make_napari_viewer, postop_fi
     assert "mm, reader" in widget2.table.verticalHeaderItem(0).text()
 
 
+def test_cement_summary_by_hand():
+    """A 40 x 40 px block 10 px below the superior and 10.5 px above the inferior endplate at
+    0.5 mm, and a 10 x 3 px strip beyond the superior endplate: NPEC both, gaps 5.0 and
+    5.25 mm (the strip ends 11 px = 5.5 mm above), one superior-disc leak of 30 x 0.25 =
+    7.5 mm2, elongation sqrt(100 / 9) = 3.3 (a spike), no neighbour annotated."""
+    from napari_spine_measure._widget import cement_summary
+    from spine_measure.cement.features import cement_features
+    from spine_measure.landmarks import Vertebra
+
+    v = Vertebra("L1", "lateral", {"As": (20, 89.5), "Ai": (79.5, 89.5),
+                                   "Ps": (20, 30), "Pi": (79.5, 30)})
+    m = np.zeros((120, 120), bool)
+    m[30:70, 40:80] = True
+    m[0:10, 58:61] = True
+    lines = cement_summary(cement_features(m, v, "L1", (0.5, 0.5))).splitlines()
+    assert lines[0] == "NPEC both: gap superior 5.0 mm, inferior 5.2 mm (contact ≤ 1 mm)"
+    assert lines[2] == "leaks: superior disc spike 7.5 mm², adjacent endplate not annotated"
+    m[:] = False
+    assert cement_summary(cement_features(m, v, "L1", (0.5, 0.5))) == "no cement found"
+
+
 def test_drag_updates_table_live_and_undo(make_napari_viewer, postop_film):
     viewer = make_napari_viewer()
     widget = _open(viewer, postop_film)

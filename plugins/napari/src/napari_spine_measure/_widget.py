@@ -213,6 +213,7 @@ class SpineAnnotationWidget(QWidget):
         self.labels_layer: Any = None
         self.calibration_layer: Any = None
         self.cement_layer: Any = None
+        self._cement_features_key: tuple[Any, Any, str] | None = None  # mask, inputs, text
         self._segment = cement_segmenter()
         self._build_ui()
         self._bind_keys()
@@ -826,8 +827,8 @@ class SpineAnnotationWidget(QWidget):
     def _cement_features_text(self, ctl: AnnotationController, level: str, mask: Any) -> str:
         """:func:`cement_summary` of ``level``'s mask, recomputed only when the mask, the
         landmarks or the calibration changed."""
-        key = (level, ctl.points(), ctl.calibration.spacing)
-        old = getattr(self, "_cement_features_key", None)
+        key = (level, ctl.points(), tuple(sorted(ctl.not_measurable)), ctl.calibration.spacing)
+        old = self._cement_features_key
         if old is None or old[0] is not mask or old[1] != key:
             try:
                 summary = cement_summary(ctl.cement_features(level))
