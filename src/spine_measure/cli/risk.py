@@ -69,7 +69,17 @@ def apply_cmd(
     cmap = _parse_map(map_)
     try:
         if model.endswith(".json"):
+            if recalibrate or recalibrate_slope:
+                _console.print("[red]--recalibrate-on/--recalibrate-slope apply to the "
+                               "published linear-predictor model an2021, not to a saved "
+                               "fit (it already has its own intercept)[/red]")
+                raise typer.Exit(EXIT_USAGE)
+            if not Path(model).is_file():
+                _console.print(f"[red]{model}: no such file[/red]")
+                raise typer.Exit(EXIT_USAGE)
             fit = LogisticFit.from_json(Path(model))
+            if show:
+                typer.echo(fit.to_json())
             renamed = df.rename(columns={v: k for k, v in cmap.items()})
             lp, reasons = fit.linear_predictor(renamed)
             from spine_measure.risk.apply import ID_COLUMNS, expit
@@ -77,15 +87,20 @@ def apply_cmd(
             out["fit_lp"] = lp
             out["fit_probability"] = expit(lp)
             out["fit_reason"] = reasons
-            missing_rate = (reasons != "").mean()
+            scored = (reasons == "").to_numpy()
         else:
             m = get_model(model)
             if show:
                 typer.echo(m.to_json())
             out, meta = apply_model(m, df, column_map=cmap, recalibration_outcome=recalibrate,
                                     recalibrate_slope=recalibrate_slope)
-            reason_col = "flags_reason" if m.capability == "flags" else f"{m.name}_reason"
-            missing_rate = (out[reason_col] != "").mean() if len(out) else 1.0
+            if m.capability == "flags":
+                # a row is processed when it got at least one flag; flags whose inputs are
+                # missing are empty and named in flags_reason
+                flags = out[[c for c in out.columns if c.startswith("flag_")]]
+                scored = flags.notna().any(axis=1).to_numpy()
+            else:
+                scored = (out[f"{m.name}_reason"] == "").to_numpy()
             if "recalibration" in meta:
                 rc = meta["recalibration"]
                 _console.print(f"recalibrated on {rc['n']} rows ({rc['n_events']} events): "
@@ -97,9 +112,9 @@ def apply_cmd(
         out.to_csv(output, index=False)
     else:
         typer.echo(out.to_csv(index=False), nl=False)
-    if len(out) == 0 or missing_rate == 1.0:
+    if len(out) == 0 or not scored.any():
         raise typer.Exit(EXIT_NOTHING_DONE)
-    raise typer.Exit(EXIT_SOME_FAILED if missing_rate > 0 else EXIT_OK)
+    raise typer.Exit(EXIT_OK if scored.all() else EXIT_SOME_FAILED)
 
 
 @risk_app.command("fit")

@@ -34,7 +34,7 @@ from statsmodels.tools.sm_exceptions import (
     PerfectSeparationWarning,
 )
 
-from spine_measure.risk.apply import _norm_text, expit
+from spine_measure.risk.apply import _norm_text, bool_code, expit
 from spine_measure.risk.errors import (
     FewEventsWarning,
     NonConvergenceWarning,
@@ -79,6 +79,17 @@ class PredictorSpec:
         return self.column
 
 
+def _level(raw) -> str:
+    """Normalised level text; boolean spellings (true/false, yes/no, 0/1) become 1/0, so a
+    model fitted on 0/1 reads ``spine-measure batch``'s true/false and vice versa."""
+    return bool_code(raw) or _norm_text(raw)
+
+
+def _is_boolean(series: pd.Series) -> bool:
+    vals = series[series.astype(str).str.strip() != ""]
+    return bool(len(vals)) and all(bool_code(v) is not None for v in vals)
+
+
 def _is_numeric(series: pd.Series) -> bool:
     vals = series[series.astype(str).str.strip() != ""]
     return bool(len(vals)) and pd.to_numeric(vals, errors="coerce").notna().all()
@@ -101,6 +112,8 @@ def parse_predictors(tokens: Sequence[str], df: pd.DataFrame) -> tuple[Predictor
             if len(groups) < 2:
                 raise RiskInputError(f"predictor {tok!r}: give at least two level groups")
             specs.append(PredictorSpec(col, "categorical", groups))
+        elif _is_boolean(present):
+            specs.append(PredictorSpec(col, "binary"))
         elif _is_numeric(present):
             vals = set(pd.to_numeric(present).unique())
             kind = "binary" if vals <= {0, 1} else "continuous"
@@ -124,21 +137,24 @@ def encode(specs: Sequence[PredictorSpec], df: pd.DataFrame) -> tuple[pd.DataFra
             raise RiskInputError(f"predictor column {sp.column!r} not in the input")
         raw = df[sp.column].tolist()
         if sp.kind == "categorical":
-            known = {lv for g in sp.groups for lv in g}
+            groups = [{_level(lv) for lv in g} for g in sp.groups]
+            known = set().union(*groups)
             mats = {t: np.full(len(df), np.nan) for t in sp.terms}
             for i, r in enumerate(raw):
                 if r is None or (isinstance(r, float) and math.isnan(r)) or str(r).strip() == "":
                     reasons[i].append(f"{sp.column} is empty")
                     continue
-                t = _norm_text(r)
+                t = _level(r)
                 if t not in known:
                     reasons[i].append(f"{sp.column} = {r!r} is in no level group")
                     continue
-                for g, name in zip(sp.groups[1:], sp.terms, strict=True):
+                for g, name in zip(groups[1:], sp.terms, strict=True):
                     mats[name][i] = 1.0 if t in g else 0.0
             cols.update(mats)
         else:
-            v = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float)
+            coded = [bool_code(r) or r for r in raw] if sp.kind == "binary" else raw
+            v = pd.to_numeric(pd.Series(coded, dtype=object), errors="coerce").to_numpy(
+                dtype=float)
             for i in np.flatnonzero(~np.isfinite(v)):
                 r = raw[i]
                 empty = r is None or str(r).strip() in ("", "nan")
