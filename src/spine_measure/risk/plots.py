@@ -55,14 +55,23 @@ def plot_calibration(v: Validation, path: str | Path) -> Path:
         ax.plot(c.predicted, c.observed_bias_corrected, color="#c0504d", lw=1.5,
                 label=f"bias-corrected (B = {v.n_boot_ok})")
         g = v.calibration
-        ax.errorbar(g.predicted, g.observed,
-                    yerr=[g.observed - g.observed_low, g.observed_high - g.observed],
+        # Wilson bounds contain the observed proportion; clip float rounding (-1e-18)
+        yerr = np.clip(np.vstack([g.observed - g.observed_low, g.observed_high - g.observed]),
+                       0, None)
+        ax.errorbar(g.predicted, g.observed, yerr=yerr,
                     fmt="o", ms=3.5, color="black", elinewidth=0.8, capsize=2,
                     label="risk groups (95% CI)")
         s = v.calibration_stats
-        ax.text(0.03, 0.97, f"slope {s['calibration_slope']:.2f}\n"
-                f"intercept {s['calibration_intercept']:.2f}\nBrier {s['brier']:.3f}",
-                transform=ax.transAxes, va="top", fontsize=8)
+        if v.n_boot_ok:
+            txt = (f"optimism-corrected ({v.n_boot_ok} bootstrap):\n"
+                   f"slope {s['slope_corrected']:.2f}, "
+                   f"in-the-large {s['citl_corrected']:.2f}\n"
+                   f"Brier {s['brier_corrected']:.3f}\n"
+                   f"Hosmer-Lemeshow P {s['hl_p']:.2f} (apparent)")
+        else:
+            txt = (f"apparent only (no bootstrap)\nBrier {s['brier_apparent']:.3f}\n"
+                   f"Hosmer-Lemeshow P {s['hl_p']:.2f}")
+        ax.text(0.03, 0.97, txt, transform=ax.transAxes, va="top", fontsize=7.5)
         ax.set(xlim=(0, hi), ylim=(0, hi), ylabel="Observed proportion")
         ax.legend(loc="lower right", frameon=False, fontsize=8)
         axh.hist(v.p[v.y == 1], bins=40, range=(0, hi), color="#c0504d", alpha=0.7,
@@ -75,13 +84,22 @@ def plot_calibration(v: Validation, path: str | Path) -> Path:
 
 
 def plot_dca(v: Validation, path: str | Path) -> Path:
-    """Decision curve: net benefit of the model, treat-all and treat-none."""
+    """Decision curve: net benefit of the model (apparent and optimism-corrected),
+    treat-all and treat-none; the useful range only where enough patients are at risk."""
     with plt.rc_context(_STYLE):
         d = v.dca
         fig, ax = plt.subplots(figsize=(5.0, 3.8))
-        ax.plot(d.threshold, d.net_benefit_model, color="#1f4e79", lw=1.8, label="model")
+        ax.plot(d.threshold, d.net_benefit_model, color="#1f4e79", lw=1.0, ls=":",
+                label="model, apparent")
+        if v.dca_basis == "corrected":
+            ax.plot(d.threshold, d.net_benefit_model_corrected, color="#1f4e79", lw=1.8,
+                    label="model, optimism-corrected")
         ax.plot(d.threshold, d.net_benefit_all, color="#c0504d", lw=1.2, label="treat all")
         ax.plot(d.threshold, d.net_benefit_none, color="black", lw=1.2, label="treat none")
+        few = d.threshold[d.n_at_or_above < v.dca_min_at_risk]
+        if len(few):
+            ax.axvspan(float(few.min()), 1.0, color="0.85", alpha=0.5, lw=0,
+                       label=f"< {v.dca_min_at_risk} patients at or above")
         prev = float(np.mean(v.y))
         top = max(prev, float(d.net_benefit_model.max())) * 1.15
         ax.set(ylim=(-0.05 * max(top, 0.1), top), xlim=(0, 1), xlabel="Threshold probability",
@@ -89,9 +107,10 @@ def plot_dca(v: Validation, path: str | Path) -> Path:
         if v.dca_range:
             ax.axvspan(*v.dca_range, color="#1f4e79", alpha=0.07, lw=0)
             ax.text(np.mean(v.dca_range), top * 0.95,
-                    f"useful {v.dca_range[0]:.2f}–{v.dca_range[1]:.2f}", ha="center",
-                    fontsize=8, va="top")
-        ax.legend(frameon=False, fontsize=8, loc="upper right")
+                    f"useful {v.dca_range[0]:.2f}–{v.dca_range[1]:.2f}\n"
+                    f"({v.dca_basis}; {v.dca_range_n_at_upper} at or above "
+                    f"{v.dca_range[1]:.2f})", ha="center", fontsize=7, va="top")
+        ax.legend(frameon=False, fontsize=7, loc="upper right")
         return _save(fig, path)
 
 
