@@ -194,7 +194,7 @@ def run_fit(
     for w in caught:  # re-emit so callers see them, but the report keeps them too
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     uni_cols = list(univariate_columns) if univariate_columns else [s.column for s in specs]
-    uni = univariate_table(df, outcome, uni_cols)
+    uni = univariate_table(df, outcome, uni_cols, seed=seed)
     v = validate(fit, df, n_boot=n_boot, seed=seed, progress=progress)
     warns = tuple(dict.fromkeys(fit.warnings))
     if v.n_boot_ok < v.n_boot:
