@@ -85,8 +85,11 @@ def test_every_published_model_scores_every_row_or_names_the_input(wide_csv, wid
 def test_li2021_on_batch_output_by_hand(wide_csv, wide, tmp_path):
     rc, got = _apply(wide_csv, tmp_path, "--model", "li2021")
     assert rc == 0
+    # the output is pseudonymised: find each row's patient by its procedure date
+    clinical = pd.read_csv(SAMPLES / "clinical.csv", dtype=str)
+    by_date = dict(zip(clinical.procedure_date, clinical.patient_id, strict=True))
     for i, r in wide.iterrows():
-        pid = f"SM00{i + 1}"
+        pid = by_date[r.procedure_date]
         pre = json.loads((SAMPLES / pid / f"{pid}_preop.truth.json").read_text())
         post = json.loads((SAMPLES / pid / f"{pid}_postop.truth.json").read_text())
         f = pre["findings"]
