@@ -129,26 +129,40 @@ def fit_cmd(
     outdir: Path = typer.Option(Path("risk_fit"), "--outdir", "-o", help="Output folder."),
     n_boot: int = typer.Option(1000, "--bootstrap", "-B", min=0,
                                help="Bootstrap resamples for optimism correction."),
-    seed: int = typer.Option(0, "--seed", help="Random seed of the bootstrap."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the bootstrap (and of a "
+                             "Monte Carlo Fisher test too large to enumerate)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="Progress bar of the bootstrap (stderr)."),
 ) -> None:
     """Univariate tests, multivariable logistic regression, ROC/AUC, c-index with bootstrap
     optimism correction, calibration, decision curve, nomogram and an HTML report."""
     import warnings
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from spine_measure.risk.report import run_fit
 
     df = _read_csv(features)
     preds = [p.strip() for p in predictors.split(",") if p.strip()]
     uni = [c.strip() for c in univariate.split(",")] if univariate else None
+    bar = Progress("[progress.description]{task.description}", BarColumn(),
+                   MofNCompleteColumn(), TimeRemainingColumn(), console=_console,
+                   disable=not progress or n_boot == 0, transient=True)
+    task = bar.add_task("bootstrap", total=n_boot)
+
+    def tick(done: int, total: int) -> None:
+        if done % 10 == 0 or done == total:
+            bar.update(task, completed=done)
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # reported in the summary and the HTML report
+        with warnings.catch_warnings(), bar:
+            warnings.simplefilter("ignore")  # reported once below and in the HTML report
             rep = run_fit(df, outcome, preds, outdir, univariate_columns=uni, n_boot=n_boot,
-                          seed=seed)
+                          seed=seed, progress=tick)
     except SpineMeasureError as exc:
         _console.print(f"[red]{exc}[/red]")
         raise typer.Exit(EXIT_USAGE) from None
-    typer.echo(rep.fit.summary())
+    typer.echo(rep.fit.summary(with_warnings=False))
     typer.echo(rep.validation.summary())
     for w in rep.warnings:
         _console.print(f"[yellow]warning: {w}[/yellow]")

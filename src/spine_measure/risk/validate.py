@@ -344,7 +344,9 @@ class Validation:
                     f"{s['brier_apparent']:.4f}); Hosmer-Lemeshow (apparent) "
                     f"{s['hl_statistic']:.2f}, {s['hl_df']} df, P {s['hl_p']:.3f}. Apparent "
                     "slope 1 and intercept 0 hold by construction on the development data.")
-        return (f"Calibration: no bootstrap, so no corrected slope or intercept (apparent "
+        why = ("no bootstrap" if self.n_boot == 0 else
+               f"none of the {self.n_boot} bootstrap resamples could be fitted")
+        return (f"Calibration: {why}, so no corrected slope or intercept (apparent "
                 f"slope 1 and intercept 0 hold by construction); Brier (apparent) "
                 f"{s['brier_apparent']:.4f}; Hosmer-Lemeshow (apparent) "
                 f"{s['hl_statistic']:.2f}, {s['hl_df']} df, P {s['hl_p']:.3f}")
