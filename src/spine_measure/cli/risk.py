@@ -175,12 +175,16 @@ def check_table_cmd(
     tables: list[Path] = typer.Argument(..., help="Printed-table CSV(s), see "
                                         "docs/check_table.md."),
     output: Path = typer.Option(None, "--output", "-o", help="Write all checks to this CSV."),
-    show_all: bool = typer.Option(False, "--all", help="Print every check, not only the "
-                                  "inconsistent ones."),
+    show_all: bool = typer.Option(False, "--all", help="Print every item, not only the "
+                                  "inconsistent and not checkable ones."),
 ) -> None:
-    """Recompute t / chi-square / Wald statistics, P values, ORs and CIs from the printed
-    summary numbers and flag what cannot be reproduced within their rounding."""
-    from spine_measure.risk.check_table import check_table, summarize
+    """Recompute t / chi-square / Fisher / Wald statistics, P values, ORs and CIs from the
+    printed summary numbers and flag what cannot be reproduced within their rounding.
+
+    One verdict per item (ok / inconsistent / not checkable), the failing checks under it
+    with the recomputed value and its interval. An item that cannot be parsed is reported
+    as not checkable with the reason; the other items are still checked."""
+    from spine_measure.risk.check_table import check_table, summarize, verdicts
 
     frames = []
     for t in tables:
@@ -195,9 +199,27 @@ def check_table_cmd(
     res = pd.concat(frames, ignore_index=True)
     if output:
         res.to_csv(output, index=False)
-    shown = res if show_all else res[res.status == "inconsistent"]
-    cols = ["table", "item", "check", "printed", "recomputed", "variant", "status", "note"]
-    with pd.option_context("display.width", 200, "display.max_colwidth", 90):
-        typer.echo(shown[cols].to_string(index=False) if len(shown) else "no inconsistencies")
+
+    def num(x) -> str:
+        return "" if pd.isna(x) else f"{x:.4g}"
+
+    shown = 0
+    for v in verdicts(res):
+        if v["verdict"] == "ok" and not show_all:
+            continue
+        shown += 1
+        typer.echo(f"{v['table']} / {v['item']}: {v['verdict'].replace('_', ' ')}")
+        for c in v["failing"]:
+            if c["status"] == "not_checkable":
+                typer.echo(f"    {c['check']}: {c['note']}")
+                continue
+            iv = ("" if num(c["recomputed_low"]) == num(c["recomputed_high"]) else
+                  f" [{num(c['recomputed_low'])}, {num(c['recomputed_high'])}]")
+            var = f" ({c['variant']})" if c["variant"] else ""
+            note = f"; {c['note']}" if c["note"] else ""
+            typer.echo(f"    {c['check']}: printed {c['printed']}, recomputed "
+                       f"{num(c['recomputed'])}{iv}{var}{note}")
+    if not shown:
+        typer.echo("no inconsistencies")
     typer.echo(json.dumps(summarize(res)))
     raise typer.Exit(EXIT_SOME_FAILED if (res.status == "inconsistent").any() else EXIT_OK)
