@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import platform
 import time
 from collections import Counter
@@ -244,11 +243,11 @@ def run_batch(options: BatchOptions, *,
                            key_source=key_source)
     for e in tables.error_rows:
         summary.reasons[f"{e.status} ({e.stage}): {_short(e.reason)}"] += 1
-    root = plan.root
     inputs = [{"file": t.key, "sha256": records[t.key].get("sha256"),
                "size": records[t.key].get("size"),
-               "annotation": (os.path.relpath(t.annotation_path, root)
+               "annotation": (plan.annotation_name(t.annotation_path)
                               if t.annotation_path else None),
+               "annotation_source": t.annotation_source,
                "annotation_sha256": records[t.key].get("annotation_sha256")}
               for t in plan.tasks if t.key in records]
     manifest = {

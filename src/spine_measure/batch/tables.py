@@ -143,13 +143,15 @@ def wide_columns(identifiers: bool, extra_clinical: Sequence[str],
 
 
 def long_columns(identifiers: bool) -> list[str]:
-    cols = ["patient_pseudo_id"] + (["patient_id", "file"] if identifiers else []) + [
+    cols = ["patient_pseudo_id"] + (["patient_id", "file", "annotation_file"]
+                                    if identifiers else []) + [
         "sop_instance_uid", "date", "time_point", "view", "level", "fractured", "treated",
         "excluded", "calibration_source", "spacing_row_mm", "spacing_col_mm"]
     for view in ("lateral", "ap"):
         cols += [c for d in _vertebra_defs(view) + _film_defs(view) for c in d.columns
                  if c not in cols]
-    return cols + ["reference_neighbours", "reasons", "overlay", "spine_measure_version"]
+    return cols + ["reference_neighbours", "reasons", "overlay", "annotation_source",
+                   "annotation_sha256", "spine_measure_version"]
 
 
 # ----------------------------------------------------------------------------- assembly
@@ -390,9 +392,13 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
                 "calibration_source": rec["calibration_source"],
                 "spacing_row_mm": rec["spacing"][0] if rec["spacing"] else None,
                 "spacing_col_mm": rec["spacing"][1] if rec["spacing"] else None,
-                "overlay": overlay_paths.get(k), "spine_measure_version": __version__}
+                "overlay": overlay_paths.get(k), "annotation_source": task.annotation_source,
+                "annotation_sha256": rec.get("annotation_sha256"),
+                "spine_measure_version": __version__}
         if identifiers:
-            base.update(patient_id=plan.headers[k].metadata.patient_id, file=k)
+            base.update(patient_id=plan.headers[k].metadata.patient_id, file=k,
+                        annotation_file=None if task.annotation_path is None
+                        else plan.annotation_name(task.annotation_path))
         fm = fms[k]
         for r in fm.to_rows():
             long_rows.append({**base, **{c: v for c, v in r.items()
@@ -444,6 +450,15 @@ BATCH_COLUMNS: dict[str, tuple[str, str]] = {
                               "date_order."),
     "calibration_source": ("", "Where the spacing came from (docs/calibration.md)."),
     "overlay": ("", "Review overlay PNG, relative to the output folder."),
+    "annotation_source": ("", "Where the film's annotation came from: annotations_folder "
+                              "(--annotations, which wins over sidecars), sidecar (X.sm.json "
+                              "next to the film) or input_folder (another file of the input "
+                              "folder naming the film's SOPInstanceUID)."),
+    "annotation_sha256": ("", "SHA-256 of the annotation file measured (run_manifest.json "
+                              "lists it with the file's path)."),
+    "annotation_file": ("", "The annotation file measured, relative to the input folder or "
+                            "as annotations:<path in the --annotations folder> (only with "
+                            "--include-identifiers)."),
     "view": ("", "lateral or ap."),
     "fractured": ("flag", "Reader flag on the vertebra."),
     "treated": ("flag", "Reader flag: the vertebra was cemented."),
