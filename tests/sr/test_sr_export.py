@@ -13,9 +13,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from spine_measure.service import measure_film_file
 from spine_measure.io.annotation import load_annotation, sidecar_path
 from spine_measure.measurements import measure_film
+from spine_measure.service import measure_film_file
 from spine_measure.sr import read_sr, write_film_sr
 from spine_measure.sr.export import from_scoord, to_scoord
 
