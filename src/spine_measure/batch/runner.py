@@ -126,9 +126,17 @@ def _execute(tasks: list[FilmTask], jobs: int, scheduler: str | None
     size = max(1, min(8, len(tasks) // (jobs * 4) or 1))
     preload(tasks)   # forked workers inherit the imports
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(jobs) as pool:
+    with ctx.Pool(jobs, initializer=_worker_init) as pool:
         for chunk in pool.imap_unordered(process_chunk, _chunks(tasks, size)):
             yield from chunk
+
+
+def _worker_init() -> None:
+    """Workers ignore Ctrl-C: the parent alone handles it (it stops the pool and says how to
+    resume) instead of every worker printing its own traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _versions() -> dict[str, str]:
@@ -186,7 +194,7 @@ def run_batch(options: BatchOptions, *,
         refracture_cri_threshold_pct=options.refracture_cri_threshold_pct)
     out_opts = options.output_options(key)
     opt_hash = hashlib.sha256(json.dumps(out_opts, sort_keys=True).encode()).hexdigest()
-    journal = Journal(out, opt_hash)
+    journal = Journal(out, opt_hash, out_opts, describe=option_changes)
     journal.open(restart=options.restart)
     plan: BatchPlan = plan_batch(options.input_dir, annotations_dir=options.annotations_dir,
                                  key=key, overlays=options.overlays,
@@ -270,6 +278,36 @@ def run_batch(options: BatchOptions, *,
     atomic_write_text(out / "run_manifest.json", json.dumps(manifest, indent=1) + "\n")
     summary.seconds = manifest["seconds"]
     return summary
+
+
+#: How the options that shape the output are given on the command line.
+OPTION_FLAGS: dict[str, str] = {
+    "input_dir": "input folder DIR", "annotations_dir": "--annotations",
+    "clinical": "--clinical", "include_identifiers": "--include-identifiers",
+    "overlays": "overlays (--no-overlays)", "sr": "--sr",
+    "postop_window_days": "--postop-window-days",
+    "key_fingerprint": "pseudonym key (--pseudonym-key or $SPINE_MEASURE_PSEUDONYM_KEY)",
+}
+
+
+def option_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``"--annotations: /a/readerA before, /a/readerB now"`` for every option that differs
+    between two runs (the pseudonym key only by name: its fingerprint means nothing)."""
+    out = []
+    for k in sorted(set(old) | set(new), key=lambda k: (k not in OPTION_FLAGS, k)):
+        if old.get(k) == new.get(k):
+            continue
+        name = OPTION_FLAGS.get(k, k)
+        if k == "key_fingerprint":
+            out.append(f"{name}: a different key")
+            continue
+        fmt = {None: "not given", True: "on", False: "off"}
+        a = fmt.get(old.get(k), old.get(k)) if isinstance(old.get(k), bool | None) \
+            else old.get(k)
+        b = fmt.get(new.get(k), new.get(k)) if isinstance(new.get(k), bool | None) \
+            else new.get(k)
+        out.append(f"{name}: {a} before, {b} now")
+    return out
 
 
 def _short(reason: str) -> str:

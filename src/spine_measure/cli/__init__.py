@@ -23,6 +23,7 @@ EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOTHING_DONE = 3
+EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name="spine-measure",
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("Aborted.", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:
         # Usage errors (typer vendors click: duck-type its ClickException).
         if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):

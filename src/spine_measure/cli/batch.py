@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from spine_measure.cli import EXIT_USAGE, app
+from spine_measure.cli import EXIT_INTERRUPTED, EXIT_USAGE, app
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +53,19 @@ def batch(
     from spine_measure.batch import BatchOptions, JournalMismatchError, run_batch
     from spine_measure.errors import SpineMeasureError
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     for p, what in ((input_dir, "input folder"), (annotations, "annotations folder")):
-        if p is not None and not p.is_dir():
-            err.print(f"{p}: {what} not found")
-            raise typer.Exit(EXIT_USAGE)
+        if p is None or p.is_dir():
+            continue
+        if p.exists():
+            hint = ("; batch measures a folder of films (for one film use "
+                    "spine-measure measure)") if p is input_dir else ""
+            err.print(f"Error: {p}: is a file, not a folder ({what}){hint}", markup=False)
+        else:
+            err.print(f"Error: {p}: {what} not found", markup=False)
+        raise typer.Exit(EXIT_USAGE)
     if clinical is not None and not clinical.is_file():
-        err.print(f"{clinical}: clinical table not found")
+        err.print(f"Error: {clinical}: clinical table not found", markup=False)
         raise typer.Exit(EXIT_USAGE)
     opts = BatchOptions(input_dir=str(input_dir), out_dir=str(out),
                         annotations_dir=None if annotations is None else str(annotations),
@@ -81,11 +87,18 @@ def batch(
     try:
         with bar:
             summary = run_batch(opts, on_planned=planned, on_result=result)
+    except KeyboardInterrupt:
+        n = sum(1 for _ in (Path(out) / "journal").glob("f_*.json")) \
+            if (Path(out) / "journal").is_dir() else 0
+        err.print(f"Interrupted: {n} film(s) are journalled in {out}. Run the same command "
+                  "again to resume (films already done are not measured again).",
+                  markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except JournalMismatchError as exc:
-        err.print(str(exc))
+        err.print(f"Error: {exc}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     except SpineMeasureError as exc:
-        err.print(str(exc))
+        err.print(f"Error: {exc}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     err.print(f"films: {summary.n_films}  done: {summary.n_done}  failed: {summary.n_failed}  "
               f"skipped: {summary.n_skipped}  warnings: {summary.n_warnings}  "
@@ -95,6 +108,26 @@ def batch(
         err.print(f"  {n:4d} x {reason}")
     if summary.key_source == "generated":
         err.print(f"pseudonym key: generated, stored in {Path(out) / 'pseudonym.key'}")
-    err.print(f"outputs: {Path(out) / 'features_wide.csv'}, measurements_long.csv, "
-              f"errors.csv, overlays/")
+    if summary.n_films == 0:
+        err.print(f"Error: {_no_films_reason(input_dir)}", markup=False)
+    written = ["measurements_long.csv", "errors.csv", "run_manifest.json"]
+    written += [d + "/" for d in ("overlays", "sr") if (Path(out) / d).is_dir()]
+    err.print(f"outputs: {Path(out) / 'features_wide.csv'}, " + ", ".join(written),
+              markup=False)
     raise typer.Exit(summary.exit_code)
+
+
+def _no_films_reason(input_dir: Path) -> str:
+    """Why a batch found no film: nothing at all, or only files batch does not read."""
+    from spine_measure.io.radiograph import PLAIN_IMAGE_SUFFIXES
+    from spine_measure.io.scan import iter_files
+
+    n = n_plain = 0
+    for f in iter_files(input_dir):
+        n += 1
+        n_plain += Path(f).suffix.lower() in PLAIN_IMAGE_SUFFIXES
+    seen = "the folder is empty" if n == 0 else (
+        f"{n} file(s) looked at, {n_plain} of them PNG/JPEG/TIFF images" if n_plain
+        else f"{n} file(s) looked at, none of them DICOM")
+    return (f"no DICOM files found in {input_dir} ({seen}); batch reads DICOM; for "
+            "PNG/JPEG films use spine-measure measure")

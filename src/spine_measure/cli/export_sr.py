@@ -43,6 +43,10 @@ def export_sr(
     except SpineMeasureError as exc:
         typer.echo(f"Error: --cobb: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        typer.echo(f"Error: {missing[0]}: no such file or folder", err=True)
+        raise typer.Exit(EXIT_USAGE)
     if annotations is not None and not annotations.is_dir():
         typer.echo(f"Error: --annotations: {annotations}: not a folder", err=True)
         raise typer.Exit(EXIT_USAGE)

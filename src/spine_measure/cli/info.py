@@ -124,6 +124,10 @@ def info(
                 rec = _record(path, None, None, None, exc.reason)
         n_ok += rec["ok"]
         typer.echo(json.dumps(rec) if as_json else _line(rec))
+    if not as_json:
+        typer.echo(f"{len(files)} file(s): {n_ok} readable, {len(files) - n_ok} not"
+                   + ("" if files else " (no DICOM file found; --include-images lists "
+                                       "PNG/JPEG/TIFF files too)"), err=True)
     if not files or n_ok == 0:
         raise typer.Exit(EXIT_NOTHING_DONE)
     raise typer.Exit(EXIT_OK if n_ok == len(files) else EXIT_SOME_FAILED)
