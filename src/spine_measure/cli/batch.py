@@ -20,26 +20,29 @@ log = logging.getLogger(__name__)
 
 @app.command("batch")
 def batch(
-    input_dir: Path = typer.Argument(..., help="Folder of DICOM films (searched recursively)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    input_dir: Path = typer.Argument(
+        ..., metavar="DIR", help="Folder of DICOM films (searched recursively)."),
+    out: Path = typer.Option(..., "--out", "-o", metavar="OUT", help="Output folder."),
     annotations: Path | None = typer.Option(
-        None, "--annotations", help="Folder of annotation files (*.sm.json); default: "
-                                    "sidecars next to the films."),
-    clinical: Path | None = typer.Option(None, "--clinical",
-                                         help="Clinical table CSV (SPEC 1.5)."),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
+        None, "--annotations", metavar="ADIR",
+        help="Folder of annotation files (*.sm.json), e.g. a second reader's: it wins over "
+             "the sidecars next to the films for every film it covers (default: sidecars)."),
+    clinical: Path | None = typer.Option(None, "--clinical", metavar="CSV",
+                                         help="Clinical table (docs/batch.md)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, metavar="N",
+                      help="Worker processes."),
     scheduler: str | None = typer.Option(
-        None, "--scheduler", help="Dask distributed scheduler address (tcp://host:8786)."),
+        None, "--scheduler", metavar="ADDRESS", help="Dask distributed scheduler address (tcp://host:8786)."),
     include_identifiers: bool = typer.Option(
         False, "--include-identifiers", help="Also write real PatientIDs and file paths."),
     pseudonym_key: str | None = typer.Option(
-        None, "--pseudonym-key", help="Key of the pseudonyms (default: "
+        None, "--pseudonym-key", metavar="KEY", help="Key of the pseudonyms (default: "
                                       "$SPINE_MEASURE_PSEUDONYM_KEY, else generated in OUT)."),
     no_overlays: bool = typer.Option(False, "--no-overlays",
                                      help="Do not draw review overlays."),
     sr: bool = typer.Option(False, "--sr", help="Also write each film's measurements as a "
                                                 "DICOM SR (TID 1500) into OUT/sr/."),
-    postop_window_days: int = typer.Option(14, "--postop-window-days", min=0,
+    postop_window_days: int = typer.Option(14, "--postop-window-days", min=0, metavar="DAYS",
                                            help="Post-op films within this many days of the "
                                                 "procedure."),
     restart: bool = typer.Option(False, "--restart",

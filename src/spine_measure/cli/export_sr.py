@@ -20,13 +20,16 @@ from spine_measure.errors import SpineMeasureError
 
 @app.command("export-sr")
 def export_sr(
-    paths: list[Path] = typer.Argument(..., help="DICOM radiographs or folders."),
-    out: Path = typer.Option(..., "--out", help="Folder the SR files are written to "
-                                                "(created if missing)."),
+    paths: list[Path] = typer.Argument(
+        ..., metavar="PATH", help="DICOM radiographs or folders."),
+    out: Path = typer.Option(..., "--out", metavar="DIR",
+                             help="Folder the SR files are written to (created if missing)."),
     annotations: Path | None = typer.Option(
-        None, "--annotations", help="Folder of annotation files (default: next to each image)."),
+        None, "--annotations", metavar="ADIR",
+        help="Folder of annotation files; it wins over the sidecar next to each image for "
+             "every image it covers (default: sidecars)."),
     cobb: list[str] = typer.Option(
-        [], "--cobb", help='Sagittal Cobb angle between two endplates, e.g. '
+        [], "--cobb", metavar="PAIR", help='Sagittal Cobb angle between two endplates, e.g. '
                            '"T10:superior,L2:inferior" (repeatable).'),
     with_cement: bool = typer.Option(
         True, "--cement/--no-cement", help="Cement features of treated vertebrae."),

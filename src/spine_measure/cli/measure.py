@@ -111,48 +111,71 @@ def _fmt(value: Any) -> str:
 
 
 def _print_table(fm: FilmMeasurements) -> None:
+    """The film's values as a table, measurements down, vertebrae across; split into several
+    tables of fewer vertebrae when the terminal is too narrow, never cutting a name."""
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(highlight=False)
     title = f"{fm.metadata.get('image', '')}  ({fm.view}, {fm.calibration_source})"
     if fm.vertebrae:
-        table = Table(title=title, show_lines=False)
-        table.add_column("measurement")
         levels = list(fm.vertebrae)
+        names = list(next(iter(fm.vertebrae.values())))
+        columns = [fm.get(levels[0], name).column for name in names]
+        headers = {}
         for lv in levels:
             v = fm.landmarks[lv]
             flags = "".join(f for f, on in (("F", v.fractured), ("T", v.treated),
                                             ("X", v.excluded)) if on)
-            table.add_column(f"{lv} {flags}".strip(), justify="right")
-        names = list(next(iter(fm.vertebrae.values())))
-        for name in names:
-            col = fm.get(levels[0], name).column
-            table.add_row(col, *(_fmt(fm.get(lv, name).value) for lv in levels))
-        console.print(table)
+            headers[lv] = f"{lv} {flags}".strip()
+        cells = {lv: [_fmt(fm.get(lv, name).value) for name in names] for lv in levels}
+        first = max(len(c) for c in [*columns, "measurement"]) + 3
+        width = {lv: max(len(headers[lv]), *(len(c) for c in cells[lv])) + 3 for lv in levels}
+        groups: list[list[str]] = [[]]
+        used = first + 1
+        for lv in levels:
+            if groups[-1] and used + width[lv] > console.width:
+                groups.append([])
+                used = first + 1
+            groups[-1].append(lv)
+            used += width[lv]
+        for i, group in enumerate(groups):
+            table = Table(title=title if i == 0 else None, show_lines=False)
+            table.add_column("measurement", no_wrap=True, min_width=first - 3)
+            for lv in group:
+                table.add_column(headers[lv], justify="right", no_wrap=True)
+            for j, col in enumerate(columns):
+                table.add_row(col, *(cells[lv][j] for lv in group))
+            console.print(table)
+        if any(h != lv for lv, h in headers.items()):
+            console.print("flags: F fractured, T treated, X excluded (not a reference)")
     for r in fm.film:
         ends = f' ({r.detail.get("upper")} - {r.detail.get("lower")})' if r.detail.get("upper") \
             else ""
         why = f"  [{r.reason}]" if r.reason else ""
-        console.print(f"{r.column}: {_fmt(r.value)}{ends}{why}")
+        console.print(f"{r.column}: {_fmt(r.value)}{ends}{why}", markup=False)
 
 
 @app.command("measure")
 def measure(
-    paths: list[Path] = typer.Argument(..., help="Radiographs (DICOM or images) or folders."),
+    paths: list[Path] = typer.Argument(
+        ..., metavar="PATH", help="Radiographs (DICOM or images) or folders."),
     annotations: Path | None = typer.Option(
-        None, "--annotations", help="Folder of annotation files (default: next to each image)."),
+        None, "--annotations", metavar="ADIR",
+        help="Folder of annotation files; it wins over the sidecar next to each image for "
+             "every image it covers (default: sidecars)."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines: one per vertebra, one per "
                                                        "film-level measurement."),
     cobb: list[str] = typer.Option(
-        [], "--cobb", help='Sagittal Cobb angle between two endplates, e.g. '
+        [], "--cobb", metavar="PAIR", help='Sagittal Cobb angle between two endplates, e.g. '
                            '"T10:superior,L2:inferior" (repeatable).'),
     with_cement: bool = typer.Option(
-        True, "--cement/--no-cement", help="Cement features (SPEC §4) of treated vertebrae "
+        True, "--cement/--no-cement", help="Cement features (docs/cement.md) of treated "
+                                           "vertebrae "
                                            "(decodes the pixels of films that have one)."),
 ) -> None:
-    """Every single-film measurement, per film and vertebra (SPEC §2), and the cement
-    features of treated vertebrae (SPEC §4)."""
+    """Every single-film measurement, per film and vertebra (docs/measurements.md), and the
+    cement features of treated vertebrae (docs/cement.md)."""
     try:
         for c in cobb:
             parse_endplate_pair(c)
