@@ -53,6 +53,7 @@ class BatchOptions:
     scheduler: str | None = None
     include_identifiers: bool = False
     pseudonym_key: str | None = None
+    pseudonym_key_file: str | None = None
     overlays: bool = True
     postop_window_days: int = 14
     cement_tolerance_mm: float = 1.0
@@ -67,7 +68,8 @@ class BatchOptions:
         """The options that shape the output (hashed into the journal): not ``jobs``,
         ``scheduler`` or ``restart``; the key only as a keyed fingerprint."""
         d = asdict(self)
-        for k in ("jobs", "scheduler", "restart", "pseudonym_key", "out_dir"):
+        for k in ("jobs", "scheduler", "restart", "pseudonym_key", "pseudonym_key_file",
+                  "out_dir"):
             d.pop(k)
         for k in ("input_dir", "annotations_dir", "clinical"):
             if d[k] is not None:
@@ -91,6 +93,7 @@ class BatchSummary:
     n_from_journal: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     key_source: str = ""
+    key_path: str | None = None
     seconds: float = 0.0
 
     @property
@@ -174,13 +177,16 @@ def run_batch(options: BatchOptions, *,
         ``OUT`` holds a run made with other options (pass ``restart=True`` to discard it).
     ClinicalTableError
         The clinical table cannot be read.
+    PseudonymKeyError
+        The key cannot be used or would be in ``OUT`` (``resolve_key``).
     """
     t0 = time.perf_counter()
     started = dt.datetime.now(dt.UTC)
     out = Path(options.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    key, key_source = resolve_key(options.pseudonym_key, out)
     clinical = read_clinical(options.clinical) if options.clinical else None
+    pkey = resolve_key(options.pseudonym_key, out, key_file=options.pseudonym_key_file)
+    key, key_source = pkey.key, pkey.source
+    out.mkdir(parents=True, exist_ok=True)
     long_options = LongitudinalOptions(
         site=options.site, height_loss_threshold_pct=options.height_loss_threshold_pct,
         kyphosis_threshold_deg=options.kyphosis_threshold_deg,
@@ -241,7 +247,8 @@ def run_batch(options: BatchOptions, *,
                            n_warnings=sum(1 for e in tables.error_rows
                                           if e.status == "warning"),
                            n_rows=tables.n_rows, n_from_journal=n_from_journal,
-                           key_source=key_source)
+                           key_source=key_source,
+                           key_path=None if pkey.path is None else str(pkey.path))
     for e in tables.error_rows:
         summary.reasons[f"{e.status} ({e.stage}): {_short(e.reason)}"] += 1
     root = plan.root

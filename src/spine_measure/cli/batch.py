@@ -34,7 +34,11 @@ def batch(
         False, "--include-identifiers", help="Also write real PatientIDs and file paths."),
     pseudonym_key: str | None = typer.Option(
         None, "--pseudonym-key", help="Key of the pseudonyms (default: "
-                                      "$SPINE_MEASURE_PSEUDONYM_KEY, else generated in OUT)."),
+                                      "$SPINE_MEASURE_PSEUDONYM_KEY, else a key file)."),
+    pseudonym_key_file: Path | None = typer.Option(
+        None, "--pseudonym-key-file", help="File holding the key (default: "
+                                           "$SPINE_MEASURE_PSEUDONYM_KEY_FILE, else the user's "
+                                           "key, generated once; never in OUT)."),
     no_overlays: bool = typer.Option(False, "--no-overlays",
                                      help="Do not draw review overlays."),
     sr: bool = typer.Option(False, "--sr", help="Also write each film's measurements as a "
@@ -65,7 +69,10 @@ def batch(
                         annotations_dir=None if annotations is None else str(annotations),
                         clinical=None if clinical is None else str(clinical), jobs=jobs,
                         scheduler=scheduler, include_identifiers=include_identifiers,
-                        pseudonym_key=pseudonym_key, overlays=not no_overlays,
+                        pseudonym_key=pseudonym_key,
+                        pseudonym_key_file=(None if pseudonym_key_file is None
+                                            else str(pseudonym_key_file)),
+                        overlays=not no_overlays,
                         postop_window_days=postop_window_days, restart=restart, sr=sr)
     bar = Progress("[progress.description]{task.description}", BarColumn(),
                    MofNCompleteColumn(), TimeRemainingColumn(), console=err,
@@ -93,8 +100,8 @@ def batch(
               f"in {summary.seconds:.1f} s")
     for reason, n in sorted(summary.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:15]:
         err.print(f"  {n:4d} x {reason}")
-    if summary.key_source == "generated":
-        err.print(f"pseudonym key: generated, stored in {Path(out) / 'pseudonym.key'}")
+    if summary.key_path and summary.key_source != "generated":   # generated: logged once
+        err.print(f"pseudonym key: {summary.key_path}", soft_wrap=True, markup=False)
     err.print(f"outputs: {Path(out) / 'features_wide.csv'}, measurements_long.csv, "
               f"errors.csv, overlays/")
     raise typer.Exit(summary.exit_code)
