@@ -93,6 +93,6 @@ def test_clinical_aliases_and_problems(tmp_path):
     assert t.rows[("A2", None)]["procedure_date"] == D(2024, 1, 5)
     assert t.rows[("A2", None)]["age_years"] is None
     assert t.lookup("A2", "T12") == (t.rows[("A2", None)], "patient")
-    reasons = [r for _w, r in t.problems]
+    reasons = [p.message for p in t.problems]
     assert any("not a number" in r for r in reasons)
     assert any("second row" in r for r in reasons)

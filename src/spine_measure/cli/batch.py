@@ -1,8 +1,9 @@
 """``spine-measure batch DIR --out OUT``: measure a folder of annotated films.
 
 Exit codes: 0 every film measured (unannotated films are skipped, not failed); 1 some films
-failed (see ``OUT/errors.csv``); 2 usage error (bad option, missing folder, ``OUT`` holds a
-run with other options); 3 nothing measured; 130 interrupted (re-run to resume).
+failed or clinical values were rejected (see ``OUT/errors.csv``); 2 usage error (bad option,
+missing folder, ``OUT`` holds a run with other options, unusable clinical table or key);
+3 nothing measured; 130 interrupted (re-run to resume).
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ def batch(
               f"skipped: {summary.n_skipped}  warnings: {summary.n_warnings}  "
               f"(from journal: {summary.n_from_journal})  rows: {summary.n_rows}  "
               f"in {summary.seconds:.1f} s")
+    if summary.n_clinical_errors:
+        err.print(f"clinical table: {summary.n_clinical_errors} value(s) or row(s) rejected "
+                  "(errors.csv, stage clinical)")
     for reason, n in sorted(summary.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:15]:
         err.print(f"  {n:4d} x {reason}")
     if summary.key_path and summary.key_source != "generated":   # generated: logged once
