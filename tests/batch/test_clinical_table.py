@@ -341,3 +341,35 @@ def test_identifiers_name_the_real_ids(tmp_path):
     reasons = {r["reason"] for r in _read(out / "errors.csv") if r["stage"] == "clinical"}
     assert ('patient "SM999" matches no measured patient (no measured film has this '
             "PatientID); the row is not used") in reasons
+
+
+# ----------------------------------------------------------------------------- the docs
+
+DOC = (ROOT / "docs" / "batch.md").read_text()
+
+
+def test_docs_example_error_row_is_what_the_batch_writes(tmp_path, monkeypatch):
+    block = DOC.split('in the reason, e.g.\n\n```\n', 1)[1].split("\n```", 1)[0]
+    lines = CLINICAL.read_text().splitlines()
+    lines[1] = lines[1].replace(",PVP,", ",XYZ,")
+    monkeypatch.chdir(tmp_path)
+    Path("clinical.csv").write_text("\n".join(lines) + "\n")
+    code = main(["batch", str(SAMPLE / "SM001"), "--out", "out", "--clinical", "clinical.csv",
+                 "--pseudonym-key", KEY, "--no-progress", "--no-overlays"])
+    assert code == 1
+    assert block in Path("out/errors.csv").read_text().splitlines()
+
+
+def test_docs_list_the_accepted_ranges_and_codes():
+    table = DOC.split("| column (aliases) | accepted values | written as |", 1)[1]
+    table = table.split("\n\n", 1)[0]
+    for col, (kind, spec, _what) in RULES.items():
+        row = next(r for r in table.splitlines() if f"`{col}`" in r)
+        if kind == "number":
+            lo, hi = spec
+            rng = (f"above {lo:g} and at most {hi:g}" if col == "cement_volume_ml"
+                   else f"{lo:g} to {hi:g}")
+            assert f"number, {rng} |" in row, col
+        elif kind == "code":
+            for accepted in spec:
+                assert f"`{accepted}`" in row.lower(), (col, accepted)
