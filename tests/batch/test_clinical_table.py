@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,22 @@ def test_file_level_problems_are_one_line(tmp_path):
     p.write_text("patient_id,age,Age years\nx,1,2\n", encoding="utf-8")
     with pytest.raises(ClinicalTableError, match="'age' and 'Age years' are the same column"):
         read_clinical(p)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_a_pipe_or_folder_is_refused_without_reading(tmp_path):
+    fifo = tmp_path / "clinical.csv"
+    os.mkfifo(fifo)
+    for p in (fifo, tmp_path):
+        with pytest.raises(ClinicalTableError, match="not a regular file"):
+            read_clinical(p)
+
+
+def test_crlf_and_bom_files_read_like_plain_ones(tmp_path):
+    p = tmp_path / "crlf.csv"
+    p.write_bytes(("\ufeff" + HEADER + "\r\n" + GOOD + "\r\n").encode("utf-8"))
+    t = read_clinical(p)
+    assert not t.problems and t.rows[("A1", "L1")]["age_years"] == 72.0
 
 
 # ----------------------------------------------------------------------------- collisions

@@ -231,6 +231,9 @@ def read_clinical(path: str | Path, *, reserved: Collection[str] = (),
     """
     p = Path(path)
     name = str(path)
+    if p.exists() and not p.is_file():
+        raise ClinicalTableError(p, "not a regular file (a folder, pipe or device); the "
+                                    "clinical table is a CSV file")
     try:
         text = p.read_bytes().decode("utf-8-sig")
     except OSError as exc:

@@ -63,7 +63,7 @@ def batch(
         if p is not None and not p.is_dir():
             err.print(f"{p}: {what} not found")
             raise typer.Exit(EXIT_USAGE)
-    if clinical is not None and not clinical.is_file():
+    if clinical is not None and not clinical.exists():     # other oddities: read_clinical
         err.print(f"{clinical}: clinical table not found")
         raise typer.Exit(EXIT_USAGE)
     opts = BatchOptions(input_dir=str(input_dir), out_dir=str(out),
