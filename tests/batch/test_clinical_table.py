@@ -335,6 +335,14 @@ def test_bad_clinical_values_cost_only_themselves(tmp_path, clean_run, capsys):
     for pid, level in (("SM003", "L2"), ("SM004", "L3"), ("SM005", "L4")):
         row = bad[(pseudonym(pid, KEY.encode()), level)]
         assert row["clinical_match"] == "none" and row["age_years"] == ""
+    # fixed table, same command: films from the journal, tables as from a clean run
+    table.write_bytes(CLINICAL.read_bytes())
+    code = main(["batch", str(SAMPLE), "--out", str(out), "--clinical", str(table),
+                 "--pseudonym-key", KEY, "--no-progress", "--no-overlays"])
+    assert code == 0
+    assert "from journal: 22" in capsys.readouterr().err
+    for name in ("features_wide.csv", "errors.csv", "measurements_long.csv"):
+        assert (out / name).read_bytes() == (clean_run / name).read_bytes(), name
 
 
 def test_clean_sample_table_gives_no_clinical_rows_and_flags(clean_run):
