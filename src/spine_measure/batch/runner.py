@@ -255,7 +255,9 @@ def run_batch(options: BatchOptions, *,
                            key_source=key_source,
                            key_path=None if pkey.path is None else str(pkey.path))
     for e in tables.error_rows:
-        summary.reasons[f"{e.status} ({e.stage}): {_short(e.reason)}"] += 1
+        # clinical problems are one per line and cell: shown whole, with file:line and value
+        text = f"{e.file}: {e.reason}" if e.stage == "clinical" else _short(e.reason)
+        summary.reasons[f"{e.status} ({e.stage}): {text}"] += 1
     root = plan.root
     inputs = [{"file": t.key, "sha256": records[t.key].get("sha256"),
                "size": records[t.key].get("size"),
