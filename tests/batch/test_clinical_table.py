@@ -404,3 +404,34 @@ def test_docs_list_the_accepted_ranges_and_codes():
         elif kind == "code":
             for accepted in spec:
                 assert f"`{accepted}`" in row.lower(), (col, accepted)
+
+
+# ----------------------------------------------------------------------------- fuzz
+
+_EDITS = st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(
+    ['"', ",", ";", "\t", "\n", "\r", "\x00", "\xe9", "-", "e", "9", "", "NaN", "1e400"]),
+    st.booleans()), max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(edits=_EDITS, raw=st.binary(max_size=64))
+def test_mutated_tables_give_a_table_or_one_clear_error(tmp_path_factory, edits, raw):
+    """Whatever the bytes, read_clinical returns a table whose every problem is one line
+    naming the file and line, or raises ClinicalTableError with one line; nothing else."""
+    text = CLINICAL.read_text()
+    for pos, piece, delete in edits:
+        i = pos % (len(text) + 1)
+        text = text[:i] + piece + text[i + (1 if delete else 0):]
+    p = tmp_path_factory.mktemp("fz") / "clinical.csv"
+    p.write_bytes(text.encode("utf-8") + raw)
+    try:
+        t = read_clinical(p, reserved=reserved_columns(), reserved_suffixes=RESERVED_SUFFIXES)
+    except ClinicalTableError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(str(p))
+        return
+    for pr in t.problems:
+        assert "\n" not in str(pr) and str(pr).startswith(f"{p}:")
+        assert pr.lines and pr.status in ("failed", "warning")
+    for row in t.rows.values():
+        for v in row.values():
+            assert not isinstance(v, float) or math.isfinite(v)
