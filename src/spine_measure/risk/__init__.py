@@ -1,4 +1,4 @@
-"""Risk models for vertebral augmentation studies (SPEC §5).
+"""Risk models for vertebral augmentation studies (``docs/risk_models.md``).
 
 * :mod:`~spine_measure.risk.published` — Li 2021, An 2021, Xiong 2021 and the rule flags of
   Zeng 2025 / Yassavoly 2025 as data with provenance.
