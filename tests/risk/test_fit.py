@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import re
 import warnings
 
 import numpy as np
@@ -211,6 +212,14 @@ def test_cli_fit_writes_report(cohort, tmp_path):
         assert (out / name).stat().st_size > 0, name
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "DeLong" in html
+    # a heading for every table, no negative zero, numbers never run together
+    assert html.count("<table") == html.count("<caption>") == 5
+    assert "-0.000" not in html
+    cells = re.findall(r"<td>([^<]*)</td>", html)
+    assert not [c for c in cells if re.search(r"\d\.\d+\.\d", c)]
+    assert "no: " in html and "yes: " in html  # category labels, not 0/1
+    # apparent slope 1 / intercept 0 are never the reported calibration result
+    assert "optimism-corrected" in html and "shrinkage factor" in html
     coef = pd.read_csv(out / "coefficients.csv", index_col=0)
     assert list(coef.columns) == ["B", "SE", "Wald", "df", "P", "OR", "CI_low", "CI_high"]
     rc = main(["risk", "apply", str(f), "--model", str(out / "coefficients.json"), "-o",
