@@ -227,3 +227,15 @@ def test_cli_fit_writes_report(cohort, tmp_path):
     assert rc == 0
     a = pd.read_csv(tmp_path / "a.csv")
     assert a.fit_probability.notna().all()
+
+
+def test_cli_fit_bad_column_is_one_line_and_writes_nothing(cohort, tmp_path, capsys):
+    f = tmp_path / "cohort.csv"
+    cohort.head(200).to_csv(f, index=False)
+    rc = main(["risk", "fit", str(f), "-y", "residual_back_pain", "-x", "ivc",
+               "--univariate", "ivc,nope", "-o", str(tmp_path / "fit"), "-B", "5",
+               "--no-progress"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "univariate column(s) not in the input: nope" in err and "Traceback" not in err
+    assert not (tmp_path / "fit").exists()
