@@ -62,7 +62,13 @@ def test_height_error_matches_the_simulated_noise(runs, sd):
     assert r["n_pairs"] >= 60
     assert r["sd_diff"] == pytest.approx(2 * sd, rel=0.2)
     assert r["sem"] == pytest.approx(math.sqrt(2) * sd, rel=0.2)
-    assert r["mdc95"] == pytest.approx(1.96 * r["sd_diff"], rel=1e-12)
+    assert r["mdc95_consistency"] == pytest.approx(1.96 * r["sd_diff"], rel=1e-12)
+    # agreement SEM (de Vet 2006) by hand: sqrt(MS_E + max(0, (MS_C - MS_E) / n))
+    n, bias, sd = r["n_pairs"], r["bias"], r["sd_diff"]
+    mse, msc = sd ** 2 / 2, n * bias ** 2 / 2
+    assert r["sem"] == pytest.approx(math.sqrt(mse + max(0.0, (msc - mse) / n)), rel=1e-12)
+    assert r["mdc95"] == pytest.approx(1.96 * math.sqrt(2) * r["sem"], rel=1e-12)
+    assert r["sem"] >= r["sem_consistency"]
 
 
 def test_systematic_reader_error_is_found_as_bias(tmp_path):
@@ -112,13 +118,15 @@ def test_thresholds_vs_mdc_against_hand_computation(runs):
         100 * norm.sf(10.0 / (math.sqrt(2) * ka["sem"])), rel=1e-9)
     cr = _row(run, "cr_anterior_pct")
     assert thr.loc["compression_rate_increase", "mdc95"] == pytest.approx(cr["mdc95"])
-    # height loss: 1.96 * SD of the relative differences of ha, by hand
+    # height loss: 1.96 sqrt(2) * agreement SEM of the relative differences of ha, by hand
     pairs = run.pairs
     ha = pairs[(pairs["measurement"] == "ha") & pairs["used"].astype(bool)]
     a = ha["value_a"].astype(float).to_numpy()
     b = ha["value_b"].astype(float).to_numpy()
     rel = 100 * (b - a) / ((a + b) / 2)
-    assert thr.loc["height_loss_pct", "mdc95"] == pytest.approx(1.96 * np.std(rel, ddof=1))
+    n, var, bias = rel.size, np.var(rel, ddof=1), rel.mean()
+    sem = math.sqrt(var / 2 + max(0.0, bias ** 2 / 2 - var / (2 * n)))
+    assert thr.loc["height_loss_pct", "mdc95"] == pytest.approx(1.96 * math.sqrt(2) * sem)
     assert thr.loc["height_loss_pct", "n_pairs"] == len(ha)
 
 
@@ -153,6 +161,9 @@ def test_degenerate_sets_give_nan_with_reason(tmp_path):
     assert "residual variance is zero" in r["reason"]
     thr = run.thresholds
     assert (thr["verdict"] == "unknown (MDC not available)").all()
+    # identical readings are named, not silently reported as perfect agreement
+    assert any("identical" in w for w in run.warnings)
+    assert "identical" in (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
     # a pairs table with a single pair
     pairs = pd.DataFrame([{"measurement": "ha", "kind": "length", "scope": "vertebra",
                            "unit": "px", "value_a": 1.0, "value_b": 2.0, "used": True}])
