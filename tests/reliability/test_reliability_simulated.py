@@ -187,3 +187,54 @@ def test_pairs_are_keyed_by_image_not_file_name(tmp_path):
             for f in FILES[:2]}
     assert set(df["film"]) == uids
     assert "no patient identity" in pv.longitudinal_status
+
+
+def test_landmark_error_of_a_run_recovers_the_simulated_noise_and_feeds_uncertainty(tmp_path):
+    """reliability -> landmark_error.json -> LandmarkErrorModel -> film uncertainty: the
+    chain recovers the 2 px per-coordinate noise the readers were given."""
+    from types import SimpleNamespace
+
+    from spine_measure.io.annotation import load_annotation
+    from spine_measure.io.scan import scan_folder
+    from spine_measure.measurements import measure_annotation
+    from spine_measure.measurements.uncertainty import film_uncertainty
+    from spine_measure.reliability import load_landmark_error_model
+
+    sim = simulate_readers(SAMPLES, tmp_path / "in", sd_px=2.0)
+    run_reliability(sim.dir_a, sim.dir_b, tmp_path / "out", images=SAMPLES, plots=False)
+    lm = pd.read_csv(tmp_path / "out" / "landmark_differences.csv")
+    assert set(lm["unit"]) == {"mm"} and len(lm) > 500
+    # per reader and coordinate: sqrt(mean(d^2) / 2) = 2 px
+    for col in ("d_row_px", "d_col_px"):
+        assert math.sqrt((lm[col] ** 2).mean() / 2) == pytest.approx(2.0, rel=0.08)
+    summary = json.loads((tmp_path / "out" / "landmark_error.json").read_text())
+    spacing = 0.27  # the sample films' spacings lie between 0.25 and 0.30 mm
+    assert summary["sd_isotropic"] == pytest.approx(2.0 * spacing, rel=0.12)
+    assert summary["sd_along"] == pytest.approx(summary["sd_across"], rel=0.15)
+    assert set(summary["per_point"]) == {"As", "Ai", "Ms", "Mi", "Ps", "Pi", "SL", "SR",
+                                         "IL", "IR"}
+    model = load_landmark_error_model(tmp_path / "out")
+    assert model.unit == "mm" and "landmark pairs" in model.source
+    assert "As" in model.per_point and "SL" not in model.per_point   # 1 AP film: < 20 pairs
+    headers = {h.sop_instance_uid: h for h in scan_folder(SAMPLES).images}
+    ann = load_annotation(SAMPLES / "SM001" / "SM001_postop.sm.json")
+    h = headers[ann.image.sop_instance_uid]
+    fm = measure_annotation(SimpleNamespace(calibration=h.calibration, metadata=h.metadata),
+                            ann)
+    u = film_uncertainty(fm, model).get("L1", "ha").u
+    # a height: two points moving across the endplate, 2 px each
+    assert u == pytest.approx(math.sqrt(2) * 2.0 * fm.spacing[0], rel=0.12)
+
+
+def test_uncertainty_from_a_folder_without_a_summary_is_one_clear_error(tmp_path):
+    from spine_measure.reliability import load_landmark_error_model
+
+    with pytest.raises(ValueError, match="landmark_error.json: not found"):
+        load_landmark_error_model(tmp_path)
+    (tmp_path / "landmark_error.json").write_text("{broken", encoding="utf-8")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_landmark_error_model(tmp_path)
+    (tmp_path / "landmark_error.json").write_text('{"sd_along": null, "reason": "0 pairs"}',
+                                                  encoding="utf-8")
+    with pytest.raises(ValueError, match="0 pairs"):
+        load_landmark_error_model(tmp_path)

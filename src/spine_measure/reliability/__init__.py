@@ -6,11 +6,15 @@
 * :mod:`.report`: the tables (reliability, kappa, thresholds versus MDC), the Bland-Altman
   figure and :func:`run_reliability`, which ``spine-measure reliability`` calls.
 * :mod:`.simulate`: simulated two-reader sets with known landmark noise.
+* :mod:`.landmark_error`: the per-point landmark SD of the readers, for the measurement
+  uncertainty (:mod:`spine_measure.measurements.uncertainty`).
 """
 
 from spine_measure.reliability.pairing import Pairing, measure_pairs, pair_annotation_dirs
 from spine_measure.reliability.report import (
+    BootstrapOptions,
     ReliabilityRun,
+    load_landmark_error_model,
     kappa_table,
     reliability_table,
     run_reliability,
@@ -31,6 +35,7 @@ from spine_measure.reliability.stats import (
 
 __all__ = [
     "BlandAltman",
+    "BootstrapOptions",
     "ICCResult",
     "KappaResult",
     "Pairing",
@@ -41,6 +46,7 @@ __all__ = [
     "icc_agreement",
     "icc_consistency",
     "kappa_table",
+    "load_landmark_error_model",
     "mdc95_from_sem",
     "measure_pairs",
     "pair_annotation_dirs",

@@ -155,6 +155,7 @@ class PairedValues:
     n_films: int = 0
     longitudinal_status: str = ""
     n_patients: int | None = None   # None: patients unknown (no headers)
+    landmark_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _film_measurements(ann: Annotation, header: Any | None) -> FilmMeasurements:
@@ -301,9 +302,15 @@ def measure_pairs(pairing: Pairing, *, headers: Mapping[str, Any] | None = None,
     patient = _patient_labels(pairing, measured, headers)
     if headers is not None:
         out.n_patients = len(set(patient.values()))
+    from spine_measure.reliability.landmark_error import landmark_differences
+
     for pair in pairing.films:
         if pair.key in measured:
             _, _, fa, fb = measured[pair.key]
+            same_scale = fa.spacing if fa.spacing == fb.spacing else None
+            for d in landmark_differences(fa.landmarks, fb.landmarks, same_scale):
+                out.landmark_rows.append({"film": pair.key,
+                                          "patient": patient.get(pair.key, ""), **d})
             rows = _film_rows(pair, fa, fb, time_points.get(pair.key))
             tp = time_points.get(pair.key)
             if one_per_time_point and chosen is not None and tp and pair.key not in chosen:

@@ -13,6 +13,11 @@ folders, measure each film once per reader, and write into ``out``:
     Each threshold-based flag of SPEC §3 next to the measurement error of what it thresholds.
 ``pairs_long.csv``
     Every (film, level, measurement) with both readers' values and why a pair was not used.
+``landmark_differences.csv``, ``landmark_error.json``
+    Every point both readers placed (``b - a``, along and across its endplate) and the
+    per-reader landmark SD estimated from them
+    (:mod:`spine_measure.reliability.landmark_error`): the error model that
+    ``measure --uncertainty-from OUT`` and :func:`load_landmark_error_model` use.
 ``unpaired.csv``, ``errors.csv``
     Files without a partner, files that could not be read or measured (one-line reasons).
 ``bland_altman.png``, ``summary.md``
@@ -21,6 +26,7 @@ folders, measure each film once per reader, and write into ``out``:
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
@@ -34,6 +40,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from spine_measure.measurements import REGISTRY, LongitudinalOptions
+from spine_measure.reliability.landmark_error import landmark_error_summary, model_from_summary
 from spine_measure.reliability.pairing import (
     CATEGORICAL_KINDS,
     CONTINUOUS_KINDS,
@@ -58,7 +65,9 @@ from spine_measure.reliability.stats import (
 )
 
 __all__ = [
+    "LANDMARK_ERROR_FILE",
     "BootstrapOptions",
+    "load_landmark_error_model",
     "ORDINAL_CATEGORIES",
     "XIONG_ICC_BENCHMARK",
     "ReliabilityRun",
@@ -493,6 +502,40 @@ class ReliabilityRun:
     n_patients: int | None = None
     warnings: list[str] = field(default_factory=list)
     bootstrap: BootstrapOptions = field(default_factory=lambda: BootstrapOptions())
+    landmark_error: dict[str, Any] = field(default_factory=dict)
+
+
+#: The landmark error summary a reliability run writes (read by ``--uncertainty-from``).
+LANDMARK_ERROR_FILE = "landmark_error.json"
+
+
+def load_landmark_error_model(reliability_dir: str | os.PathLike[str]) -> Any:
+    """The landmark error model of a reliability run's output folder.
+
+    Reads ``landmark_error.json`` (written by :func:`run_reliability`) and returns a
+    :class:`~spine_measure.measurements.uncertainty.LandmarkErrorModel` whose ``source``
+    names the folder and the number of landmark pairs.
+
+    Raises
+    ------
+    ValueError
+        The folder has no such file, the file is not valid JSON, or it holds no SD; the
+        message names the file and why.
+    """
+    path = Path(reliability_dir) / LANDMARK_ERROR_FILE
+    if not path.is_file():
+        raise ValueError(f"{path}: not found; --uncertainty-from needs the output folder of "
+                         "spine-measure reliability (a run of this version writes it)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a landmark error summary (a JSON object is expected)")
+    try:
+        return model_from_summary(data, source=f"reliability run {Path(reliability_dir)}")
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 PAIR_COLUMNS = ["film", "patient", "file_name", "time_point", "view", "level", "index_vertebra",
@@ -738,6 +781,15 @@ def run_reliability(dir_a: str | os.PathLike[str], dir_b: str | os.PathLike[str]
     kap.to_csv(files["kappa"], index=False)
     thr.to_csv(files["thresholds"], index=False)
     pairs.to_csv(files["pairs"], index=False)
+    lm_cols = ["film", "patient", "level", "point", "d_row_px", "d_col_px", "d_along",
+               "d_across", "unit"]
+    lm = pd.DataFrame(pv.landmark_rows, columns=lm_cols)
+    files["landmark_differences"] = out / "landmark_differences.csv"
+    lm.to_csv(files["landmark_differences"], index=False)
+    files["landmark_error"] = out / LANDMARK_ERROR_FILE
+    run.landmark_error = landmark_error_summary(pv.landmark_rows)
+    files["landmark_error"].write_text(
+        json.dumps(run.landmark_error, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     files["unpaired"] = _write_issues(out / "unpaired.csv", run.unpaired)
     files["errors"] = _write_issues(out / "errors.csv", run.errors)
     files["notes"] = _write_issues(out / "notes.csv", run.notes)
