@@ -14,8 +14,8 @@ from spine_measure.reliability.pairing import Pairing, measure_pairs, pair_annot
 from spine_measure.reliability.report import (
     BootstrapOptions,
     ReliabilityRun,
-    load_landmark_error_model,
     kappa_table,
+    load_landmark_error_model,
     reliability_table,
     run_reliability,
     thresholds_vs_mdc,
