@@ -248,3 +248,27 @@ def test_threshold_states():
     assert refracture_state(_mu(20, 1), False) == "false"
     assert refracture_state(_mu(20, 1), None) == "unknown"
     assert refracture_state(_mu(5, 1), None) == "false"
+
+
+def test_docs_section_example_runs_and_figure_exists(films):
+    import re
+
+    from spine_measure.io.annotation import load_annotation
+    from spine_measure.io.scan import scan_folder
+
+    md = (ROOT / "docs" / "measurements.md").read_text(encoding="utf-8")
+    sec = md[md.index("## Measurement uncertainty from landmark error"):]
+    assert (ROOT / "docs" / "figures" / "measurement_uncertainty.png").stat().st_size > 20_000
+    code = re.search(r"```python\n(.*?)```", sec, re.S).group(1)
+    annotation = load_annotation(SAMPLES / "SM001" / "SM001_postop.sm.json")
+    h = next(x for x in scan_folder(SAMPLES / "SM001").images
+             if x.sop_instance_uid == annotation.image.sop_instance_uid)
+    radiograph = SimpleNamespace(calibration=h.calibration, metadata=h.metadata)
+    ns = {"radiograph": radiograph, "annotation": annotation}
+    exec(compile(code, "measurements.md", "exec"), ns)  # noqa: S102 - the doc's own example
+    u = ns["fu"].get("L1", "wedge_angle").u
+    assert u == pytest.approx(films["SM001_postop.sm.json"] and film_uncertainty(
+        films["SM001_postop.sm.json"], LandmarkErrorModel.isotropic(1.0)).get(
+            "L1", "wedge_angle").u)
+    # the rule of thumb quoted in the section: 2 sigma / w rad
+    assert "2.9° for 40 mm" in sec and abs(2 / 40 * DEG - 2.9) < 0.05
