@@ -182,3 +182,48 @@ def test_kappa_perfect_agreement_on_few_pairs_gives_no_fake_interval():
     assert k.kappa == 1.0 and math.isnan(k.ci_low) and math.isnan(k.ci_high)
     assert "perfect agreement on 7 pairs" in k.reason
     assert "fewer than 2K^2 = 8" in k.reason
+
+
+def test_one_reading_per_vertebra_per_time_point(tmp_path):
+    """A patient with two post-op films (same date): by default only the film the time-point
+    rules choose is paired; the other's pairs are listed, not used."""
+    import dataclasses
+    from pathlib import Path
+
+    from spine_measure.io.annotation import load_annotation, save_annotation
+    from spine_measure.io.scan import scan_folder
+    from spine_measure.reliability import simulate_readers
+    from spine_measure.reliability.pairing import measure_pairs, pair_annotation_dirs
+
+    samples = Path(__file__).resolve().parents[2] / "sample_dicoms"
+    if not samples.is_dir():
+        pytest.skip("sample_dicoms not present")
+    files = [f"SM001/SM001_{t}.sm.json" for t in ("preop", "postop", "followup")]
+    sim = simulate_readers(samples, tmp_path, sd_px=1.0, files=files)
+    headers = {h.sop_instance_uid: h for h in scan_folder(samples / "SM001").images}
+    clone_uid = "1.2.826.0.1.3680043.8.498.1"
+    for d in (sim.dir_a, sim.dir_b):
+        ann = load_annotation(d / "SM001" / "SM001_postop.sm.json")
+        post_uid = ann.image.sop_instance_uid
+        clone = ann.replace(image=dataclasses.replace(ann.image, sop_instance_uid=clone_uid,
+                                                      file_name="SM001_postop2.dcm"))
+        save_annotation(clone, d / "SM001" / "SM001_postop2.sm.json", overwrite=True)
+    h = headers[post_uid]
+    headers[clone_uid] = dataclasses.replace(h, metadata=dataclasses.replace(
+        h.metadata, sop_instance_uid=clone_uid))
+    pairing = pair_annotation_dirs(sim.dir_a, sim.dir_b)
+    assert len(pairing.films) == 4
+    pv = measure_pairs(pairing, headers=headers)
+    film_rows = {k: [r for r in pv.rows if r["film"] == k and r["time_point"] == "postop"]
+                 for k in (post_uid, clone_uid)}
+    used = {k: any(r["used"] for r in rows) for k, rows in film_rows.items()}
+    assert sorted(used.values()) == [False, True], used
+    dropped = next(k for k, u in used.items() if not u)
+    assert film_rows[dropped]
+    # every pair of the dropped film that was usable says why it is not used
+    n_why = sum("one reading per vertebra per time point" in r["reason"]
+                for r in film_rows[dropped])
+    assert n_why >= 0.8 * len(film_rows[dropped])
+    assert {r["patient"] for r in pv.rows} == {"P01"} and pv.n_patients == 1
+    every = measure_pairs(pairing, headers=headers, one_per_time_point=False)
+    assert any(r["used"] for r in every.rows if r["film"] == dropped)
