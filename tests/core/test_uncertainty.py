@@ -272,3 +272,30 @@ def test_docs_section_example_runs_and_figure_exists(films):
             "L1", "wedge_angle").u)
     # the rule of thumb quoted in the section: 2 sigma / w rad
     assert "2.9° for 40 mm" in sec and abs(2 / 40 * DEG - 2.9) < 0.05
+
+
+def test_output_fields_and_single_film_flag_states(films):
+    from spine_measure.measurements.uncertainty import (
+        film_flag_states,
+        uncertainty_columns,
+        uncertainty_fields,
+    )
+
+    model = LandmarkErrorModel.isotropic(1.0)
+    fu = film_uncertainty(films["SM001_postop.sm.json"], model)
+    cols = uncertainty_columns(fu)
+    assert cols["L1"]["ha_mm_u"] == pytest.approx(fu.get("L1", "ha").u)
+    assert cols["T10"]["regional_kyphotic_angle_deg_u"] is None   # no vertebra above
+    it = fu.get("L1", "compression_pct")
+    want = threshold_state(it.value, it.u, 38.5)
+    assert cols["L1"]["compression_ge_38_5_state"] == want
+    f = uncertainty_fields(it)
+    assert f["u"] == pytest.approx(it.u) and f["ci95_low"] == pytest.approx(it.ci_low)
+    assert f["uncertainty_method"] == FIRST_ORDER_METHOD
+    assert uncertainty_fields(fu.get("T10", "regional_kyphotic_angle"))["u"] is None
+    ap = film_uncertainty(films["SM005_preop_ap.sm.json"], model)
+    cobb = ap.get(None, "coronal_cobb_angle")
+    st = film_flag_states(ap)[None]["degenerative_scoliosis_state"]
+    assert st == threshold_state(cobb.value, cobb.u, 10.0) == "true"   # 21.7 deg, u ~2.3
+    # a compression right at the threshold is uncertain
+    assert threshold_state(38.0, 3.0, 38.5) == "uncertain"

@@ -64,7 +64,11 @@ __all__ = [
     "MeasurementUncertainty",
     "THRESHOLD_RULES",
     "Z95",
+    "COMPRESSION_THRESHOLD_PCT",
+    "film_flag_states",
     "film_uncertainty",
+    "uncertainty_columns",
+    "uncertainty_fields",
     "longitudinal_uncertainty",
     "MonteCarloCheck",
     "monte_carlo_check",
@@ -549,6 +553,51 @@ def refracture_state(cri: MeasurementUncertainty | None, bone_marrow_oedema: boo
     if bone_marrow_oedema is None:
         return "false" if s == "false" else "unknown"
     return s
+
+
+#: Vertebral compression threshold of Zeng 2025 (percent).
+COMPRESSION_THRESHOLD_PCT = 38.5
+
+
+def film_flag_states(fu: FilmUncertainty) -> dict[str | None, dict[str, str]]:
+    """The single-film threshold flags in three states, per level (``None``: the film).
+
+    * ``compression_ge_38_5_state`` per vertebra: ``compression_pct >= 38.5`` (Zeng 2025);
+    * ``degenerative_scoliosis_state`` per AP film: ``coronal_cobb_angle >=`` the film's
+      ``scoliosis_threshold_deg`` (default 10).
+    """
+    out: dict[str | None, dict[str, str]] = {}
+    for (level, name), it in fu.items.items():
+        if level is not None and name == "compression_pct":
+            out.setdefault(level, {})["compression_ge_38_5_state"] = _state(
+                it, COMPRESSION_THRESHOLD_PCT)
+        elif level is None and name == "coronal_cobb_angle":
+            out.setdefault(None, {})["degenerative_scoliosis_state"] = _state(
+                it, fu.measurements.options.scoliosis_threshold_deg)
+    return out
+
+
+def uncertainty_fields(it: MeasurementUncertainty) -> dict[str, Any]:
+    """The fields a record gets for one measurement: ``u``, ``ci95_low``, ``ci95_high``
+    (``None`` when undefined), ``uncertainty_method`` and ``uncertainty_reason``."""
+    def num(v: float) -> float | None:
+        return float(v) if math.isfinite(v) else None
+
+    return {"u": num(it.u), "ci95_low": num(it.ci_low), "ci95_high": num(it.ci_high),
+            "uncertainty_method": it.method if it.ok else "",
+            "uncertainty_reason": it.reason or ""}
+
+
+def uncertainty_columns(fu: FilmUncertainty) -> dict[str | None, dict[str, Any]]:
+    """Wide-table columns per level (``None``: the film): ``<column>_u`` for every numeric
+    measurement (empty when undefined) and the three-state flags of
+    :func:`film_flag_states`."""
+    out: dict[str | None, dict[str, Any]] = {}
+    for (level, _), it in fu.items.items():
+        out.setdefault(level, {})[f"{it.column}_u"] = it.u if it.ok else None
+    for level, states in film_flag_states(fu).items():
+        out.setdefault(level, {}).update(states)
+    return out
 
 
 # --------------------------------------------------------------------------- Monte Carlo
