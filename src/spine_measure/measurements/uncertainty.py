@@ -52,7 +52,6 @@ from spine_measure.measurements.api import (
     measure_film,
     measure_longitudinal,
 )
-from spine_measure.measurements.context import MeasureOptions
 from spine_measure.measurements.longitudinal import LongitudinalOptions
 from spine_measure.measurements.registry import REGISTRY, Result
 
@@ -73,6 +72,7 @@ __all__ = [
     "MonteCarloCheck",
     "monte_carlo_check",
     "monte_carlo_film",
+    "monte_carlo_longitudinal",
     "point_covariances",
     "recompression_state",
     "refracture_state",
@@ -424,6 +424,98 @@ class LongitudinalUncertainty:
         return self.items[name]
 
 
+def _longitudinal_run(films: Sequence[FilmMeasurements | None], level: str | None,
+                      oedema: bool | None, opts: LongitudinalOptions) -> Any:
+    return measure_longitudinal(films[0], films[1], [f for f in films[2:] if f is not None],
+                                level=level, bone_marrow_oedema=oedema, options=opts)
+
+
+def _longitudinal_jacobians(films: Sequence[FilmMeasurements | None],
+                            model: LandmarkErrorModel, level: str | None,
+                            oedema: bool | None, opts: LongitudinalOptions
+                            ) -> tuple[Any, list[str], list[tuple[int, list[tuple[str, str]],
+                                                                  np.ndarray, np.ndarray]],
+                                       str | None]:
+    """Base result, numeric names, and per film ``(index, points, cov, jacobian)``."""
+    base = _longitudinal_run(films, level, oedema, opts)
+    names = [n for n, r in base.results.items() if REGISTRY[n].kind in _NUMERIC]
+
+    def vec(res: Any) -> np.ndarray:
+        return np.array([float(res.results[n]) for n in names])
+
+    parts = []
+    why = None
+    for k, fm in enumerate(films):
+        if fm is None:
+            continue
+        try:
+            points, cov = point_covariances(fm.landmarks, model, fm.spacing)
+        except ValueError as exc:
+            why = str(exc)
+            continue
+
+        def evaluate(m: FilmMeasurements, k: int = k) -> np.ndarray:
+            fs = list(films)
+            fs[k] = m
+            return vec(_longitudinal_run(fs, level, oedema, opts))
+
+        parts.append((k, points, cov, _jacobian(fm, points, evaluate)))
+    return base, names, parts, why
+
+
+def monte_carlo_longitudinal(preop: FilmMeasurements | None,
+                             postop: FilmMeasurements | None,
+                             followups: Sequence[FilmMeasurements] = (), *,
+                             model: LandmarkErrorModel, n: int = 500, seed: int = 20240607,
+                             level: str | None = None, bone_marrow_oedema: bool | None = None,
+                             options: LongitudinalOptions | None = None
+                             ) -> MonteCarloCheck:
+    """Re-read every film of a series ``n`` times (seeded) and compare the SD of each
+    longitudinal measurement with :func:`longitudinal_uncertainty` (plain and
+    control-variate Monte Carlo, as :class:`MonteCarloCheck`)."""
+    opts = options or LongitudinalOptions()
+    films = [preop, postop, *followups]
+    base, names, parts, why = _longitudinal_jacobians(films, model, level,
+                                                      bone_marrow_oedema, opts)
+    if why is not None:
+        raise ValueError(why)
+    rng = np.random.default_rng(int(seed))
+    noises = {}
+    for k, points, cov, _ in parts:
+        chol = np.array([np.linalg.cholesky(c + 1e-18 * np.eye(2)) for c in cov])
+        noises[k] = np.einsum("pij,npj->npi", chol,
+                              rng.standard_normal((int(n), len(points), 2)))
+    vals = np.empty((int(n), len(names)))
+    lin = np.zeros((int(n), len(names)))
+    for k, _, _, jac in parts:
+        lin += np.einsum("mpi,npi->nm", np.where(np.isfinite(jac), jac, 0.0), noises[k])
+    for t in range(int(n)):
+        fs: list[FilmMeasurements | None] = list(films)
+        for k, points, _, _ in parts:
+            fm = films[k]
+            assert fm is not None
+            moved = {}
+            for j, (lv, name) in enumerate(points):
+                moved.setdefault(lv, {})[name] = (fm.landmarks[lv].points[name][0]
+                                                  + noises[k][t, j, 0],
+                                                  fm.landmarks[lv].points[name][1]
+                                                  + noises[k][t, j, 1])
+            lm = SpineLandmarks(fm.landmarks.view, tuple(
+                Vertebra(v.level, v.view, moved[v.level], v.fractured, v.treated, v.excluded)
+                for v in fm.landmarks))
+            fs[k] = _remeasure(fm)(lm)
+        res = _longitudinal_run(fs, level, bone_marrow_oedema, opts)
+        vals[t] = [float(res.results[m]) for m in names]
+    lu = longitudinal_uncertainty(preop, postop, followups, model=model, level=level,
+                                  bone_marrow_oedema=bone_marrow_oedema, options=opts)
+    u = np.array([lu[m].u for m in names])
+    with np.errstate(invalid="ignore"):
+        s2 = np.nanvar(vals, axis=0, ddof=1)
+        l2 = np.var(lin, axis=0, ddof=1)
+    return MonteCarloCheck([(base.level, m) for m in names], u, np.sqrt(s2),
+                           np.sqrt(np.maximum(s2 - l2 + u ** 2, 0.0)), int(n), int(seed))
+
+
 def longitudinal_uncertainty(preop: FilmMeasurements | None, postop: FilmMeasurements | None,
                              followups: Sequence[FilmMeasurements] = (), *,
                              model: LandmarkErrorModel, level: str | None = None,
@@ -437,45 +529,18 @@ def longitudinal_uncertainty(preop: FilmMeasurements | None, postop: FilmMeasure
     longitudinal measurements recomputed: the Jacobian covers the whole chain.
     """
     opts = options or LongitudinalOptions()
-    films = [preop, postop, *followups]
-
-    def run(fs: Sequence[FilmMeasurements | None]) -> Any:
-        return measure_longitudinal(fs[0], fs[1], [f for f in fs[2:] if f is not None],
-                                    level=level, bone_marrow_oedema=bone_marrow_oedema,
-                                    options=opts)
-
-    base = run(films)
-    names = [n for n, r in base.results.items() if REGISTRY[n].kind in _NUMERIC]
-
-    def vec(res: Any) -> np.ndarray:
-        return np.array([float(res.results[n]) for n in names])
-
+    base, names, parts, why = _longitudinal_jacobians(
+        [preop, postop, *followups], model, level, bone_marrow_oedema, opts)
     var = np.zeros(len(names))
-    bad = np.zeros(len(names), bool)
-    why = None
-    for k, fm in enumerate(films):
-        if fm is None:
-            continue
-        try:
-            points, cov = point_covariances(fm.landmarks, model, fm.spacing)
-        except ValueError as exc:
-            why = str(exc)
-            bad[:] = True
-            continue
-
-        def evaluate(m: FilmMeasurements, k: int = k) -> np.ndarray:
-            fs = list(films)
-            fs[k] = m
-            return vec(run(fs))
-
-        jac = _jacobian(fm, points, evaluate)
+    bad = np.zeros(len(names), bool) | (why is not None)
+    for _, _, cov, jac in parts:
         bad |= ~np.isfinite(jac).all(axis=(1, 2))
         jac = np.where(np.isfinite(jac), jac, 0.0)
         var += np.einsum("mpi,pij,mpj->m", jac, cov, jac)
     items = {}
     for j, n in enumerate(names):
-        reason = why if why else ("undefined: moving a landmark by a fraction of a pixel makes "
-                                  "the value undefined" if bad[j] else None)
+        reason = why or ("undefined: moving a landmark by a fraction of a pixel makes "
+                         "the value undefined" if bad[j] else None)
         items[n] = _make(base.results[n], base.level,
                          math.nan if bad[j] else math.sqrt(max(var[j], 0.0)), reason)
     flags = {
@@ -685,8 +750,3 @@ def monte_carlo_check(measurements: FilmMeasurements, model: LandmarkErrorModel,
     u = np.array([fu.items[k].u for k in names])
     return MonteCarloCheck(names, u, np.sqrt(s2), np.sqrt(np.maximum(s2 - l2 + u ** 2, 0.0)),
                            int(n), int(seed))
-
-
-def measurement_options(fm: FilmMeasurements) -> MeasureOptions:
-    """The options ``fm`` was measured with (re-used by every re-measurement)."""
-    return fm.options

@@ -135,11 +135,12 @@ height (its neighbours 25 mm high), 1 mm landmark SD. Lines: first order; dots: 
 (2000 re-readings, seeded). Drawn by `python -m spine_measure.measurements.uncertainty_docs`.*
 
 **Checked against Monte Carlo.** `monte_carlo_check` re-reads a film with simulated landmark
-error (seeded) and compares: on every sample film (`sample_dicoms/`, 1 mm) first order agrees
-with the Monte Carlo SD within 5 % for every measurement, and the 95 % interval covers the true
-value in 93–97 % of 2000 simulated re-readings of SM001_postop
-(`tests/core/test_uncertainty.py`). First order loses accuracy when `σ` is not small against
-the distances a measurement divides by (a reference height of a few mm).
+error (seeded) and compares (`monte_carlo_longitudinal` re-reads all films of a series): on
+every sample film (`sample_dicoms/`, 1 mm) first order agrees with the Monte Carlo SD within
+5 % for every measurement, and so does every longitudinal measurement of the 7 sample series;
+the 95 % interval covers the true value in 93–97 % of 2000 simulated re-readings of
+SM001_postop (`tests/core/test_uncertainty.py`). First order loses accuracy when `σ` is not
+small against the distances a measurement divides by (a reference height of a few mm).
 
 **Where σ comes from.** `LandmarkErrorModel.isotropic(sd_mm)` (`--uncertainty SD_MM`), or
 the readers' own error from a reliability run: `spine-measure reliability` writes
