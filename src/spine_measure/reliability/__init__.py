@@ -1,4 +1,4 @@
-"""Reliability of the readings (SPEC §7): two readers, or one reader twice.
+"""Reliability of the readings (docs/reliability.md): two readers, or one reader twice.
 
 * :mod:`.stats`: ICC(2,1), ICC(3,1), Bland-Altman, SEM, MDC95, Cohen's kappa (pure functions).
 * :mod:`.pairing`: pair two annotation folders by image reference and measure every film

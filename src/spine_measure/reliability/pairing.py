@@ -8,12 +8,12 @@ names are never used for matching. Unpaired and unreadable files become rows of
 Each film is measured with :func:`spine_measure.measurements.measure_annotation`, exactly as
 ``spine-measure measure`` does: the spacing comes from the DICOM header when an images folder
 is given (header-only scan), else the film is uncalibrated (lengths in px); a calibration line
-the reader drew comes first either way (SPEC §1.1).
+the reader drew comes first either way (docs/calibration.md).
 
 The result is a long table with one row per (film, level, measurement): both readers' values
-and whether the pair is usable. Longitudinal measurements (SPEC §3) are paired per (patient,
-treated level) when the images folder lets the films be grouped by patient and placed at
-their time points (:func:`spine_measure.batch.timepoints.assign_time_points`).
+and whether the pair is usable. Longitudinal measurements (docs/measurements.md) are paired
+per (patient, treated level) when the images folder lets the films be grouped by patient and
+placed at their time points (:func:`spine_measure.batch.timepoints.assign_time_points`).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ folders, measure each film once per reader, and write into ``out``:
     One row per categorical measurement (Genant grade: weighted kappa; shape, flags:
     unweighted), with percent agreement and 95 % CI.
 ``thresholds_vs_mdc.csv``
-    Each threshold-based flag of SPEC §3 next to the measurement error of what it thresholds.
+    Each threshold-based longitudinal flag next to the measurement error of what it thresholds.
 ``pairs_long.csv``
     Every (film, level, measurement) with both readers' values and why a pair was not used.
 ``landmark_differences.csv``, ``landmark_error.json``
@@ -80,7 +80,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Xiong 2021 reports ICC > 0.85 for all its radiographic parameters (SPEC §7).
+#: Xiong 2021 reports ICC > 0.85 for all its radiographic parameters.
 XIONG_ICC_BENCHMARK = 0.85
 
 #: Ordered categories of the ordinal measurements (weighted kappa needs every level).
@@ -339,9 +339,9 @@ def thresholds_vs_mdc(pairs: pd.DataFrame, reliability: pd.DataFrame,
                       options: LongitudinalOptions | None = None) -> pd.DataFrame:
     """Each threshold-based flag next to the measurement error of what it thresholds.
 
-    The thresholds (SPEC §3, from ``options``) apply to a change between two films of the same
-    vertebra, each read with error. MDC95 = 1.96 * sqrt(2) * SEM of the single-film
-    measurement is the smallest change between two readings that exceeds that error with
+    The thresholds (from ``options``; docs/measurements.md) apply to a change between two
+    films of the same vertebra, each read with error. MDC95 = 1.96 * sqrt(2) * SEM of the
+    single-film measurement is the smallest change between two readings that exceeds that error with
     95 % confidence, so it is what a change threshold must clear. The SEM is the agreement
     form (:func:`~spine_measure.reliability.stats.sem_agreement`): a reader bias is error
     when the films of a series may be read by different readers.
@@ -727,7 +727,7 @@ def run_reliability(dir_a: str | os.PathLike[str], dir_b: str | os.PathLike[str]
     ordinal_weights : {"linear", "quadratic"}
         Weights of the Genant-grade kappa.
     long_options : LongitudinalOptions, optional
-        Site and thresholds (SPEC §3).
+        Site and thresholds (docs/measurements.md).
     plots : bool
         Write ``bland_altman.png``.
     one_per_time_point : bool

@@ -1,4 +1,4 @@
-"""Agreement statistics of two readings of the same films (SPEC §7).
+"""Agreement statistics of two readings of the same films (docs/reliability.md).
 
 Pure functions on arrays: ratings in, small frozen result objects out. Degenerate input
 (fewer than two pairs, no variance, a single category) gives ``NaN`` plus a ``reason``,
