@@ -101,6 +101,13 @@ fu = film_uncertainty(fm, LandmarkErrorModel.isotropic(1.0))   # 1 mm per coordi
 fu.get("L1", "wedge_angle").u                                   # degrees
 ```
 
+On the command line, `spine-measure measure FILM --uncertainty 1.0` (or `--uncertainty-from
+RELIABILITY_DIR`) prints every value as `value ± u`; with `--json` every row gains
+`<column>_u` for each numeric column (empty when the value or its uncertainty is undefined),
+`uncertainty_model` (the SDs and where they came from), `compression_ge_38_5_state` per
+vertebra and `degenerative_scoliosis_state` on the AP film's flag line (three states, below).
+The two options exclude each other.
+
 **Method.** First-order (delta-method) propagation through the measurement's own function:
 `u² = Σ_p J_p Σ_p J_pᵀ` over the points `p`, with `J_p` the derivative of the measurement with
 respect to the point's `(row, col)` — a central difference (step 0.001 px) of the very
