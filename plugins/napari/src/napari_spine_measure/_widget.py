@@ -261,7 +261,7 @@ class SpineAnnotationWidget(QWidget):
         self.cement_layer: Any = None
         self._cement_features_key: tuple[Any, Any, str] | None = None  # mask, inputs, text
         self._segment = cement_segmenter()
-        self._told: set[str] = set()  # notices said once per session
+        self._error: str | None = None  # the last refused action, until the next one
         self._build_ui()
         self._bind_keys()
         self.viewer.layers.events.inserted.connect(self._layer_inserted)
@@ -645,7 +645,6 @@ class SpineAnnotationWidget(QWidget):
             except SessionError as err:
                 ctl.open_read_only(f"{reason}; {err}")
             else:
-                self._told.discard("unreadable")
                 ctl.last_message = (f"{name} could not be read ({reason}); started over, "
                                     f"the file is kept as {backup.name}")
                 return
@@ -765,6 +764,7 @@ class SpineAnnotationWidget(QWidget):
         """Forward to the controller; errors become a status message, never a crash."""
         if self._syncing or self.controller is None:
             return None
+        self._error = None
         try:
             return fn(*args, **kwargs)
         except (SessionError, SpineMeasureError, ValueError) as exc:
@@ -1082,6 +1082,8 @@ class SpineAnnotationWidget(QWidget):
         return buttons.get(box.clickedButton(), default)
 
     def _status(self, text: str, *, error: bool = False) -> None:
+        if error:
+            self._error = text  # shown until the next action, not hidden by a redraw
         self.status_label.setText(text)
         self.status_label.setStyleSheet("color: #ff8a80;" if error else "color: #9aa7b0;")
         if error:
@@ -1228,7 +1230,10 @@ class SpineAnnotationWidget(QWidget):
         saved = ("unsaved changes" if ctl.dirty else
                  f"saved, revision {ctl.revision}" if ctl.revision else "not saved yet")
         where = ctl.annotation_path.name if ctl.annotation_path else "no file"
-        self._status(f"{ctl.last_message} · {where}: {saved}".strip(" ·"))
+        if self._error:
+            self._status(self._error, error=True)
+        else:
+            self._status(f"{ctl.last_message} · {where}: {saved}".strip(" ·"))
 
     def _refresh_table(self, ctl: AnnotationController) -> None:
         fm = ctl.measurements()

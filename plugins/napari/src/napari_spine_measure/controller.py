@@ -239,6 +239,7 @@ class AnnotationController:
             raise SessionError(f"read-only session: {self.read_only}")
         if tag.startswith("move:") and self._undo and self._undo[-1][0] == tag:
             return
+        self.last_message = ""  # a message describes the last change only
         self._undo.append((tag, self._state.copy()))
         del self._undo[:-_UNDO_LIMIT]
 
@@ -563,6 +564,7 @@ class AnnotationController:
             raise SessionError(f"calibration: {exc}") from None
         self._push("calibration")
         self._state.calibration = line
+        self.last_message = f"calibrated: {length_mm:g} mm line"
         self._changed()
         return cal
 
@@ -603,7 +605,8 @@ class AnnotationController:
             return result.action
         self._push("cement")
         self._state.cement[level] = result.mask
-        self.last_message = f"{level} cement: {result.reason}"
+        self.last_message = (f"{level} cement: {'automatic' if source == 'auto' else 'edited'}"
+                             f" mask {'stored' if result.action == 'added' else 'updated'}")
         self._changed()
         return result.action
 
