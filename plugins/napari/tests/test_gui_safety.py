@@ -298,3 +298,48 @@ def test_conflict_dialog_names_who_and_when(make_napari_viewer, qtbot, postop_fi
     assert widget.save() == side
     assert load_annotation(side).reader == "reader-A"
     shutil.rmtree(postop_film.parent / "__none__", ignore_errors=True)
+
+
+def test_annotate_command_opens_a_film_with_an_unreadable_annotation(
+        qtbot, postop_film, tmp_path, monkeypatch, capsys):
+    """``spine-measure annotate FILM`` with a corrupt sidecar: the viewer opens, the
+    question is asked, the film opens read-only with the message; exit 0, no traceback."""
+    import napari
+
+    from spine_measure.cli import main
+
+    side = postop_film.with_suffix(".sm.json")
+    side.write_bytes(CORRUPT)
+    out = tmp_path / "notes"
+    out.mkdir()
+    state = {}
+
+    def fake_run() -> None:  # instead of the event loop: look at the window, then close it
+        viewer = napari.current_viewer()
+        widget = next(iter(viewer.window.dock_widgets.values()))
+        state["notice"] = widget.notice_label.text()
+        state["dir"] = widget.annotations_dir
+        state["reader"] = widget.reader
+        widget.controller.dirty = False
+        viewer.close()
+
+    monkeypatch.setattr(napari, "run", fake_run)
+    seen: list[str] = []
+    answer_next_question(qtbot, "Open read-only", seen)
+    rc = main(["annotate", str(postop_film), "--reader", "r1", "--annotations", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert "cannot be read" in seen[0]
+    assert state["notice"].startswith("Read-only:") and "SM001_postop.sm.json" in \
+        state["notice"]
+    assert state["dir"] == out and state["reader"] == "r1"
+    assert side.read_bytes() == CORRUPT
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_annotate_command_bad_annotations_folder_is_one_line(postop_film, tmp_path, capsys):
+    from spine_measure.cli import main
+
+    assert main(["annotate", str(postop_film), "--annotations",
+                 str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--annotations" in err[0]
