@@ -24,8 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_dicoms" / "SM001" / "SM001_postop.dcm"
 
 
-def make_screenshots(out_dir: str | Path) -> dict[str, Path]:
-    """Write the figures into ``out_dir``; returns their paths by name."""
+def make_screenshots(out_dir: str | Path, viewer: object = None) -> dict[str, Path]:
+    """Write the figures into ``out_dir``; returns their paths by name. ``viewer``: a
+    napari viewer to draw in (a new window otherwise, closed at the end)."""
     import napari
 
     from napari_spine_measure._reader import read_paths
@@ -38,7 +39,9 @@ def make_screenshots(out_dir: str | Path) -> dict[str, Path]:
     with tempfile.TemporaryDirectory() as tmp:
         film = Path(tmp) / SAMPLE.name
         shutil.copy(SAMPLE, film)
-        viewer = napari.Viewer(show=True)
+        own = viewer is None
+        if own:
+            viewer = napari.Viewer(show=True)
         try:
             viewer.window._qt_window.resize(1500, 1000)
             for data, kwargs, _kind in read_paths(str(film)):
@@ -68,7 +71,8 @@ def make_screenshots(out_dir: str | Path) -> dict[str, Path]:
             widget.grab().save(str(paths["cement"]))
             widget.controller.dirty = False  # figures only: nothing to save
         finally:
-            viewer.close()
+            if own:
+                viewer.close()
     return paths
 
 

@@ -189,14 +189,14 @@ def test_drag_updates_table_live_and_undo(make_napari_viewer, postop_film):
     assert "Ai" not in ctl.points("L2") and ctl.level == "L2"
 
 
-def test_screenshot_script_draws_the_film_and_the_cement_tab(tmp_path):
+def test_screenshot_script_draws_the_film_and_the_cement_tab(make_napari_viewer, tmp_path):
     """scripts/napari_screenshots.py (which regenerates the figures of
     docs/napari_plugin.md) run into a temporary folder: the tracked figures are untouched."""
     import runpy
 
     script = runpy.run_path(str(REPO / "scripts" / "napari_screenshots.py"))
     before = FIGURE.read_bytes() if FIGURE.is_file() else None
-    paths = script["make_screenshots"](tmp_path)
+    paths = script["make_screenshots"](tmp_path, make_napari_viewer(show=True))
     from PIL import Image
 
     widget_png = np.asarray(Image.open(paths["widget"]))

@@ -109,8 +109,14 @@ HOTKEYS = {
     "E": "switch between placing points and correcting (dragging) them",
     "]": "next level (caudal)",
     "[": "previous level (cranial)",
+    "F": "flag fractured: the vertebra under the mouse, else the one just finished",
+    "T": "flag treated: the vertebra under the mouse, else the one just finished",
+    "X": "flag excluded: the vertebra under the mouse, else the one just finished",
     "Shift-S": "save",
 }
+"""The plugin's keys. They work whichever layer is active (bound on every film and
+annotation layer as well as the viewer, so napari's own meaning of E, [ and ] on the
+shapes and labels layers does not take over while the widget is open)."""
 
 
 _LEAK_PLACE = {"superior_disc": "superior disc", "inferior_disc": "inferior disc",
@@ -196,6 +202,19 @@ def _settings() -> QSettings:
     if path:
         return QSettings(path, QSettings.Format.IniFormat)
     return QSettings("spine_measure", "napari-spine-measure")
+
+
+def _inside(poly: np.ndarray, p: np.ndarray) -> bool:
+    """Point ``p`` inside polygon ``poly`` (even-odd rule)."""
+    r, c = p
+    inside = False
+    n = len(poly)
+    for i in range(n):
+        r1, c1 = poly[i]
+        r2, c2 = poly[(i + 1) % n]
+        if (r1 > r) != (r2 > r) and c < c1 + (r - r1) * (c2 - c1) / (r2 - r1):
+            inside = not inside
+    return inside
 
 
 def _writable(folder: Path) -> bool:
@@ -363,6 +382,14 @@ class SpineAnnotationWidget(QWidget):
         self.status_label.setStyleSheet("color: #9aa7b0;")
         root.addWidget(self.status_label)
 
+        # buttons and check boxes never keep the keyboard; after a drop-down choice it goes
+        # back to the canvas: the plugin's keys work wherever the reader clicked last
+        for b in [*self.findChildren(QPushButton), *self.findChildren(QCheckBox)]:
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        for combo in (self.film_combo, self.level_combo, self.direction_combo,
+                      self.time_combo):
+            combo.activated.connect(lambda *_: self._focus_canvas())
+
     def _landmarks_tab(self) -> QWidget:
         w = QWidget()
         lay = QGridLayout(w)
@@ -485,18 +512,74 @@ class SpineAnnotationWidget(QWidget):
         lay.addWidget(self.cement_label, 4, 0, 1, 2)
         return w
 
-    def _bind_keys(self) -> None:
+    def _bind_keys(self, layer: Any = None) -> None:
+        """Bind :data:`HOTKEYS` on the viewer, or on one layer (instance keymap: it wins
+        over the layer type's own keys)."""
         actions = {
-            "K": lambda v: self.skip(),
-            "N": lambda v: self.mark_not_measurable(),
-            "U": lambda v: self.undo(),
-            "E": lambda v: self.set_placing(not self._placing),
-            "]": lambda v: self.step_level(1),
-            "[": lambda v: self.step_level(-1),
-            "Shift-S": lambda v: self.save(),
+            "K": lambda _: self.skip(),
+            "N": lambda _: self.mark_not_measurable(),
+            "U": lambda _: self.undo(),
+            "E": lambda _: self.set_placing(not self._placing_shown()),
+            "]": lambda _: self.step_level(1),
+            "[": lambda _: self.step_level(-1),
+            "F": lambda _: self.flag_here("fractured"),
+            "T": lambda _: self.flag_here("treated"),
+            "X": lambda _: self.flag_here("excluded"),
+            "Shift-S": lambda _: self.save(),
         }
+        target = self.viewer if layer is None else layer
         for key, fn in actions.items():
-            self.viewer.bind_key(key, fn, overwrite=True)
+            target.bind_key(key, fn, overwrite=True)
+
+    def _placing_shown(self) -> bool:
+        lay = self.landmarks_layer
+        return self._placing and lay is not None and str(lay.mode) == "add"
+
+    def _layer_mode_changed(self, *_: Any) -> None:
+        """napari's own keys (Z/4 pan, S/3 select ...) change the landmarks layer's mode:
+        the button says what a click does now."""
+        lay = self.landmarks_layer
+        if lay is None:
+            return
+        mode = str(lay.mode)
+        self._placing = mode == "add"
+        self.mode_button.blockSignals(True)
+        self.mode_button.setChecked(self._placing)
+        self.mode_button.blockSignals(False)
+        self.mode_button.setText(
+            "Placing points (E)" if mode == "add" else
+            "Correcting: drag points (E)" if mode == "select" else
+            f"napari mode: {mode.replace('_', ' ')} — press E to place points")
+
+    def _level_under_mouse(self) -> str | None:
+        """The annotated vertebra whose body (its four corners) contains the cursor."""
+        ctl, lay = self.controller, self.landmarks_layer
+        if ctl is None or lay is None:
+            return None
+        try:
+            pos = np.asarray(lay.world_to_data(self.viewer.cursor.position), dtype=float)[-2:]
+        except (ValueError, TypeError, IndexError):
+            return None
+        for level, pts in ctl.points().items():
+            if not all(n in pts for n in ("As", "Ps", "Pi", "Ai")):
+                continue
+            poly = np.array([pts["As"], pts["Ps"], pts["Pi"], pts["Ai"]], dtype=float)
+            if _inside(poly, pos):
+                return level
+        return None
+
+    def flag_here(self, flag: str) -> None:
+        """Toggle ``flag`` of the vertebra under the mouse, else of the vertebra just
+        finished (the guided sequence goes on where it was)."""
+        ctl = self._require()
+        level = self._level_under_mouse() or self._flag_level()
+        if level is None:
+            self._status("no vertebra to flag yet", error=True)
+            return
+        self._call(ctl.set_flag, level, flag, not ctl.flags(level)[flag])
+        if self._error is None:
+            ctl.last_message = f"{level} {flag}: {'yes' if ctl.flags(level)[flag] else 'no'}"
+            self.refresh()
 
     # ================================================================== films
     def _film_layers(self) -> list[Any]:
@@ -744,11 +827,14 @@ class SpineAnnotationWidget(QWidget):
                 text={"string": "{label}", "size": 9, "color": "#ffd27a",
                       "anchor": "upper_left", "translation": (-5, 5)})
             self.landmarks_layer.events.data.connect(self._landmarks_data_event)
-            self.landmarks_layer.mouse_drag_callbacks.append(self._drag_end_tracker)
+            self.landmarks_layer.events.mode.connect(self._layer_mode_changed)
+            self.landmarks_layer.mouse_drag_callbacks.append(self._drag_point)
         for ly in (self.cement_layer, self.calibration_layer, self.endplates_layer,
                    self.labels_layer, self.preview_layer, self.landmarks_layer):
             ly.scale = scale
             ly.units = self._image_layer.units
+        for ly in [*self._annotation_layers(), *self._film_layers()]:
+            self._bind_keys(ly)
         self._cache: dict[str, Any] = {}
         if self.cement_layer.data.shape != (rows, cols):
             self.cement_layer.data = np.zeros((rows, cols), dtype=np.uint8)
@@ -819,8 +905,18 @@ class SpineAnnotationWidget(QWidget):
         self.mode_button.setText("Placing points (E)" if self._placing
                                  else "Correcting: drag points (E)")
         if self.landmarks_layer is not None:
-            self.landmarks_layer.mode = "add" if self._placing else "select"
             self.viewer.layers.selection.active = self.landmarks_layer
+            self.landmarks_layer.mode = "add" if self._placing else "select"
+            self._layer_mode_changed()
+            self._focus_canvas()
+
+    def _focus_canvas(self) -> None:
+        """Give the keyboard back to the canvas (after a button or a drop-down choice), so
+        the plugin's keys keep working."""
+        qt_viewer = getattr(getattr(self.viewer, "window", None), "_qt_viewer", None)
+        native = getattr(getattr(qt_viewer, "canvas", None), "native", None)
+        if native is not None:
+            native.setFocus()
 
     def calibrate(self, p0: tuple[float, float], p1: tuple[float, float],
                   length_mm: float) -> Any:
@@ -960,7 +1056,12 @@ class SpineAnnotationWidget(QWidget):
             self.select_level(level)
 
     def _flag_level(self) -> str | None:
+        """The current vertebra once it has a point; before that the one just finished."""
         ctl = self._require()
+        if ctl.level is not None and ctl.points(ctl.level):
+            return ctl.level
+        if ctl.last_completed is not None:
+            return ctl.last_completed
         if ctl.level is not None:
             return ctl.level
         pts = ctl.points()
@@ -1010,12 +1111,37 @@ class SpineAnnotationWidget(QWidget):
         elif action.endswith("REMOVED") or action == "removed":
             self.refresh(force_points=True)  # points are deleted with N / undo, not here
 
-    def _drag_end_tracker(self, layer: Any, event: Any) -> Any:
-        yield
-        while event.type == "mouse_move":
+    def _drag_point(self, layer: Any, event: Any) -> Any:
+        """Mouse drag on the landmarks layer. While placing, a press on an existing point
+        drags that point (no need to switch to correcting with E): napari's add-a-point
+        callback is held back for this press. Every move updates the controller, so the
+        endplate lines and the table follow the mouse. The release closes the undo step."""
+        ctl = self.controller
+        grabbed = None
+        add_cb = None
+        if ctl is not None and str(layer.mode) == "add" and ctl.read_only is None:
+            idx = layer.get_value(event.position, world=True)
+            if idx is not None and 0 <= int(idx) < len(self._keys):
+                grabbed = self._keys[int(idx)]
+                add_cb = layer._drag_modes[layer._mode]
+                if add_cb in layer.mouse_drag_callbacks:
+                    layer.mouse_drag_callbacks.remove(add_cb)
+                else:
+                    add_cb = None
+        try:
             yield
-        if self.controller is not None:
-            self.controller.end_move()
+            while event.type == "mouse_move":
+                if grabbed is not None:
+                    r, c = np.asarray(layer.world_to_data(event.position), dtype=float)[-2:]
+                    self.move_point(grabbed[0], grabbed[1], float(r), float(c))
+                    event.handled = True
+                yield
+        finally:
+            if add_cb is not None and add_cb not in layer.mouse_drag_callbacks \
+                    and layer._drag_modes[layer._mode] is add_cb:
+                layer.mouse_drag_callbacks.append(add_cb)
+            if self.controller is not None:
+                self.controller.end_move()
 
     def _cement_painted(self, *_: Any) -> None:
         ctl = self.controller

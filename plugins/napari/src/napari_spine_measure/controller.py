@@ -183,6 +183,9 @@ class AnnotationController:
         self.last_message = ""
         #: why the session is read-only (an unreadable annotation file), else None
         self.read_only: str | None = None
+        #: the vertebra most recently completed by a click or a skip (flags go there
+        #: once the sequence has moved on)
+        self.last_completed: str | None = None
         #: the autosave could not be written (read-only folder ...): the reason, said once
         self.autosave_error: str | None = None
         # "start over" on an unreadable file: (its SHA-256, backup path); saving replaces it
@@ -420,6 +423,7 @@ class AnnotationController:
         self._push("place")
         self._state.points.setdefault(level, {})[name] = (float(row), float(col))
         if self.is_complete(level):
+            self.last_completed = level
             self._advance()
         self.last_message = f"placed {level} {name}"
         self._changed()
@@ -457,6 +461,7 @@ class AnnotationController:
         self._push("skip")
         self._state.skipped.setdefault(level, set()).add(name)
         if self.is_complete(level):
+            self.last_completed = level
             self._advance()
         self.last_message = f"skipped {level} {name} (optional)"
         self._changed()
