@@ -1112,34 +1112,40 @@ class SpineAnnotationWidget(QWidget):
             self.refresh(force_points=True)  # points are deleted with N / undo, not here
 
     def _drag_point(self, layer: Any, event: Any) -> Any:
-        """Mouse drag on the landmarks layer. While placing, a press on an existing point
-        drags that point (no need to switch to correcting with E): napari's add-a-point
-        callback is held back for this press. Every move updates the controller, so the
-        endplate lines and the table follow the mouse. The release closes the undo step."""
+        """Mouse drag on the landmarks layer: a press on an existing point drags that point,
+        in placing mode as well (no need to switch with E). napari's own callback of the
+        mode (add a point / select and move) is held back for this press, and every mouse
+        move goes to the controller, so the endplate lines and the table follow the mouse
+        (napari's select-drag reports a move only on release). The release closes the undo
+        step: one drag is one undo."""
         ctl = self.controller
         grabbed = None
-        add_cb = None
-        if ctl is not None and str(layer.mode) == "add" and ctl.read_only is None:
+        mode_cb = None
+        if ctl is not None and ctl.read_only is None and str(layer.mode) in ("add", "select") \
+                and not event.modifiers:
             idx = layer.get_value(event.position, world=True)
             if idx is not None and 0 <= int(idx) < len(self._keys):
                 grabbed = self._keys[int(idx)]
-                add_cb = layer._drag_modes[layer._mode]
-                if add_cb in layer.mouse_drag_callbacks:
-                    layer.mouse_drag_callbacks.remove(add_cb)
+                start = np.asarray(layer.world_to_data(event.position), dtype=float)[-2:]
+                origin = np.asarray(layer.data[int(idx)], dtype=float)
+                mode_cb = layer._drag_modes[layer._mode]
+                if mode_cb in layer.mouse_drag_callbacks:
+                    layer.mouse_drag_callbacks.remove(mode_cb)
                 else:
-                    add_cb = None
+                    mode_cb = None
         try:
             yield
             while event.type == "mouse_move":
                 if grabbed is not None:
-                    r, c = np.asarray(layer.world_to_data(event.position), dtype=float)[-2:]
+                    now = np.asarray(layer.world_to_data(event.position), dtype=float)[-2:]
+                    r, c = origin + (now - start)
                     self.move_point(grabbed[0], grabbed[1], float(r), float(c))
                     event.handled = True
                 yield
         finally:
-            if add_cb is not None and add_cb not in layer.mouse_drag_callbacks \
-                    and layer._drag_modes[layer._mode] is add_cb:
-                layer.mouse_drag_callbacks.append(add_cb)
+            if mode_cb is not None and mode_cb not in layer.mouse_drag_callbacks \
+                    and layer._drag_modes[layer._mode] is mode_cb:
+                layer.mouse_drag_callbacks.append(mode_cb)
             if self.controller is not None:
                 self.controller.end_move()
 
