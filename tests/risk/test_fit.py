@@ -148,6 +148,7 @@ def test_decision_curve_hand_computed():
     assert d.net_benefit_all == pytest.approx(0.4 - 0.6 * 0.3 / 0.7)
 
 
+@pytest.mark.filterwarnings("ignore::spine_measure.risk.errors.NonConvergenceWarning")
 def test_separation_and_few_events_warnings():
     x = np.r_[np.zeros(20), np.ones(20)]
     df = pd.DataFrame({"x": x, "z": np.tile([0.0, 1.0], 20), "y": x.astype(int)})

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
+from scipy.special import expit as _expit
 
 from spine_measure.risk.apply import expit
 from spine_measure.risk.fit import LogisticFit, encode, outcome_vector
@@ -117,7 +118,7 @@ def logit_newton(X: np.ndarray, y: np.ndarray, *, offset: np.ndarray | None = No
     off = 0.0 if offset is None else offset
     for _ in range(maxiter):
         eta = X @ b + off
-        pr = 1.0 / (1.0 + np.exp(-eta))
+        pr = _expit(eta)
         w = pr * (1.0 - pr)
         h = (X * w[:, None]).T @ X
         g = X.T @ (y - pr)
