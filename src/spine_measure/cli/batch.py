@@ -1,8 +1,9 @@
 """``spine-measure batch DIR --out OUT``: measure a folder of annotated films.
 
 Exit codes: 0 every film measured (unannotated films are skipped, not failed); 1 some films
-failed (see ``OUT/errors.csv``); 2 usage error (bad option, missing folder, ``OUT`` holds a
-run with other options); 3 nothing measured; 130 interrupted (re-run to resume).
+failed or clinical values were rejected (see ``OUT/errors.csv``); 2 usage error (bad option,
+missing folder, ``OUT`` holds a run with other options, unusable clinical table or key);
+3 nothing measured; 130 interrupted (re-run to resume).
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ def batch(
         False, "--include-identifiers", help="Also write real PatientIDs and file paths."),
     pseudonym_key: str | None = typer.Option(
         None, "--pseudonym-key", metavar="KEY", help="Key of the pseudonyms (default: "
-                                      "$SPINE_MEASURE_PSEUDONYM_KEY, else generated in OUT)."),
+                                      "$SPINE_MEASURE_PSEUDONYM_KEY, else a key file)."),
+    pseudonym_key_file: Path | None = typer.Option(
+        None, "--pseudonym-key-file", metavar="FILE",
+        help="File holding the key (default: $SPINE_MEASURE_PSEUDONYM_KEY_FILE, else the "
+             "user's key, generated once; never in OUT)."),
     no_overlays: bool = typer.Option(False, "--no-overlays",
                                      help="Do not draw review overlays."),
     sr: bool = typer.Option(False, "--sr", help="Also write each film's measurements as a "
@@ -67,14 +72,17 @@ def batch(
         else:
             err.print(f"Error: {p}: {what} not found", markup=False)
         raise typer.Exit(EXIT_USAGE)
-    if clinical is not None and not clinical.is_file():
+    if clinical is not None and not clinical.exists():     # other oddities: read_clinical
         err.print(f"Error: {clinical}: clinical table not found", markup=False)
         raise typer.Exit(EXIT_USAGE)
     opts = BatchOptions(input_dir=str(input_dir), out_dir=str(out),
                         annotations_dir=None if annotations is None else str(annotations),
                         clinical=None if clinical is None else str(clinical), jobs=jobs,
                         scheduler=scheduler, include_identifiers=include_identifiers,
-                        pseudonym_key=pseudonym_key, overlays=not no_overlays,
+                        pseudonym_key=pseudonym_key,
+                        pseudonym_key_file=(None if pseudonym_key_file is None
+                                            else str(pseudonym_key_file)),
+                        overlays=not no_overlays,
                         postop_window_days=postop_window_days, restart=restart, sr=sr)
     bar = Progress("[progress.description]{task.description}", BarColumn(),
                    MofNCompleteColumn(), TimeRemainingColumn(), console=err,
@@ -107,10 +115,13 @@ def batch(
               f"skipped: {summary.n_skipped}  warnings: {summary.n_warnings}  "
               f"(from journal: {summary.n_from_journal})  rows: {summary.n_rows}  "
               f"in {summary.seconds:.1f} s")
+    if summary.n_clinical_errors:
+        err.print(f"clinical table: {summary.n_clinical_errors} value(s) or row(s) rejected "
+                  "(errors.csv, stage clinical)")
     for reason, n in sorted(summary.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:15]:
         err.print(f"  {n:4d} x {reason}")
-    if summary.key_source == "generated":
-        err.print(f"pseudonym key: generated, stored in {Path(out) / 'pseudonym.key'}")
+    if summary.key_path and summary.key_source != "generated":   # generated: logged once
+        err.print(f"pseudonym key: {summary.key_path}", soft_wrap=True, markup=False)
     if summary.n_films == 0:
         from spine_measure.batch.plan import no_films_reason
 
