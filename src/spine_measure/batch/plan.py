@@ -119,7 +119,8 @@ def plan_batch(root: str | Path, *, annotations_dir: str | Path | None = None,
                                     "failed" if issue.stage == "read" else "skipped",
                                     issue.reason))
     if not scan.images and not scan.issues:
-        plan.issues.append(ErrorRow(".", "scan", "failed", no_films_reason(root, "the input folder")))
+        plan.issues.append(ErrorRow(".", "scan", "failed",
+                                    no_films_reason(root, "the input folder")))
     excluded: set[str] = set()
     for uid, paths in sorted(scan.duplicate_sop_instance_uids().items()):
         paths = sorted(paths, key=lambda p: _rel(p, root))
