@@ -62,13 +62,17 @@ class BatchOptions:
     refracture_cri_threshold_pct: float = 15.0
     restart: bool = False
     sr: bool = False
+    #: A LandmarkErrorModel (``--uncertainty`` / ``--uncertainty-from``): adds the optional
+    #: uncertainty columns. Not journalled: the tables are assembled anew on every run.
+    uncertainty: Any = None
 
     def output_options(self, key: bytes) -> dict[str, Any]:
         """The options that shape the output (hashed into the journal): not ``jobs``,
-        ``scheduler`` or ``restart``; the key only as a keyed fingerprint."""
+        ``scheduler``, ``restart`` or ``uncertainty`` (which changes the assembled tables
+        only, never a journalled film); the key only as a keyed fingerprint."""
         d = asdict(self)
         for k in ("jobs", "scheduler", "restart", "pseudonym_key", "pseudonym_key_file",
-                  "out_dir"):
+                  "out_dir", "uncertainty"):
             d.pop(k)
         for k in ("input_dir", "annotations_dir", "clinical"):
             if d[k] is not None:
@@ -248,7 +252,8 @@ def run_batch(options: BatchOptions, *,
     tables = assemble(plan, records, identifiers=options.include_identifiers,
                       clinical=clinical, long_options=long_options,
                       postop_window_days=options.postop_window_days,
-                      overlay_paths=overlay_paths, key=key)
+                      overlay_paths=overlay_paths, key=key,
+                      uncertainty=options.uncertainty)
     atomic_write_text(out / "features_wide.csv", tables.wide)
     atomic_write_text(out / "measurements_long.csv", tables.long)
     atomic_write_text(out / "data_dictionary.csv", tables.dictionary)
@@ -276,7 +281,9 @@ def run_batch(options: BatchOptions, *,
         "spine_measure_version": __version__,
         "versions": _versions(),
         "options": {**out_opts, "jobs": options.jobs, "scheduler": options.scheduler,
-                    "pseudonym_key_source": key_source},
+                    "pseudonym_key_source": key_source,
+                    "uncertainty": (None if options.uncertainty is None
+                                    else options.uncertainty.describe())},
         "options_hash": opt_hash,
         "inputs": inputs,
         "clinical_table": None if options.clinical is None else

@@ -225,15 +225,54 @@ def _volume_ratio(crow: Mapping[str, Any] | None, postop: FilmMeasurements | Non
     return cement_volume_ratio(volume, lat, lat_sp, apv, ap_sp)
 
 
+def uncertainty_column_names() -> tuple[list[str], list[str]]:
+    """The optional columns of ``batch --uncertainty``: (features_wide, measurements_long).
+
+    features_wide: ``<column>_u`` of every numeric longitudinal measurement and the
+    three-state ``recompression_state`` / ``refracture_state``; measurements_long:
+    ``<column>_u`` of every numeric single-film measurement, ``compression_ge_38_5_state``,
+    ``degenerative_scoliosis_state``; both: ``uncertainty_model``.
+    """
+    numeric = ("length", "angle", "ratio")
+    wide = [f"{c}_u" for d in _long_defs() if d.kind in numeric for c in d.columns]
+    wide += ["recompression_state", "refracture_state", "uncertainty_model"]
+    long_: list[str] = []
+    for view in ("lateral", "ap"):
+        long_ += [f"{c}_u" for d in _vertebra_defs(view) + _film_defs(view)
+                  if d.kind in numeric for c in d.columns if f"{c}_u" not in long_]
+    long_ += ["compression_ge_38_5_state", "degenerative_scoliosis_state", "uncertainty_model"]
+    return wide, long_
+
+
+def _series_uncertainty(slot: Mapping[str, FilmMeasurements | None],
+                        follow: Sequence[FilmMeasurements], level: str,
+                        oedema: bool | None, options: LongitudinalOptions | None,
+                        model: Any) -> dict[str, Any]:
+    from spine_measure.measurements.uncertainty import longitudinal_uncertainty
+
+    try:
+        lu = longitudinal_uncertainty(slot["preop"], slot["postop"], follow, model=model,
+                                      level=level, bone_marrow_oedema=oedema, options=options)
+    except ValueError as exc:   # e.g. no treated level on the films: the values say why
+        return {"uncertainty_model": f"{model.describe()}; not computed: {exc}"}
+    out: dict[str, Any] = {f"{it.column}_u": (it.u if it.ok else None)
+                           for it in lu.items.values()}
+    out.update(recompression_state=lu.flags["recompression"],
+               refracture_state=lu.flags["refracture"], uncertainty_model=model.describe())
+    return out
+
+
 def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
              identifiers: bool = False, clinical: ClinicalTable | None = None,
              long_options: LongitudinalOptions | None = None,
              postop_window_days: int = 14, overlay_paths: Mapping[str, str] | None = None,
-             key: bytes | None = None) -> Tables:
+             key: bytes | None = None, uncertainty: Any = None) -> Tables:
     """Build every table from the plan and the per-film records (see module docstring).
 
     ``key`` (the pseudonymisation key) lets the clinical table's warnings name a patient id
-    that matches no film by its pseudonym; with ``identifiers`` they name the real id."""
+    that matches no film by its pseudonym; with ``identifiers`` they name the real id.
+    ``uncertainty`` (a :class:`~spine_measure.measurements.uncertainty.LandmarkErrorModel`)
+    adds the optional uncertainty columns (:func:`uncertainty_column_names`)."""
     notes: list[ErrorRow] = list(plan.issues)
     overlay_paths = overlay_paths or {}
     done: dict[str, dict[str, Any]] = {}
@@ -379,6 +418,10 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
                 row[res.column] = res.value
                 if res.reason:
                     reasons.append(f"{res.name}: {res.reason}")
+            if uncertainty is not None:
+                row.update(_series_uncertainty(slot, [fms[k] for k in follow], level,
+                                               row["bone_marrow_oedema"], long_options,
+                                               uncertainty))
             row["clinical_match"] = match if clinical is not None else ""
             if crow is not None:
                 for c, v in crow.items():
@@ -414,11 +457,22 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
                         annotation_file=None if task.annotation_path is None
                         else plan.annotation_name(task.annotation_path))
         fm = fms[k]
+        ucols: dict[Any, dict[str, Any]] = {}
+        if uncertainty is not None:
+            from spine_measure.measurements.uncertainty import (
+                film_uncertainty,
+                uncertainty_columns,
+            )
+
+            ucols = uncertainty_columns(film_uncertainty(fm, uncertainty))
+            for cols in ucols.values():
+                cols["uncertainty_model"] = uncertainty.describe()
         for r in fm.to_rows():
             long_rows.append({**base, **{c: v for c, v in r.items()
-                                         if c not in ("image", "sop_instance_uid")}})
+                                         if c not in ("image", "sop_instance_uid")},
+                              **ucols.get(r["level"], {})})
         if fm.film:
-            fr: dict[str, Any] = {**base, "level": ""}
+            fr: dict[str, Any] = {**base, "level": "", **ucols.get(None, {})}
             reasons = []
             for res in fm.film:
                 fr[res.column] = res.value
@@ -429,6 +483,10 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
     cem = _cement_cols(done.values())
     wcols = wide_columns(identifiers, extra_clin, cem)
     lcols = long_columns(identifiers)
+    if uncertainty is not None:
+        wextra, lextra = uncertainty_column_names()
+        wcols = wcols[:-2] + wextra + wcols[-2:]     # before reasons, spine_measure_version
+        lcols = lcols[:-1] + lextra + lcols[-1:]
     n_failed = sum(1 for n in notes if n.status == "failed" and n.stage != "clinical")
     n_clinical = sum(1 for n in notes if n.status == "failed" and n.stage == "clinical")
     n_skipped = sum(1 for n in notes if n.status == "skipped")
@@ -574,6 +632,21 @@ BATCH_COLUMNS: dict[str, tuple[str, str]] = {
     "anti_osteoporosis_therapy": ("flag", "Clinical table: anti-osteoporosis therapy "
                                           "(yes/no, y/n, true/false, 1/0 in the table)."),
     "brace": ("flag", "Clinical table: brace (yes/no, y/n, true/false, 1/0 in the table)."),
+    "uncertainty_model": ("", "batch --uncertainty / --uncertainty-from: the landmark error "
+                              "model (SD and where it came from) of the *_u columns "
+                              "(docs/measurements.md)."),
+    "compression_ge_38_5_state": ("", "With --uncertainty: compression_pct >= 38.5 % (Zeng "
+                                      "2025) as true, false or uncertain (|value - 38.5| < "
+                                      "1.96 u)."),
+    "degenerative_scoliosis_state": ("", "With --uncertainty: degenerative_scoliosis as true, "
+                                         "false or uncertain (|coronal Cobb - threshold| < "
+                                         "1.96 u)."),
+    "recompression_state": ("", "With --uncertainty: recompression as true, false or "
+                                "uncertain (a criterion within 1.96 u of its threshold and "
+                                "none clearly met)."),
+    "refracture_state": ("", "With --uncertainty: refracture as true, false or uncertain "
+                             "(compression_rate_increase within 1.96 u of its threshold, with "
+                             "oedema)."),
     "clinical_match": ("", "How the clinical row was matched: patient_level (row of the "
                            "patient and level), patient (row without a level), none (no row: "
                            "a warning in errors.csv)."),
@@ -603,7 +676,14 @@ def dictionary_csv(wide_cols: Sequence[str], long_cols: Sequence[str]) -> str:
                     base, tp = col[: -len(suffix) - 1], suffix
                     break
             row = {"table": table, "column": col, "base_column": base, "time_point": tp}
-            if base in reg:
+            if col.endswith("_u") and col[:-2] in reg:
+                r = reg[col[:-2]]
+                row.update(base_column=col[:-2], unit=r["unit"], family="uncertainty",
+                           definition=f"Standard uncertainty of {col[:-2]} from the landmark "
+                                      "error model (uncertainty_model): first-order "
+                                      "propagation through its formula; 95 % interval "
+                                      "value -/+ 1.96 u (docs/measurements.md).")
+            elif base in reg:
                 r = reg[base]
                 row.update(unit=r["unit"], family=r["family"], definition=r["definition"],
                            formula=r["formula"], values=r["values"],

@@ -15,6 +15,12 @@ from typing import Any
 import typer
 
 from spine_measure.cli import EXIT_INTERRUPTED, EXIT_USAGE, app
+from spine_measure.cli.uncertainty_options import (
+    HELP_FROM,
+    HELP_SD,
+    UncertaintyOptionError,
+    resolve_uncertainty,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,10 @@ def batch(
     restart: bool = typer.Option(False, "--restart",
                                  help="Discard the journal in OUT and start again."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    uncertainty: float | None = typer.Option(None, "--uncertainty", metavar="SD_MM",
+                                             help=HELP_SD),
+    uncertainty_from: Path | None = typer.Option(None, "--uncertainty-from", metavar="DIR",
+                                                 help=HELP_FROM),
 ) -> None:
     """Measure every annotated film of DIR and write the feature tables to OUT."""
     from rich.console import Console
@@ -75,6 +85,11 @@ def batch(
     if clinical is not None and not clinical.exists():     # other oddities: read_clinical
         err.print(f"Error: {clinical}: clinical table not found", markup=False)
         raise typer.Exit(EXIT_USAGE)
+    try:
+        model = resolve_uncertainty(uncertainty, uncertainty_from)
+    except UncertaintyOptionError as exc:
+        err.print(f"Error: {exc}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
     opts = BatchOptions(input_dir=str(input_dir), out_dir=str(out),
                         annotations_dir=None if annotations is None else str(annotations),
                         clinical=None if clinical is None else str(clinical), jobs=jobs,
@@ -83,7 +98,8 @@ def batch(
                         pseudonym_key_file=(None if pseudonym_key_file is None
                                             else str(pseudonym_key_file)),
                         overlays=not no_overlays,
-                        postop_window_days=postop_window_days, restart=restart, sr=sr)
+                        postop_window_days=postop_window_days, restart=restart, sr=sr,
+                        uncertainty=model)
     bar = Progress("[progress.description]{task.description}", BarColumn(),
                    MofNCompleteColumn(), TimeRemainingColumn(), console=err,
                    disable=not progress, transient=True)

@@ -15,6 +15,12 @@ from pathlib import Path
 import typer
 
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
+from spine_measure.cli.uncertainty_options import (
+    HELP_FROM,
+    HELP_SD,
+    UncertaintyOptionError,
+    resolve_uncertainty,
+)
 from spine_measure.errors import SpineMeasureError
 
 
@@ -33,6 +39,10 @@ def export_sr(
                            '"T10:superior,L2:inferior" (repeatable).'),
     with_cement: bool = typer.Option(
         True, "--cement/--no-cement", help="Cement features of treated vertebrae."),
+    uncertainty: float | None = typer.Option(None, "--uncertainty", metavar="SD_MM",
+                                             help=HELP_SD),
+    uncertainty_from: Path | None = typer.Option(None, "--uncertainty-from", metavar="DIR",
+                                                 help=HELP_FROM),
 ) -> None:
     """Write each film's measurements as a DICOM SR (Comprehensive 3D SR, TID 1500)."""
     from spine_measure.cli.measure import candidates, report_unused
@@ -54,6 +64,11 @@ def export_sr(
         typer.echo(f"Error: --annotations: {annotations}: not a folder", err=True)
         raise typer.Exit(EXIT_USAGE)
     try:
+        model = resolve_uncertainty(uncertainty, uncertainty_from)
+    except UncertaintyOptionError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         typer.echo(f"Error: --out: {out}: {exc.strerror or exc}", err=True)
@@ -70,7 +85,8 @@ def export_sr(
     for path in files:
         try:
             written = write_film_sr(path, out, finder=finder, cobb=cobb,
-                                    with_cement=with_cement, file_name=None, taken=used)
+                                    with_cement=with_cement, file_name=None, taken=used,
+                                    uncertainty=model)
         except (SpineMeasureError, OSError) as exc:
             failed += 1
             typer.echo(f"Error: {exc}", err=True)

@@ -65,6 +65,7 @@ __all__ = [
     "Z95",
     "COMPRESSION_THRESHOLD_PCT",
     "film_flag_states",
+    "film_result_u",
     "film_uncertainty",
     "uncertainty_columns",
     "uncertainty_fields",
@@ -347,6 +348,17 @@ def _film_key(level: str | None, i: int, r: Result, fm: FilmMeasurements) -> tup
         return level, r.name
     same = [k for k, x in enumerate(fm.film) if x.name == r.name]
     return None, r.name if len(same) == 1 else f"{r.name}#{same.index(i) + 1}"
+
+
+def film_result_u(fu: FilmUncertainty) -> list[float | None]:
+    """``u`` of each of ``fu.measurements.film`` in order (``None`` where it has none)."""
+    fm = fu.measurements
+    out: list[float | None] = []
+    for i, r in enumerate(fm.film):
+        it = fu.items.get(_film_key(None, i, r, fm)) if REGISTRY[r.name].kind in _NUMERIC \
+            else None
+        out.append(it.u if it is not None and it.ok else None)
+    return out
 
 
 def film_uncertainty(measurements: FilmMeasurements, model: LandmarkErrorModel
