@@ -125,10 +125,13 @@ class FilmMeasurements:
             for r in per.values():
                 out.append({**base, "view": self.view, "level": level,
                             "fractured": v.fractured, "treated": v.treated,
-                            "excluded": v.excluded, **_record(r)})
+                            "excluded": v.excluded,
+                            "genant_grade_reader": v.genant_grade_reader,
+                            "genant_shape_reader": v.genant_shape_reader, **_record(r)})
         for r in self.film:
             out.append({**base, "view": self.view, "level": None, "fractured": None,
-                        "treated": None, "excluded": None, **_record(r)})
+                        "treated": None, "excluded": None, "genant_grade_reader": None,
+                        "genant_shape_reader": None, **_record(r)})
         return out
 
     def to_rows(self) -> list[dict[str, Any]]:
@@ -148,6 +151,9 @@ class FilmMeasurements:
                 if r.reason:
                     reasons.append(f"{r.name}: {r.reason}")
                 neighbours.update(r.neighbours)
+                if r.name == "genant_shape":  # the reader's reading beside the computed one
+                    row["genant_grade_reader"] = v.genant_grade_reader
+                    row["genant_shape_reader"] = v.genant_shape_reader
             row["reference_neighbours"] = ",".join(sorted(neighbours,
                                                           key=self.landmarks.levels().index))
             row["reasons"] = "; ".join(reasons)

@@ -18,6 +18,7 @@ __all__ = [
     "MeasureOptions",
     "parse_endplate",
     "parse_endplate_pair",
+    "usable_reference",
 ]
 
 SITES = ("anterior", "middle", "posterior")
@@ -164,6 +165,12 @@ def make_result(name: str, value: Any, unit: str, reason: str | None = None,
     d["neighbours"] = neighbours if type(neighbours) is tuple else tuple(neighbours)
     d["detail"] = types.MappingProxyType(dict(detail)) if detail else _EMPTY
     return r
+
+
+def usable_reference(v: Vertebra) -> bool:
+    """True when ``v`` may serve as a reference neighbour: a normal vertebra, i.e. not
+    flagged ``excluded``, ``fractured`` or ``treated``, and not S1 (which has no heights)."""
+    return not (v.excluded or v.fractured or v.treated) and v.level != "S1"
 
 
 @dataclass
@@ -341,10 +348,12 @@ class FilmContext:
 
     # -- neighbours ---------------------------------------------------------------------
     def reference_neighbours(self, level: str) -> tuple[Vertebra | None, Vertebra | None]:
-        """Nearest annotated, non-excluded vertebrae above and below ``level`` (never S1).
+        """Nearest annotated usable reference vertebrae above and below ``level``.
 
-        Walks up (and down) the annotated levels and takes the first one not flagged
-        ``excluded``; S1 cannot serve (it has no heights). Memoised per level.
+        Walks up (and down) the annotated levels and takes the first one that can serve as a
+        reference (:func:`usable_reference`): not flagged ``excluded``, ``fractured`` or
+        ``treated``, and not S1 (it has no heights). A fractured or cemented neighbour never
+        serves as the normal height another vertebra is compared with. Memoised per level.
         """
         try:
             return self._nbrs[level]
@@ -357,14 +366,14 @@ class FilmContext:
             last: Vertebra | None = None
             for v in verts:
                 ups.append(last)
-                if not v.excluded and v.level != "S1":
+                if usable_reference(v):
                     last = v
             # ... and below it
             last = None
             for i in range(len(verts) - 1, -1, -1):
                 v = verts[i]
                 self._nbrs[v.level] = (ups[i], last)
-                if not v.excluded and v.level != "S1":
+                if usable_reference(v):
                     last = v
             return self._nbrs[level]
 
@@ -403,8 +412,9 @@ class FilmContext:
                     used_levels.append(nb_level)
                     heights.append(h)
             if not heights:
-                refs[site] = (float("nan"), (), (f"{level}: no non-excluded neighbour with a "
-                                                 f"{site} height to serve as reference"))
+                refs[site] = (float("nan"), (), (f"{level}: no normal neighbour (not fractured, "
+                                                 f"treated or excluded) with a {site} height "
+                                                 "to serve as reference"))
             else:
                 # numpy's mean of one or two values, bit for bit: (h0 [+ h1]) / n
                 total = heights[0] + heights[1] if len(heights) == 2 else heights[0]
