@@ -43,6 +43,7 @@ class FilmTask:
     cement_tolerance_mm: float = 1.0
     sr: bool = False                # also build the film's DICOM SR (TID 1500)
     identifiers: bool = False       # SR keeps the real patient name / ID
+    cobb: tuple[str, ...] = ()      # sagittal Cobb angles (endplate pairs or keywords)
 
 
 def _sha256(path: str) -> tuple[str, int]:
@@ -131,7 +132,7 @@ def _process(task: FilmTask, rec: dict[str, Any]) -> dict[str, Any]:
                                           f"the film is {task.rows}x{task.cols}")
     rec["stage_hint"] = "measure"
     header = SimpleNamespace(calibration=task.calibration, metadata={})
-    fm = measure_annotation(header, ann)
+    fm = measure_annotation(header, ann, cobb=task.cobb)
     rec["view"] = ann.view
     rec["landmarks"] = ann.landmarks.to_dict()
     rec["spacing"] = None if fm.spacing is None else [float(fm.spacing[0]), float(fm.spacing[1])]

@@ -19,7 +19,7 @@ from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT
 from spine_measure.errors import SpineMeasureError
 from spine_measure.measurements import REGISTRY, FilmMeasurements, measure_radiograph
 from spine_measure.measurements.api import result_value_for_json
-from spine_measure.measurements.context import parse_endplate_pair
+from spine_measure.measurements.context import parse_cobb_spec
 
 
 def _candidates(paths: list[Path]) -> list[Path]:
@@ -162,7 +162,8 @@ def measure(
                                                        "film-level measurement."),
     cobb: list[str] = typer.Option(
         [], "--cobb", help='Sagittal Cobb angle between two endplates, e.g. '
-                           '"T10:superior,L2:inferior" (repeatable).'),
+                           '"T10:superior,L2:inferior" or "T10s-L2i", or "treated" / '
+                           '"treated+1" (the treated segment; repeatable).'),
     with_cement: bool = typer.Option(
         True, "--cement/--no-cement", help="Cement features (SPEC §4) of treated vertebrae "
                                            "(decodes the pixels of films that have one)."),
@@ -171,7 +172,7 @@ def measure(
     features of treated vertebrae (SPEC §4)."""
     try:
         for c in cobb:
-            parse_endplate_pair(c)
+            parse_cobb_spec(c)
     except SpineMeasureError as exc:
         typer.echo(f"Error: --cobb: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None

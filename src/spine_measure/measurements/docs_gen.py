@@ -30,13 +30,29 @@ log = logging.getLogger(__name__)
 __all__ = ["data_dictionary_csv", "generate", "main", "measurements_markdown"]
 
 DICT_COLUMNS = ("name", "column", "unit", "family", "scope", "view", "required_landmarks",
-                "definition", "formula", "sign_convention", "values", "paper_term", "source")
-_UNIT_WORDS = {"mm": "mm", "px": "px (uncalibrated film)", "deg": "degrees",
-               "pct": "percent", "grade": "grade 0-3", "": "categorical / flag"}
+                "definition", "formula", "same_as", "sign_convention", "values", "paper_term",
+                "source")
+#: How each registry unit is written in the data dictionaries (one spelling per unit).
+UNIT_WORDS = {"mm": "mm", "px": "px (uncalibrated film)", "deg": "deg", "pct": "%",
+              "grade": "grade 0-3", "": "category / flag"}
+
+
+def unit_word(d: MeasurementDef, unit: str) -> str:
+    """The dictionary's unit of ``d`` reported in ``unit``: differences of two percentages
+    are in percentage points, not percent."""
+    if unit == "pct" and "percentage points" in d.definition:
+        return "percentage points"
+    if unit == "" and d.kind == "flag":
+        return "flag"
+    if unit == "" and d.kind == "category":
+        return "category"
+    return UNIT_WORDS[unit]
 
 
 def data_dictionary_csv() -> str:
-    """The data dictionary as CSV text: one row per (measurement, output column)."""
+    """The registry's own table (CSV text): one row per (measurement, output column). The
+    batch's data dictionary (``spine_measure.batch.tables.dictionary_csv``) is built from it;
+    ``docs/data_dictionary.csv`` is that dictionary."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(DICT_COLUMNS)
@@ -44,9 +60,9 @@ def data_dictionary_csv() -> str:
         terms = "; ".join(t.term for t in d.paper_terms)
         sources = "; ".join(dict.fromkeys(t.paper for t in d.paper_terms))
         for unit, col in zip(d.units, d.columns, strict=True):
-            w.writerow([d.name, col, _UNIT_WORDS[unit], d.family, d.scope, d.view,
-                        d.required_landmarks, d.definition, d.formula, d.sign_convention,
-                        d.values, terms, sources])
+            w.writerow([d.name, col, unit_word(d, unit), d.family, d.scope, d.view,
+                        d.required_landmarks, d.definition, d.formula, d.same_as,
+                        d.sign_convention, d.values, terms, sources])
     return buf.getvalue()
 
 
@@ -61,6 +77,8 @@ def _entry_md(d: MeasurementDef) -> list[str]:
            f"- **Paper term:** {terms}"]
     if d.values:
         out.append(f"- **Values:** {d.values}")
+    if d.same_as:
+        out.append(f"- **Same as:** {d.same_as}")
     out.append("")
     return out
 
@@ -369,14 +387,21 @@ def _fmt(value: Any) -> str:
 
 def generate(docs_dir: str | Path = "docs", *, figures: bool = True,
              samples: str | Path = "sample_dicoms") -> list[Path]:
-    """Write the data dictionary, the measurements page and (optionally) the figures."""
+    """Write the data dictionary, the measurements page and (optionally) the figures.
+
+    ``data_dictionary.csv`` is the batch's dictionary of every column a batch can write
+    (``spine_measure.batch.tables.docs_dictionary_csv``), so the documented and the
+    output dictionaries share one layout; it is imported here, in the developer command
+    only, so that the measurement core never imports the batch."""
+    from spine_measure.batch.tables import docs_dictionary_csv
+
     docs = Path(docs_dir)
     docs.mkdir(parents=True, exist_ok=True)
     written = []
     if figures:
         _figures(docs / "figures", Path(samples))
     p = docs / "data_dictionary.csv"
-    p.write_text(data_dictionary_csv(), encoding="utf-8")
+    p.write_text(docs_dictionary_csv(), encoding="utf-8")
     written.append(p)
     p = docs / "measurements.md"
     p.write_text(measurements_markdown(), encoding="utf-8")

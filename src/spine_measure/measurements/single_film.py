@@ -411,6 +411,7 @@ cr_posterior = register(
                "percent. " + _CR_NEIGHBOURS,
     formula="cr_posterior = hp / mean(hp of neighbours) * 100",
     paper_terms=(PaperTerm("CR, compression rate (posterior site)", "Xiong 2021"),),
+    same_as="crush_ratio_pct (identical: the same ratio under its Genant 1993 name)",
 )(_cr("cr_posterior", "posterior"))
 
 
@@ -422,6 +423,7 @@ cr_posterior = register(
                "in percent (Zeng 2025 flags >= 38.5 %).",
     formula="compression_pct = 100 - cr_anterior",
     paper_terms=(PaperTerm("vertebral compression degree", "Zeng 2025"),),
+    same_as="equals 100 - cr_anterior_pct",
 )
 def compression_pct(ctx: FilmContext, level: str) -> Result:
     """100 - cr_anterior (percent)."""
@@ -463,6 +465,7 @@ def biconcavity_ratio(ctx: FilmContext, level: str) -> Result:
                "in percent (below 100 for a crush deformity). " + _CR_NEIGHBOURS,
     formula="crush_ratio = hp / mean(hp of neighbours) * 100",
     paper_terms=(PaperTerm("crush index Hp / neighbouring Hp", "Genant 1993"),),
+    same_as="cr_posterior_pct (identical: the same ratio under its Xiong 2021 name)",
 )
 def crush_ratio(ctx: FilmContext, level: str) -> Result:
     """hp / mean neighbour hp * 100."""
