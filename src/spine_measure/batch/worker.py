@@ -130,6 +130,10 @@ def _process(task: FilmTask, rec: dict[str, Any]) -> dict[str, Any]:
         rec.pop("stage_hint")
         return _failed(rec, "annotation", f"annotation is for a {ref.rows}x{ref.cols} image; "
                                           f"the film is {task.rows}x{task.cols}")
+    from spine_measure.measurements.plausibility import check_landmarks
+
+    for msg in check_landmarks(ann.landmarks, (ref.rows, ref.cols)).messages():
+        rec["warnings"].append(("plausibility", msg))
     rec["stage_hint"] = "measure"
     header = SimpleNamespace(calibration=task.calibration, metadata={})
     fm = measure_annotation(header, ann, cobb=task.cobb)

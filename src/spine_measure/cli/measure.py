@@ -72,6 +72,10 @@ def measure_file(path: Path, annotations_dir: Path | None,
         fm = measure_radiograph(film, ann.landmarks, calibration_line=ann.calibration, cobb=cobb)
     except ValueError as exc:  # e.g. a reader calibration line giving an absurd spacing
         raise FileError(ann_path, str(exc)) from None
+    from spine_measure.measurements.plausibility import check_landmarks
+
+    for msg in check_landmarks(ann.landmarks, (ann.image.rows, ann.image.cols)).messages():
+        typer.echo(f"Warning: {ann_path}: implausible landmarks: {msg}", err=True)
     return FilmMeasurements(fm.landmarks, fm.spacing, fm.calibration_source, fm.options,
                             fm.vertebrae, fm.film,
                             {**fm.metadata, "image": os.fspath(path),

@@ -10,6 +10,7 @@ from typing import Any
 
 from spine_measure.geometry import DegenerateGeometryError, Seg, _spacing_pair, segment
 from spine_measure.landmarks import LEVELS, LandmarkError, SpineLandmarks, Vertebra
+from spine_measure.measurements.plausibility import check_landmarks
 from spine_measure.measurements.registry import KINDS, Result
 
 __all__ = [
@@ -277,6 +278,14 @@ class FilmContext:
         #: level -> measurement name -> Result, filled by the per-vertebra batch of
         #: ``single_film`` (one pass per level).
         self.vertebra_cache: dict[str, dict[str, Result]] = {}
+        #: level -> why its landmarks describe no vertebra (``plausibility``): such a vertebra
+        #: is measured as NaN with that reason and is never a reference or an endplate.
+        self.refused: dict[str, str] = check_landmarks(self.landmarks).refused
+
+    def refused_reason(self, level: str) -> str | None:
+        """Why ``level``'s measurements are refused (implausible landmarks), or None."""
+        why = self.refused.get(level)
+        return None if why is None else f"{level}: implausible landmarks: {why}"
 
     @property
     def length_unit(self) -> str:
@@ -396,6 +405,8 @@ class FilmContext:
         if v is None:
             raise DegenerateGeometryError(f"{level} not annotated (needed for its {which} "
                                           "endplate)")
+        if level in self.refused:
+            raise DegenerateGeometryError(self.refused_reason(level))
         if level == "S1" and which == "inferior":
             raise DegenerateGeometryError("S1 has only its superior endplate")
         post, ant = _ENDPLATE_CORNERS[which]
@@ -431,14 +442,14 @@ class FilmContext:
             last: Vertebra | None = None
             for v in verts:
                 ups.append(last)
-                if usable_reference(v):
+                if usable_reference(v) and v.level not in self.refused:
                     last = v
             # ... and below it
             last = None
             for i in range(len(verts) - 1, -1, -1):
                 v = verts[i]
                 self._nbrs[v.level] = (ups[i], last)
-                if usable_reference(v):
+                if usable_reference(v) and v.level not in self.refused:
                     last = v
             return self._nbrs[level]
 

@@ -113,6 +113,9 @@ def vertebra_results(ctx: FilmContext, level: str) -> dict[str, Result]:
     if per is None:
         try:
             v = _lateral(ctx, level)
+            refused = ctx.refused_reason(level)
+            if refused is not None:
+                raise DegenerateGeometryError(refused)
         except (DegenerateGeometryError, LandmarkError) as exc:
             reason, unit = str(exc), ctx.length_unit
             per = {name: ctx.result(name, NAN if kind in _NUMERIC else None,
