@@ -306,7 +306,7 @@ def test_reference_exercises_nan_reasons_and_provenance(reference):
                for rs in (*film["vertebrae"].values(), film["film"]) for r in rs if r[4]}
     joined = " | ".join(sorted(reasons))
     for fragment in ("not annotated", "no normal neighbour", "coincide",
-                     "opposite directions", "S1 has only its superior endplate",
+                     "implausible landmarks", "S1 has only its superior endplate",
                      "reference height is zero", "against itself"):
         assert fragment in joined, fragment
     neighbours = {tuple(r[6]) for film in reference.values()
