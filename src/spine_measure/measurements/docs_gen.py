@@ -117,13 +117,41 @@ angles in `measurements/coronal.py`, changes across time points in
   mirroring, rotating, translating or scaling the film with its landmarks changes no angle or
   ratio and scales lengths exactly (property-tested), and left- and right-facing films agree.
 - **Reference neighbours** (compression rates, crush ratio, Genant grade): the nearest
-  annotated vertebra above and below that is not flagged `excluded` (S1 never, it has no
-  body heights). With one usable neighbour (always the upper one at L5) that one alone. The
-  levels used are reported with every result (`neighbours`).
+  annotated *normal* vertebra above and below, i.e. one not flagged `fractured`, `treated`
+  or `excluded` (S1 never, it has no body heights): a fractured or cemented neighbour never
+  serves as the normal height another vertebra is compared with (a normal L2 next to a
+  fractured L1 would otherwise read -31.7 % compression). With one usable neighbour (always
+  the upper one at L5) that one alone. The levels used are reported with every result
+  (`neighbours`) and in the tables (`reference_neighbours`).
+- **Genant shape** (Genant 1993: wedge = anterior height reduced, biconcave = middle height
+  reduced, crush = posterior height reduced) is decided by the dominant height deficit, each
+  measured against the height that shape reduces: wedge `1 - ha/hp`, biconcave
+  `1 - hm/((ha + hp)/2)` (the middle height of a body with straight endplates; a pure wedge
+  scores 0 here, however strong), crush `1 - hp/(neighbours' mean hp)`. A shape wins over
+  an earlier one of the order wedge, biconcave, crush only by more than 5 percentage points,
+  so that one pixel of click noise cannot flip a body between two shapes (property-tested:
+  a shape leading by 15 points survives +-1 px on every point). The three deficits and the
+  lead over the runner-up are in the result's `detail`. A reader who disagrees records
+  `genant_grade_reader` / `genant_shape_reader` in the annotation; the tables show both.
+- **Plausibility.** Landmarks that describe no vertebra are refused, not measured: a vertebra
+  whose endplates or walls cross, or that is placed upside down or front to back (AP:
+  mirrored) against the majority of the film's vertebrae (three or more), gets NaN with
+  `implausible landmarks: ...` as reason for every measurement, never serves as a reference,
+  and an angle using one of its endplates (a Cobb angle; on an AP film the coronal Cobb
+  angles and the scoliosis flag) is NaN too. Two vertebrae that disagree with no majority,
+  level names out of order along the spine (T12 below L1) and points outside the image are
+  warnings: `batch` writes them to `errors.csv` (stage `plausibility`), `measure` prints
+  them; the values are kept (`spine_measure.measurements.plausibility`).
 - **Missing values.** Degenerate geometry (coincident points, a zero reference height, a
   missing neighbour or point) gives `NaN` (or an empty flag) plus a one-line `reason`, never
   an error. Flags are three-valued: true, false, or empty = unknown.
-- **Options.** `cobb` endplate pairs (`--cobb T10:superior,L2:inferior`),
+- **Options.** `cobb` endplate pairs (`--cobb T10:superior,L2:inferior`, short
+  `--cobb T10s-L2i`) or keywords each film's flags resolve: `treated` (superior endplate of
+  the cranial treated vertebra to inferior endplate of the caudal one) and `treated+1` (one
+  vertebra beyond the segment on each side; S1: its superior endplate); on a film where
+  nothing is treated yet (pre-op), the fractured vertebrae form the segment. `batch --cobb`
+  measures them on every lateral film (`cobb_angle_deg`, `cobb_spec` and the endplates used
+  in `measurements_long.csv`),
   `scoliosis_threshold_deg` (10); across time points `site` (anterior), thresholds
   `height_loss_threshold_pct` (15), `kyphosis_threshold_deg` (10),
   `refracture_cri_threshold_pct` (15).

@@ -361,7 +361,9 @@ _REGIONAL_DETAIL = {lv: {"upper": str(a), "lower": str(b)}
     required_landmarks="the two corners of each chosen endplate (Ps, As or Pi, Ai)",
     definition="Angle between any two chosen endplates of one film, e.g. the superior endplate "
                "of T10 and the inferior endplate of L2 (API option cobb=, CLI --cobb "
-               "T10:superior,L2:inferior).",
+               "T10:superior,L2:inferior or T10s-L2i), or the endplates a keyword names from "
+               "the film's flags: treated (the treated segment's end endplates), treated+1 "
+               "(one vertebra beyond it on each side); the endplates used are reported.",
     formula="Cobb = s * atan2(u x w, u . w) for the chosen cranial (u) and caudal (w) lines",
     paper_terms=(PaperTerm("Cobb angle (sagittal, between chosen end plates)", "SRS"),
                  PaperTerm("Cobb angle / kyphosis correction", "Zeng 2025")),
