@@ -84,8 +84,11 @@ def apply_cmd(
                 typer.echo(m.to_json())
             out, meta = apply_model(m, df, column_map=cmap, recalibration_outcome=recalibrate,
                                     recalibrate_slope=recalibrate_slope)
-            reason_col = "flags_reason" if m.capability == "flags" else f"{m.name}_reason"
-            missing_rate = (out[reason_col] != "").mean() if len(out) else 1.0
+            if m.capability == "flags":  # a row is scored when it got any flag
+                flags = out[[c for c in out.columns if c.startswith("flag_")]]
+                missing_rate = (~flags.notna().any(axis=1)).mean() if len(out) else 1.0
+            else:
+                missing_rate = (out[f"{m.name}_reason"] != "").mean() if len(out) else 1.0
             if "recalibration" in meta:
                 rc = meta["recalibration"]
                 _console.print(f"recalibrated on {rc['n']} rows ({rc['n_events']} events): "
