@@ -201,14 +201,15 @@ def reserved_columns() -> frozenset[str]:
 
 
 def long_columns(identifiers: bool) -> list[str]:
-    cols = ["patient_pseudo_id"] + (["patient_id", "file"] if identifiers else []) + [
+    cols = ["patient_pseudo_id"] + (["patient_id", "file", "annotation_file"]
+                                     if identifiers else []) + [
         "sop_instance_uid", "date", "time_point", "view", "level", "fractured", "treated",
         "excluded", "calibration_source", "spacing_row_mm", "spacing_col_mm"]
     for view in ("lateral", "ap"):
         cols += [c for d in _vertebra_defs(view) + _film_defs(view) for c in d.columns
                  if c not in cols]
     return _with_extras(cols) + ["reference_neighbours", "reasons", "overlay",
-                                 "annotation_file", "annotation_source", "annotation_sha256",
+                                 "annotation_source", "annotation_sha256",
                                  "spine_measure_version"]
 
 
@@ -493,11 +494,11 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
                 "spacing_col_mm": rec["spacing"][1] if rec["spacing"] else None,
                 "overlay": overlay_paths.get(k), "annotation_source": task.annotation_source,
                 "annotation_sha256": rec.get("annotation_sha256"),
-                "annotation_file": None if task.annotation_path is None
-                else plan.annotation_name(task.annotation_path),
                 "spine_measure_version": __version__}
-        if identifiers:
-            base.update(patient_id=plan.headers[k].metadata.patient_id, file=k)
+        if identifiers:   # file names often hold patient ids: only with --include-identifiers
+            base.update(patient_id=plan.headers[k].metadata.patient_id, file=k,
+                        annotation_file=None if task.annotation_path is None
+                        else plan.annotation_name(task.annotation_path))
         fm = fms[k]
         for r in fm.to_rows():
             long_rows.append({**base, **{c: v for c, v in r.items()
@@ -608,8 +609,10 @@ BATCH_COLUMNS: dict[str, tuple[str, str]] = {
                               "lists it with the file's path)."),
     "annotation_file": ("", "The annotation file measured: its path relative to the input "
                             "folder, or annotations:<path inside the --annotations folder>. "
-                            "Like errors.csv it names files: give files names without "
-                            "identifiers."),
+                            "Written only with --include-identifiers (file "
+                            "names often hold patient ids); by default annotation_source and "
+                            "annotation_sha256 say which file was measured (run_manifest.json "
+                            "maps the hash to the path)."),
     "view": ("", "lateral or ap."),
     "fractured": ("flag", "Reader flag on the vertebra."),
     "treated": ("flag", "Reader flag: the vertebra was cemented."),

@@ -17,6 +17,12 @@ from typing import Any
 import typer
 
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
+from spine_measure.cli.uncertainty_options import (
+    HELP_FROM,
+    HELP_SD,
+    UncertaintyOptionError,
+    resolve_uncertainty,
+)
 from spine_measure.errors import SpineMeasureError
 from spine_measure.measurements import REGISTRY, FilmMeasurements
 from spine_measure.measurements.api import result_value_for_json
@@ -87,8 +93,16 @@ def report_unused(finder: Any) -> None:
                f"none of the films given, not used: {shown}", err=True)
 
 
-def _json_lines(fm: FilmMeasurements) -> list[str]:
-    lines = [json.dumps(row, sort_keys=False) for row in fm.to_rows()]
+def _json_lines(fm: FilmMeasurements, fu: Any = None) -> list[str]:
+    extra: dict[Any, dict[str, Any]] = {}
+    if fu is not None:
+        from spine_measure.measurements.uncertainty import uncertainty_columns
+
+        extra = uncertainty_columns(fu)
+        for cols in extra.values():
+            cols["uncertainty_model"] = fu.model.describe()
+    lines = [json.dumps({**row, **extra.get(row["level"], {})}, sort_keys=False)
+             for row in fm.to_rows()]
     base = {k: v for k, v in fm.to_records()[0].items()
             if k in ("image", "annotation", "annotation_source", "sop_instance_uid",
                      "study_date")} \
@@ -98,6 +112,9 @@ def _json_lines(fm: FilmMeasurements) -> list[str]:
             **base, "view": fm.view, "level": None,
             "calibration_source": r.calibration_source, r.column: result_value_for_json(r.value),
             "endplates": f'{r.detail.get("upper", "")},{r.detail.get("lower", "")}',
+            **({k: v for k, v in extra.get(None, {}).items()
+                if k in (f"{r.column}_u", f"{r.name}_state", "uncertainty_model")}
+               if fu is not None else {}),
             "reasons": f"{r.name}: {r.reason}" if r.reason else ""}))
     return lines
 
@@ -110,7 +127,14 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _print_table(fm: FilmMeasurements) -> None:
+def _with_u(value: Any, u: Any) -> str:
+    text = _fmt(value)
+    if u is None or text == "-" or not isinstance(u, float) or u != u:
+        return text
+    return f"{text} ± {u:.2f}"
+
+
+def _print_table(fm: FilmMeasurements, fu: Any = None) -> None:
     """The film's values as a table, measurements down, vertebrae across; split into several
     tables of fewer vertebrae when the terminal is too narrow, never cutting a name."""
     from rich.console import Console
@@ -128,7 +152,20 @@ def _print_table(fm: FilmMeasurements) -> None:
             flags = "".join(f for f, on in (("F", v.fractured), ("T", v.treated),
                                             ("X", v.excluded)) if on)
             headers[lv] = f"{lv} {flags}".strip()
-        cells = {lv: [_fmt(fm.get(lv, name).value) for name in names] for lv in levels}
+        def cell(lv: str, name: str) -> str:
+            key = (lv, name)
+            if fu is not None and key in fu.items:
+                return _with_u(fm.get(lv, name).value, fu.items[key].u)
+            return _fmt(fm.get(lv, name).value)
+
+        cells = {lv: [cell(lv, name) for name in names] for lv in levels}
+        if fu is not None:
+            from spine_measure.measurements.uncertainty import film_flag_states
+
+            states = film_flag_states(fu)
+            columns.append("compression >= 38.5 %")
+            for lv in levels:
+                cells[lv].append(states.get(lv, {}).get("compression_ge_38_5_state", "-"))
         first = max(len(c) for c in [*columns, "measurement"]) + 3
         width = {lv: max(len(headers[lv]), *(len(c) for c in cells[lv])) + 3 for lv in levels}
         groups: list[list[str]] = [[]]
@@ -149,11 +186,23 @@ def _print_table(fm: FilmMeasurements) -> None:
             console.print(table)
         if any(h != lv for lv, h in headers.items()):
             console.print("flags: F fractured, T treated, X excluded (not a reference)")
+    film_u: dict[str, Any] = {}
+    film_states: dict[str, str] = {}
+    if fu is not None:
+        from spine_measure.measurements.uncertainty import film_flag_states
+
+        film_u = {it.column: it.u for (lv, _), it in fu.items.items() if lv is None}
+        film_states = film_flag_states(fu).get(None, {})
     for r in fm.film:
         ends = f' ({r.detail.get("upper")} - {r.detail.get("lower")})' if r.detail.get("upper") \
             else ""
         why = f"  [{r.reason}]" if r.reason else ""
-        console.print(f"{r.column}: {_fmt(r.value)}{ends}{why}", markup=False)
+        state = film_states.get(f"{r.name}_state")
+        state = f" (with uncertainty: {state})" if state else ""
+        console.print(f"{r.column}: {_with_u(r.value, film_u.get(r.column))}{state}{ends}{why}",
+                      markup=False)
+    if fu is not None:
+        console.print(f"± : standard uncertainty from {fu.model.describe()}", markup=False)
 
 
 @app.command("measure")
@@ -174,6 +223,10 @@ def measure(
         True, "--cement/--no-cement", help="Cement features (docs/cement.md) of treated "
                                            "vertebrae "
                                            "(decodes the pixels of films that have one)."),
+    uncertainty: float | None = typer.Option(None, "--uncertainty", metavar="SD_MM",
+                                             help=HELP_SD),
+    uncertainty_from: Path | None = typer.Option(None, "--uncertainty-from", metavar="DIR",
+                                                 help=HELP_FROM),
 ) -> None:
     """Every single-film measurement, per film and vertebra (docs/measurements.md), and the
     cement features of treated vertebrae (docs/cement.md)."""
@@ -190,6 +243,11 @@ def measure(
     if annotations is not None and not annotations.is_dir():
         typer.echo(f"Error: --annotations: {annotations}: not a folder", err=True)
         raise typer.Exit(EXIT_USAGE)
+    try:
+        model = resolve_uncertainty(uncertainty, uncertainty_from)
+    except UncertaintyOptionError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     from spine_measure.service import AnnotationFinder, FilmError, measure_film_file
 
     finder = AnnotationFinder(annotations)
@@ -216,16 +274,21 @@ def measure(
             typer.echo(f"warning: {res.choice.relative}: implausible landmarks: {msg}",
                        err=True)
         fm = res.measurements
+        fu = None
+        if model is not None:
+            from spine_measure.measurements.uncertainty import film_uncertainty
+
+            fu = film_uncertainty(fm, model)
         cement: dict[str, dict[str, Any]] = {
             **res.cement, **{lv: {"cement_error": why} for lv, why in res.cement_errors.items()}}
         if as_json:
-            for line in _json_lines(fm):
+            for line in _json_lines(fm, fu):
                 typer.echo(line)
             for level, row in cement.items():
                 typer.echo(json.dumps({"image": os.fspath(path), "level": level,
                                        **{k: result_value_for_json(v) for k, v in row.items()}}))
         else:
-            _print_table(fm)
+            _print_table(fm, fu)
             for level, row in cement.items():
                 shown = ", ".join(f"{k}={_fmt(row.get(k))}" for k in (
                     "cement_found", "npec", "cement_distribution", "cement_fill_pct",
