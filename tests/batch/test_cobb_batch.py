@@ -109,7 +109,7 @@ def test_changing_the_cobb_option_is_refused_on_resume(run):
     same = CliRunner().invoke(app, [*args, "--cobb", "T10s-L2i", "--cobb", "treated+1"])
     assert same.exit_code == 0, same.output   # resumes: every film from the journal
     res = CliRunner().invoke(app, [*args, "--cobb", "treated"])
-    assert res.exit_code == 2 and "different options" in res.output
+    assert res.exit_code == 2 and "other options (cobb" in res.output
 
 
 def test_output_and_documented_dictionaries_share_one_layout(run):

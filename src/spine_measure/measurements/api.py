@@ -207,7 +207,8 @@ def measure_film(
     if extra or keywords:
         opts = MeasureOptions(cobb=opts.cobb + extra,
                               scoliosis_threshold_deg=opts.scoliosis_threshold_deg,
-                              cobb_keywords=opts.cobb_keywords + keywords)
+                              cobb_keywords=opts.cobb_keywords + keywords,
+                              check_plausibility=opts.check_plausibility)
     ctx = FilmContext(landmarks, spacing, str(calibration_source), opts)
     view = landmarks.view
     per_vertebra = [d for d in entries() if d.scope == "vertebra" and d.view == view]

@@ -159,6 +159,9 @@ class MeasureOptions:
     cobb_keywords : tuple of str
         Cobb angles whose endplates each film's flags decide (:data:`COBB_KEYWORDS`,
         :func:`resolve_cobb_keyword`), measured after the fixed pairs.
+    check_plausibility : bool
+        Refuse vertebrae whose landmarks describe no vertebra (``plausibility``). Only
+        simulations switch it off: their error model, not a reader, moved the points.
     scoliosis_threshold_deg : float
         ``coronal_cobb_angle`` at or above this flags degenerative scoliosis (Zeng 2025: 10).
     """
@@ -166,6 +169,7 @@ class MeasureOptions:
     cobb: tuple[tuple[Endplate, Endplate], ...] = ()
     scoliosis_threshold_deg: float = 10.0
     cobb_keywords: tuple[str, ...] = ()
+    check_plausibility: bool = True
 
     def __post_init__(self) -> None:
         pairs = tuple(parse_endplate_pair(p) for p in self.cobb)
@@ -280,7 +284,8 @@ class FilmContext:
         self.vertebra_cache: dict[str, dict[str, Result]] = {}
         #: level -> why its landmarks describe no vertebra (``plausibility``): such a vertebra
         #: is measured as NaN with that reason and is never a reference or an endplate.
-        self.refused: dict[str, str] = check_landmarks(self.landmarks).refused
+        self.refused: dict[str, str] = (check_landmarks(self.landmarks).refused
+                                        if self.options.check_plausibility else {})
 
     def refused_reason(self, level: str) -> str | None:
         """Why ``level``'s measurements are refused (implausible landmarks), or None."""
