@@ -51,10 +51,11 @@ def batch(
                                            help="Post-op films within this many days of the "
                                                 "procedure."),
     cobb: list[str] = typer.Option(
-        [], "--cobb", help='Sagittal Cobb angle measured on every lateral film (repeatable): '
-                           'two endplates ("T10s-L2i", "T10:superior,L2:inferior"), '
-                           '"treated" (end endplates of the treated segment) or "treated+1" '
-                           "(one vertebra beyond it); docs/measurements.md."),
+        [], "--cobb", metavar="SPEC",
+        help='Sagittal Cobb angle measured on every lateral film (repeatable): two '
+             'endplates ("T10s-L2i", "T10:superior,L2:inferior"), "treated" (end endplates '
+             'of the treated segment) or "treated+1" (one vertebra beyond it); '
+             "docs/measurements.md."),
     restart: bool = typer.Option(False, "--restart",
                                  help="Discard the journal in OUT and start again."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
