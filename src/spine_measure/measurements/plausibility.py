@@ -91,11 +91,15 @@ def segments_cross(p1: Vec, p2: Vec, q1: Vec, q2: Vec) -> bool:
     >>> segments_cross((0, 0), (0, 2), (1, 0), (1, 2))
     False
     """
-    d1 = _cross(_sub(p2, p1), _sub(q1, p1))
-    d2 = _cross(_sub(p2, p1), _sub(q2, p1))
-    d3 = _cross(_sub(q2, q1), _sub(p1, q1))
-    d4 = _cross(_sub(q2, q1), _sub(p2, q1))
-    return d1 * d2 < 0 and d3 * d4 < 0
+    (a0, a1), (b0, b1), (c0, c1), (e0, e1) = p1, p2, q1, q2
+    u0, u1, w0, w1 = b0 - a0, b1 - a1, e0 - c0, e1 - c1   # inline 2-D crosses: hot path
+    d1 = u0 * (c1 - a1) - u1 * (c0 - a0)
+    d2 = u0 * (e1 - a1) - u1 * (e0 - a0)
+    if d1 * d2 >= 0:
+        return False
+    d3 = w0 * (a1 - c1) - w1 * (a0 - c0)
+    d4 = w0 * (b1 - c1) - w1 * (b0 - c0)
+    return d3 * d4 < 0
 
 
 # names of the points: (cranial-left/posterior, cranial-right/anterior, caudal-..., caudal-...)
@@ -184,9 +188,12 @@ def check_landmarks(landmarks: SpineLandmarks,
         for v in verts:
             if v.level in refused:
                 continue
-            pts = list(v.points.values())
-            centres.append((v.level, (sum(q[0] for q in pts) / len(pts),
-                                      sum(q[1] for q in pts) / len(pts))))
+            r = c = 0.0
+            for q in v.points.values():
+                r += q[0]
+                c += q[1]
+            n_pts = len(v.points)
+            centres.append((v.level, (r / n_pts, c / n_pts)))
         for (l1, c1), (l2, c2) in zip(centres, centres[1:], strict=False):
             if _dot(_sub(c2, c1), caudal) <= 0:
                 warnings.append(f"{l1} does not lie above {l2} along the spine (level names "
