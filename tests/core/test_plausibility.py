@@ -114,3 +114,31 @@ def test_segments_cross_is_proper_crossing_only():
     assert segments_cross((0, 0), (4, 4), (0, 4), (4, 0))
     assert not segments_cross((0, 0), (4, 4), (4, 4), (8, 0))     # touching ends
     assert not segments_cross((0, 0), (4, 0), (1, 1), (3, 1))     # parallel
+
+
+def test_measure_command_reports_and_refuses(tmp_path, capsys):
+    """The command's real output: one warning line per problem naming the annotation, the
+    coronal Cobb angle empty with its reason (no 178 deg, no scoliosis flag)."""
+    import shutil
+
+    from spine_measure.cli import main
+
+    for name in ("SM005_preop_ap.dcm", "SM005_preop_ap.sm.json"):
+        shutil.copy(SAMPLES / "SM005" / name, tmp_path / name)
+    sidecar = tmp_path / "SM005_preop_ap.sm.json"
+    d = json.loads(sidecar.read_text())
+    v = d["landmarks"]["vertebrae"][2]
+    v["points"] = {k: [r, -c] for k, (r, c) in v["points"].items()}
+    sidecar.write_text(json.dumps(d))
+    code = main(["measure", str(tmp_path / "SM005_preop_ap.dcm"), "--json", "--no-cement"])
+    out = capsys.readouterr()
+    assert code == 0 and "Traceback" not in out.err
+    warnings = [x for x in out.err.splitlines() if "implausible landmarks" in x]
+    assert any(f"{v['level']}: placed mirrored left to right" in w for w in warnings)
+    assert any("lies outside" in w for w in warnings)
+    assert all("SM005_preop_ap.sm.json" in w for w in warnings)
+    rows = [json.loads(x) for x in out.out.splitlines() if x.strip()]
+    cobb = next(r for r in rows if "coronal_cobb_angle_deg" in r)
+    assert cobb["coronal_cobb_angle_deg"] is None and "implausible" in cobb["reasons"]
+    flag = next(r for r in rows if "degenerative_scoliosis" in r)
+    assert flag["degenerative_scoliosis"] is None
