@@ -8,6 +8,7 @@ Outputs in ``OUT``: ``features_wide.csv``, ``measurements_long.csv``, ``data_dic
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -65,6 +66,14 @@ class BatchOptions:
     #: A LandmarkErrorModel (``--uncertainty`` / ``--uncertainty-from``): adds the optional
     #: uncertainty columns. Not journalled: the tables are assembled anew on every run.
     uncertainty: Any = None
+    cobb: tuple[str, ...] = ()      # sagittal Cobb angles of every lateral film
+
+    def __post_init__(self) -> None:
+        from spine_measure.measurements import parse_cobb_spec
+
+        object.__setattr__(self, "cobb", tuple(str(c) for c in self.cobb))
+        for c in self.cobb:
+            parse_cobb_spec(c)  # LandmarkError (a SpineMeasureError) names the bad one
 
     def output_options(self, key: bytes) -> dict[str, Any]:
         """The options that shape the output (hashed into the journal): not ``jobs``,
@@ -74,6 +83,8 @@ class BatchOptions:
         for k in ("jobs", "scheduler", "restart", "pseudonym_key", "pseudonym_key_file",
                   "out_dir", "uncertainty"):
             d.pop(k)
+        if not d["cobb"]:  # runs made before the option existed keep their hash
+            d.pop("cobb")
         for k in ("input_dir", "annotations_dir", "clinical"):
             if d[k] is not None:
                 d[k] = str(Path(d[k]).resolve())
@@ -215,6 +226,8 @@ def run_batch(options: BatchOptions, *,
                                  cement_tolerance_mm=options.cement_tolerance_mm,
                                  sr=options.sr, identifiers=options.include_identifiers,
                                  progress=on_scan)
+    if options.cobb:  # every film measures the study's Cobb angles
+        plan.tasks = [dataclasses.replace(t, cobb=tuple(options.cobb)) for t in plan.tasks]
     records: dict[str, dict[str, Any]] = {}
     pending: list[FilmTask] = []
     for t in plan.tasks:
@@ -252,7 +265,7 @@ def run_batch(options: BatchOptions, *,
     tables = assemble(plan, records, identifiers=options.include_identifiers,
                       clinical=clinical, long_options=long_options,
                       postop_window_days=options.postop_window_days,
-                      overlay_paths=overlay_paths, key=key,
+                      overlay_paths=overlay_paths, key=key, cobb=options.cobb,
                       uncertainty=options.uncertainty)
     atomic_write_text(out / "features_wide.csv", tables.wide)
     atomic_write_text(out / "measurements_long.csv", tables.long)

@@ -56,6 +56,12 @@ def batch(
     postop_window_days: int = typer.Option(14, "--postop-window-days", min=0, metavar="DAYS",
                                            help="Post-op films within this many days of the "
                                                 "procedure."),
+    cobb: list[str] = typer.Option(
+        [], "--cobb", metavar="SPEC",
+        help='Sagittal Cobb angle measured on every lateral film (repeatable): two '
+             'endplates ("T10s-L2i", "T10:superior,L2:inferior"), "treated" (end endplates '
+             'of the treated segment) or "treated+1" (one vertebra beyond it); '
+             "docs/measurements.md."),
     restart: bool = typer.Option(False, "--restart",
                                  help="Discard the journal in OUT and start again."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
@@ -90,6 +96,14 @@ def batch(
     except UncertaintyOptionError as exc:
         err.print(f"Error: {exc}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
+    from spine_measure.measurements import parse_cobb_spec
+
+    for c in cobb:
+        try:
+            parse_cobb_spec(c)
+        except SpineMeasureError as exc:
+            err.print(f"Error: --cobb: {exc}", markup=False)
+            raise typer.Exit(EXIT_USAGE) from None
     opts = BatchOptions(input_dir=str(input_dir), out_dir=str(out),
                         annotations_dir=None if annotations is None else str(annotations),
                         clinical=None if clinical is None else str(clinical), jobs=jobs,
@@ -99,7 +113,7 @@ def batch(
                                             else str(pseudonym_key_file)),
                         overlays=not no_overlays,
                         postop_window_days=postop_window_days, restart=restart, sr=sr,
-                        uncertainty=model)
+                        uncertainty=model, cobb=tuple(cobb))
     bar = Progress("[progress.description]{task.description}", BarColumn(),
                    MofNCompleteColumn(), TimeRemainingColumn(), console=err,
                    disable=not progress, transient=True)

@@ -35,8 +35,9 @@ def export_sr(
         help="Folder of annotation files; it wins over the sidecar next to each image for "
              "every image it covers (default: sidecars)."),
     cobb: list[str] = typer.Option(
-        [], "--cobb", metavar="PAIR", help='Sagittal Cobb angle between two endplates, e.g. '
-                           '"T10:superior,L2:inferior" (repeatable).'),
+        [], "--cobb", metavar="SPEC", help='Sagittal Cobb angle between two endplates, e.g. '
+                           '"T10:superior,L2:inferior" or "T10s-L2i", or "treated" / "treated+1" '
+                           '(the treated segment; repeatable).'),
     with_cement: bool = typer.Option(
         True, "--cement/--no-cement", help="Cement features of treated vertebrae."),
     uncertainty: float | None = typer.Option(None, "--uncertainty", metavar="SD_MM",
@@ -46,13 +47,13 @@ def export_sr(
 ) -> None:
     """Write each film's measurements as a DICOM SR (Comprehensive 3D SR, TID 1500)."""
     from spine_measure.cli.measure import candidates, report_unused
-    from spine_measure.measurements.context import parse_endplate_pair
+    from spine_measure.measurements.context import parse_cobb_spec
     from spine_measure.service import AnnotationFinder
     from spine_measure.sr.export import write_film_sr
 
     try:
         for c in cobb:
-            parse_endplate_pair(c)
+            parse_cobb_spec(c)
     except SpineMeasureError as exc:
         typer.echo(f"Error: --cobb: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None

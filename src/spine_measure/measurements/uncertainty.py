@@ -39,6 +39,7 @@ Pure core: numpy only.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -293,8 +294,7 @@ def _moved(landmarks: SpineLandmarks, level: str, point: str, axis: int,
     p = list(pts[point])
     p[axis] += delta
     pts[point] = (p[0], p[1])
-    return landmarks.replace(level, Vertebra(level, v.view, pts, v.fractured, v.treated,
-                                             v.excluded))
+    return landmarks.replace(level, dataclasses.replace(v, points=pts))
 
 
 def _remeasure(fm: FilmMeasurements) -> Callable[[SpineLandmarks], FilmMeasurements]:
@@ -691,7 +691,10 @@ def _monte_carlo(fm: FilmMeasurements, model: LandmarkErrorModel, n: int, seed: 
     rng = np.random.default_rng(int(seed))
     draws = rng.standard_normal((int(n), len(points), 2))
     noise = np.einsum("pij,npj->npi", chol, draws)
-    remeasure = _remeasure(fm)
+    # simulated re-readings are measured without the plausibility refusal: the error model,
+    # not a reader, moved the points (a large SD can cross a body's endplates)
+    remeasure = _remeasure(dataclasses.replace(
+        fm, options=dataclasses.replace(fm.options, check_plausibility=False)))
     index = {p: k for k, p in enumerate(points)}
     out = np.empty((int(n), len(keys)))
     for t in range(int(n)):

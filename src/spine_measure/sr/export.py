@@ -126,7 +126,7 @@ def _content_digest(annotation: Any, fm: Any, cement: Mapping[str, Any] | None) 
         else annotation.calibration.to_dict(),
         "reader": annotation.reader,
         "spacing": fm.spacing, "calibration_source": fm.calibration_source,
-        "cobb": [f"{a},{b}" for a, b in fm.options.cobb],
+        "cobb": [f"{a},{b}" for a, b in fm.options.cobb] + list(fm.options.cobb_keywords),
         "cement": sorted(cement or {}),
         "version": __version__,
     }
