@@ -71,7 +71,7 @@ def _stat(path: str | None) -> list[int]:
 
 def plan_batch(root: str | Path, *, annotations_dir: str | Path | None = None,
                key: bytes, overlays: bool = True, cement_tolerance_mm: float = 1.0,
-               sr: bool = False, identifiers: bool = False,
+               sr: bool = False, identifiers: bool = False, accept_proposed: bool = False,
                progress: Callable[[str], None] | None = None) -> BatchPlan:
     """Scan ``root`` and build one :class:`FilmTask` per DICOM image.
 
@@ -164,7 +164,7 @@ def plan_batch(root: str | Path, *, annotations_dir: str | Path | None = None,
                         calibration=h.calibration,
                         pseudo_id=pseudonym(m.patient_id or "", key),
                         date=date, overlays=overlays, cement_tolerance_mm=cement_tolerance_mm,
-                        sr=sr, identifiers=identifiers)
+                        sr=sr, identifiers=identifiers, accept_proposed=accept_proposed)
         plan.tasks.append(task)
         plan.headers[rel] = h
         plan.fingerprints[rel] = _stat(h.path) + _stat(task.annotation_path)

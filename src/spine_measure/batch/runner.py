@@ -62,6 +62,7 @@ class BatchOptions:
     refracture_cri_threshold_pct: float = 15.0
     restart: bool = False
     sr: bool = False
+    accept_proposed: bool = False
 
     def output_options(self, key: bytes) -> dict[str, Any]:
         """The options that shape the output (hashed into the journal): not ``jobs``,
@@ -69,6 +70,8 @@ class BatchOptions:
         d = asdict(self)
         for k in ("jobs", "scheduler", "restart", "pseudonym_key", "out_dir"):
             d.pop(k)
+        if not d["accept_proposed"]:  # runs journalled before the option existed resume
+            d.pop("accept_proposed")
         for k in ("input_dir", "annotations_dir", "clinical"):
             if d[k] is not None:
                 d[k] = str(Path(d[k]).resolve())
@@ -193,7 +196,7 @@ def run_batch(options: BatchOptions, *,
                                  key=key, overlays=options.overlays,
                                  cement_tolerance_mm=options.cement_tolerance_mm,
                                  sr=options.sr, identifiers=options.include_identifiers,
-                                 progress=on_scan)
+                                 accept_proposed=options.accept_proposed, progress=on_scan)
     records: dict[str, dict[str, Any]] = {}
     pending: list[FilmTask] = []
     for t in plan.tasks:

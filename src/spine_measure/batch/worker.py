@@ -42,6 +42,7 @@ class FilmTask:
     overlays: bool = True
     cement_tolerance_mm: float = 1.0
     sr: bool = False                # also build the film's DICOM SR (TID 1500)
+    accept_proposed: bool = False   # also measure vertebrae a reader has not confirmed
     identifiers: bool = False       # SR keeps the real patient name / ID
 
 
@@ -129,6 +130,9 @@ def _process(task: FilmTask, rec: dict[str, Any]) -> dict[str, Any]:
         rec.pop("stage_hint")
         return _failed(rec, "annotation", f"annotation is for a {ref.rows}x{ref.cols} image; "
                                           f"the film is {task.rows}x{task.cols}")
+    ann, left_out = ann.for_measurement(accept_proposed=task.accept_proposed)
+    rec["warnings"].extend(("unconfirmed", why) for _lv, why in left_out)
+    rec["landmark_source"] = {lv: ann.landmark_source(lv) for lv in ann.landmarks.levels()}
     rec["stage_hint"] = "measure"
     header = SimpleNamespace(calibration=task.calibration, metadata={})
     fm = measure_annotation(header, ann)

@@ -44,6 +44,10 @@ def batch(
                                                 "procedure."),
     restart: bool = typer.Option(False, "--restart",
                                  help="Discard the journal in OUT and start again."),
+    accept_proposed: bool = typer.Option(
+        False, "--accept-proposed", help="Also measure vertebrae whose proposed landmarks no "
+                                         "reader has confirmed (rows marked in "
+                                         "landmark_source)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Measure every annotated film of DIR and write the feature tables to OUT."""
@@ -66,7 +70,8 @@ def batch(
                         clinical=None if clinical is None else str(clinical), jobs=jobs,
                         scheduler=scheduler, include_identifiers=include_identifiers,
                         pseudonym_key=pseudonym_key, overlays=not no_overlays,
-                        postop_window_days=postop_window_days, restart=restart, sr=sr)
+                        postop_window_days=postop_window_days, restart=restart, sr=sr,
+                        accept_proposed=accept_proposed)
     bar = Progress("[progress.description]{task.description}", BarColumn(),
                    MofNCompleteColumn(), TimeRemainingColumn(), console=err,
                    disable=not progress, transient=True)

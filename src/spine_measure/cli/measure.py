@@ -47,8 +47,13 @@ def _candidates(paths: list[Path]) -> list[Path]:
 
 
 def measure_file(path: Path, annotations_dir: Path | None,
-                 cobb: list[str]) -> FilmMeasurements:
-    """Measure one image with its annotation file (raises SpineMeasureError on failure)."""
+                 cobb: list[str], *, accept_proposed: bool = False,
+                 review: dict[str, Any] | None = None) -> FilmMeasurements:
+    """Measure one image with its annotation file (raises SpineMeasureError on failure).
+
+    Vertebrae a reader has not confirmed are left out unless ``accept_proposed``; a
+    ``review`` dict, when given, receives ``unconfirmed`` (list of ``(level, reason)``) and
+    ``landmark_source`` (level -> source of the measured vertebrae)."""
     from spine_measure.errors import FileError
     from spine_measure.io.annotation import find_annotation, load_annotation
     from spine_measure.io.radiograph import load_radiograph, looks_like_dicom
@@ -60,7 +65,11 @@ def measure_file(path: Path, annotations_dir: Path | None,
     if ann_path is None:
         where = f" or in {annotations_dir}" if annotations_dir else ""
         raise FileError(path, f"no annotation file (looked next to the image{where})")
-    ann = load_annotation(ann_path)
+    ann, left_out = load_annotation(ann_path).for_measurement(accept_proposed=accept_proposed)
+    if review is not None:
+        review["unconfirmed"] = list(left_out)
+        review["landmark_source"] = {lv: ann.landmark_source(lv)
+                                     for lv in ann.landmarks.levels()}
     with open(path, "rb") as fh:
         head = fh.read(132)
     if looks_like_dicom(head):
@@ -104,8 +113,9 @@ def cement_rows(path: Path, fm: FilmMeasurements, annotations_dir: Path | None,
     return out
 
 
-def _json_lines(fm: FilmMeasurements) -> list[str]:
-    lines = [json.dumps(row, sort_keys=False) for row in fm.to_rows()]
+def _json_lines(fm: FilmMeasurements, sources: dict[str, str]) -> list[str]:
+    lines = [json.dumps({**row, "landmark_source": sources.get(row["level"])},
+                        sort_keys=False) for row in fm.to_rows()]
     base = {k: v for k, v in fm.to_records()[0].items()
             if k in ("image", "annotation", "sop_instance_uid", "study_date")} \
         if fm.to_records() else {"image": fm.metadata.get("image")}
@@ -166,6 +176,10 @@ def measure(
     with_cement: bool = typer.Option(
         True, "--cement/--no-cement", help="Cement features (SPEC §4) of treated vertebrae "
                                            "(decodes the pixels of films that have one)."),
+    accept_proposed: bool = typer.Option(
+        False, "--accept-proposed", help="Also measure vertebrae whose proposed landmarks no "
+                                         "reader has confirmed (JSON rows say which in "
+                                         "landmark_source)."),
 ) -> None:
     """Every single-film measurement, per film and vertebra (SPEC §2), and the cement
     features of treated vertebrae (SPEC §4)."""
@@ -185,7 +199,9 @@ def measure(
     done = failed = 0
     for path in files:
         try:
-            fm = measure_file(path, annotations, cobb)
+            review: dict[str, Any] = {}
+            fm = measure_file(path, annotations, cobb, accept_proposed=accept_proposed,
+                              review=review)
         except (SpineMeasureError, OSError) as exc:
             failed += 1
             msg = str(exc)
@@ -194,6 +210,11 @@ def measure(
             typer.echo(f"Error: {msg}", err=True)
             continue
         done += 1
+        for level, why in review["unconfirmed"]:
+            if as_json:
+                typer.echo(json.dumps({"image": os.fspath(path), "level": level, "ok": False,
+                                       "stage": "unconfirmed", "error": why}))
+            typer.echo(f"Note: {path}: {why}", err=True)
         cement: dict[str, dict[str, Any]] = {}
         if with_cement:
             try:
@@ -201,7 +222,7 @@ def measure(
             except (SpineMeasureError, OSError) as exc:
                 cement = {"-": {"cement_error": str(exc)}}
         if as_json:
-            for line in _json_lines(fm):
+            for line in _json_lines(fm, review["landmark_source"]):
                 typer.echo(line)
             for level, row in cement.items():
                 typer.echo(json.dumps({"image": os.fspath(path), "level": level,
