@@ -73,8 +73,16 @@ class ProposeOptions:
         Size (pixels) a vertebral body is brought to for its local fit.
     patch_margin : float
         Margin around the body's box, as a fraction of the body's size, on each side.
+    body_mask : float or None
+        Only the body grown by this factor about its centre drives its fit (its outline and
+        the discs next to it, not the neighbouring bodies, which move on their own when
+        kyphosis changes); None: the whole patch.
     min_confidence : float
         Vertebra fits with a smaller NCC are reported as failed.
+    min_confidence_changed : float
+        The same for vertebrae whose shape changes (fractured or treated on the source film):
+        a restored or collapsed body matches its old self less well, even when placed
+        right (their points then get the per-point stage).
     max_shift : float
         Largest distance between the local and the global prediction of a body's centre, as
         a fraction of the body's size.
@@ -95,9 +103,11 @@ class ProposeOptions:
     local_body_px: float = 72.0
     patch_margin: float = 0.35
     min_confidence: float = 0.5
+    min_confidence_changed: float = 0.35
     max_shift: float = 0.5
     max_rotation_deg: float = 20.0
     max_scale_change: float = 0.15
+    body_mask: float | None = 1.3
     refine_points: bool = True
     refine_patch: float = 0.45
     max_point_shift: float = 0.3
@@ -513,18 +523,29 @@ def _crop_box(centre_rc: np.ndarray, half: np.ndarray, f: int, shape: tuple[int,
     return int(clo[0]), int(chi[0]), int(clo[1]), int(chi[1])
 
 
-def _interior_mask(quad: np.ndarray, box: tuple[int, int, int, int], f: int,
-                   shrink: float = 0.72) -> np.ndarray:
-    """True outside the body's inner part (the body shrunk about its centre) in the box."""
+def _body_mask(quad: np.ndarray, box: tuple[int, int, int, int], f: int, *,
+               outer: float | None, inner: float | None) -> np.ndarray:
+    """The pixels of the box that drive a fit: inside the body grown by ``outer`` about its
+    centre (its outline and the discs next to it, not the neighbours; None: the whole box),
+    and outside the body shrunk by ``inner`` (the inside of a body whose shape or content
+    changes, e.g. new cement; None: nothing left out)."""
     from skimage.draw import polygon
 
     r0, r1, c0, c1 = box
     c = quad.mean(0)
-    inner = c + shrink * (quad - c)
-    rr, cc = polygon((inner[:, 0] - (f - 1) / 2) / f - r0, (inner[:, 1] - (f - 1) / 2) / f - c0,
-                     (r1 - r0, c1 - c0))
-    m = np.ones((r1 - r0, c1 - c0), bool)
-    m[rr, cc] = False
+    shape = (r1 - r0, c1 - c0)
+
+    def fill(k: float) -> np.ndarray:
+        q = c + k * (quad - c)
+        rr, cc = polygon((q[:, 0] - (f - 1) / 2) / f - r0, (q[:, 1] - (f - 1) / 2) / f - c0,
+                         shape)
+        m = np.zeros(shape, bool)
+        m[rr, cc] = True
+        return m
+
+    m = fill(outer) if outer is not None else np.ones(shape, bool)
+    if inner is not None:
+        m &= ~fill(inner)
     return m
 
 
@@ -535,7 +556,23 @@ def _fit_patch(src: _Pyramid, tgt: _Pyramid, f_src: int, f_tgt: int, box: tuple[
     r0, r1, c0, c1 = box
     patch = src.array(f_src)[r0:r1, c0:c1]
     fixed = _to_sitk(patch, f_src, (r0, c0))
-    moving = tgt.image(f_tgt)
+    # the moving image is a crop of the target around where the patch lands (the method
+    # smooths and shrinks its whole moving image at every level: never the full film)
+    corners = [(f_src * c + (f_src - 1) / 2, f_src * r + (f_src - 1) / 2)
+               for r in (r0, r1) for c in (c0, c1)]
+    landed = np.array([init.TransformPoint(p) for p in corners])  # (x, y) full-res
+    span = landed.max(0) - landed.min(0)
+    lo = np.floor((landed.min(0) - 0.6 * span) / f_tgt).astype(int)
+    hi = np.ceil((landed.max(0) + 0.6 * span) / f_tgt).astype(int) + 1
+    tarr = tgt.array(f_tgt)
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, (tarr.shape[1], tarr.shape[0]))
+    if np.any(hi - lo < 8):
+        return None, 0.0, "the patch falls outside the target film"
+    tcrop = tarr[lo[1]:hi[1], lo[0]:hi[0]]
+    moving = _to_sitk(tcrop, f_tgt, (int(lo[1]), int(lo[0])))
+    moving_mask = sitk.GetImageFromArray((tcrop < _SATURATED).astype(np.uint8))
+    moving_mask.CopyInformation(moving)
     sampling = 1.0 if patch.size <= 3000 else max(0.25, 3000 / patch.size)
     reg = _registration(iterations=80, shrink=[2, 1], sigmas=[1.0, 0.0], sampling=sampling,
                         seed=opts.seed, weights=weights)
@@ -546,7 +583,7 @@ def _fit_patch(src: _Pyramid, tgt: _Pyramid, f_src: int, f_tgt: int, box: tuple[
     m = sitk.GetImageFromArray(keep.astype(np.uint8))
     m.CopyInformation(fixed)
     reg.SetMetricFixedMask(m)
-    reg.SetMetricMovingMask(tgt.unsaturated(f_tgt))
+    reg.SetMetricMovingMask(moving_mask)
     reg.SetInitialTransform(init, inPlace=False)
     try:
         out = reg.Execute(fixed, moving)
@@ -556,12 +593,12 @@ def _fit_patch(src: _Pyramid, tgt: _Pyramid, f_src: int, f_tgt: int, box: tuple[
     t = sitk.Similarity2DTransform(out.GetNthTransform(0) if hasattr(out, "GetNthTransform")
                                    else out)
     warped = _resample(moving, fixed, t)
-    valid = np.isfinite(warped)
-    if valid.mean() < 0.5:
+    valid = np.isfinite(warped) & keep
+    if valid.sum() < 0.5 * keep.sum():
         return None, 0.0, "the patch falls mostly outside the target film"
-    valid &= keep & (warped < _SATURATED)
-    if valid.mean() < 0.25:
-        return None, 0.0, "the patch falls mostly outside the target film"
+    valid &= warped < _SATURATED
+    if valid.sum() < 0.25 * keep.sum():
+        return None, 0.0, "the patch is mostly saturated (cement) on the target film"
     conf = max(0.0, _ncc(patch, np.nan_to_num(warped), valid))
     return t, conf, None
 
@@ -602,7 +639,8 @@ def _local_vertebra(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t_glob: sitk.Tran
         return _fail(v.level, "the global alignment puts this vertebra outside the target "
                               "film"), None
     quad = _quad(v)
-    mask = _interior_mask(quad, box, f_src) if (shape_change and quad is not None) else None
+    mask = None if quad is None else _body_mask(
+        quad, box, f_src, outer=opts.body_mask, inner=0.72 if shape_change else None)
     init = _recentred(t_glob, _xy(centre))  # type: ignore[arg-type]
     t, conf, err = _fit_patch(src, tgt, f_src, f_tgt, box, init, mask, None, opts)
     for other in starts:
@@ -626,9 +664,10 @@ def _local_vertebra(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t_glob: sitk.Tran
     if ds > opts.max_scale_change:
         return _fail(v.level, f"the local fit rescaled the body by {ds:.0%} against the global "
                               f"alignment (limit {opts.max_scale_change:.0%})", conf), None
-    if conf < opts.min_confidence:
+    floor = opts.min_confidence_changed if shape_change else opts.min_confidence
+    if conf < floor:
         return _fail(v.level, f"the target does not match the source around this vertebra "
-                              f"(confidence {conf:.2f} < {opts.min_confidence:.2f})", conf), None
+                              f"(confidence {conf:.2f} < {floor:.2f})", conf), None
     new = _apply(t, pts)
     point_conf = {n: conf for n in names}
     refined: list[str] = []
@@ -643,7 +682,8 @@ def _local_vertebra(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t_glob: sitk.Tran
             if pbox is None:
                 notes.append(f"{n}: at the film edge, kept at the vertebra fit")
                 continue
-            pmask = _interior_mask(quad, pbox, fp_src) if quad is not None else None
+            pmask = None if quad is None else _body_mask(quad, pbox, fp_src, outer=None,
+                                                         inner=0.72)
             pinit = _recentred(t, _xy(pts[i]))
             tp, pconf, perr = _fit_patch(src, tgt, fp_src, fp_tgt, pbox, pinit, pmask,
                                          [0.0, 0.0, 1.0, 1.0], opts)
@@ -656,7 +696,7 @@ def _local_vertebra(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t_glob: sitk.Tran
                 notes.append(f"{n}: its own fit moved it {move:.0f} px (limit {limit:.0f}); "
                              "kept at the vertebra fit")
                 continue
-            if pconf < opts.min_confidence:
+            if pconf < floor:
                 notes.append(f"{n}: its own fit has confidence {pconf:.2f}; kept at the "
                              "vertebra fit")
                 continue
@@ -737,7 +777,15 @@ def propagate_landmarks(source: np.ndarray, landmarks: SpineLandmarks, target: n
                        if 0 <= j < len(todo) and first[j][1] is not None
                        and first[j][0].confidence > max(prop.confidence, 0.0) + 0.05
                        and abs(todo[j].index - v.index) == 1)
-        if starts and prop.confidence < _RETRY_BELOW:
+        if prop.confidence < _RETRY_BELOW:
+            # and from the global fit turned by +-8 deg about the body (kyphosis changes the
+            # tilt of whole segments)
+            here = _recentred(t_glob, _xy(_body_points(v).mean(0)))  # type: ignore[arg-type]
+            starts = starts + tuple(
+                _transform_from(here.GetScale(), here.GetAngle() + math.radians(a),
+                                tuple(here.GetCenter()),  # type: ignore[arg-type]
+                                tuple(here.GetTranslation()))  # type: ignore[arg-type]
+                for a in (-8.0, 8.0))
             prop2, _ = _local_vertebra(v, src, tgt, t_glob, fit.scale, refine[v.level], opts,
                                        starts)
             if prop2.ok or not prop.ok:
