@@ -183,3 +183,46 @@ def test_measure_json_lists_unconfirmed(tmp_path, capsys):
     assert rows["L2"]["landmark_source"] == "propagated"
     assert rows["L1"]["landmark_source"] == "reader"
     assert not [x for x in lines if x.get("stage") == "unconfirmed"]
+
+
+# --------------------------------------------------------------------------- review mode
+
+
+def test_review_operations_walk_confirm_fix_and_reject(tmp_path):
+    from spine_measure.propose.review import (
+        confirm,
+        move_point,
+        next_unconfirmed,
+        reject,
+        review_summary,
+    )
+
+    f = tmp_path / "a.sm.json"
+    f.write_text(_v1_text())
+    ann = load_annotation(f)
+    for lv in ("T12", "L2", "L3"):
+        names = list(ann.landmarks[lv].points)
+        ann = ann.with_review(lv, LevelReview(confirmed=False,
+                                              point_source={n: "propagated" for n in names},
+                                              confidence={n: 0.8 for n in names}))
+    assert next_unconfirmed(ann) == "T12"
+    assert next_unconfirmed(ann, after="T12") == "L2"
+    assert next_unconfirmed(ann, after="L3") == "T12"   # wraps round
+    ann = move_point(ann, "T12", "As", (100.5, 200.25))
+    assert ann.landmarks["T12"].points["As"] == (100.5, 200.25)
+    assert ann.review_of("T12").source("As") == "reader"
+    assert "As" not in ann.review_of("T12").confidence
+    assert ann.landmark_source("T12") == "mixed" and "T12" in ann.unconfirmed_levels()
+    ann = confirm(ann, "T12")
+    assert ann.unconfirmed_levels() == ("L2", "L3")
+    ann = move_point(ann, "L2", "Ai", (10.0, 10.0), refined=True)
+    assert ann.review_of("L2").source("Ai") == "refined"
+    ann = reject(ann, "L3")
+    assert "L3" not in ann.landmarks and "L3" not in ann.review
+    s = review_summary(ann)
+    assert s["unconfirmed"] == 1 and s["refined"] == 1 and s["reader"] >= 1
+    assert next_unconfirmed(confirm(ann, "L2")) is None
+    # and the state survives the file
+    save_annotation(ann, f)
+    back = load_annotation(f)
+    assert back.review == ann.review and back.landmarks == ann.landmarks
