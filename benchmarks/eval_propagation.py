@@ -420,8 +420,69 @@ def run_figures(out: Path, docs: Path) -> int:
     docs.mkdir(parents=True, exist_ok=True)
     dest = docs / "propagation_eval.png"
     fig.savefig(dest, dpi=90)
+    plt.close(fig)
     print(dest)
+    print(example_figure(docs / "propagation_example.png"))
     return 0
+
+
+def example_figure(dest: Path, patient: str = "SM002") -> Path:
+    """One synthetic series: the pre-op film with its landmarks, and the follow-up film with
+    the unedited proposals (hollow, labelled with their confidence), the truth (crosses) and
+    the vertebrae that were not proposed (with the reason)."""
+    import matplotlib.pyplot as plt
+
+    from spine_measure.synthetic import CASES
+    from spine_measure.synthetic.series import SeriesVariation, render_series
+
+    case = next(c for c in CASES if c.patient_id == patient)
+    films = {f.plan.time_point: f for f in render_series(case, SeriesVariation())}
+    src, tgt = films["preop"], films["followup"]
+
+    def dens(f):
+        px = f.film.pixels.astype(np.float32)
+        return px if f.film.options.polarity == "MONOCHROME2" else -px
+
+    slm = SpineLandmarks.from_dict(src.truth)
+    tlm = SpineLandmarks.from_dict(tgt.truth)
+    prop = propagate_landmarks(dens(src), slm, dens(tgt), scale_guess=float(
+        src.film.options.spacing_mm) / float(tgt.film.options.spacing_mm))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 9))
+    for ax, f, title in ((axes[0], src, "pre-op: reader landmarks"),
+                         (axes[1], tgt, "follow-up: unedited proposals")):
+        img = dens(f)
+        lo, hi = np.percentile(img, (1, 99.5))
+        ax.imshow(np.clip((img - lo) / (hi - lo), 0, 1), cmap="gray")
+        ax.set_title(title)
+        ax.axis("off")
+    for v in slm:
+        p = np.array(list(v.points.values()))
+        axes[0].plot(p[:, 1], p[:, 0], "o", ms=3, color="tab:cyan")
+        axes[0].text(p[:, 1].max() + 8, p[:, 0].mean(), v.level, color="tab:cyan", fontsize=8)
+    for v in tlm:
+        p = np.array(list(v.points.values()))
+        axes[1].plot(p[:, 1], p[:, 0], "x", ms=4, color="tab:red")
+    for pv in prop.vertebrae:
+        t = tlm[pv.level].points
+        if pv.ok:
+            p = np.array(list(pv.points.values()))
+            axes[1].plot(p[:, 1], p[:, 0], "o", ms=6, mfc="none", color="tab:green")
+            err = max(float(np.hypot(*(np.asarray(pv.points[n]) - np.asarray(t[n]))))
+                      for n in pv.points) * float(tgt.film.options.spacing_mm)
+            axes[1].text(p[:, 1].max() + 8, p[:, 0].mean(),
+                         f"{pv.level} conf {pv.confidence:.2f}\nmax err {err:.1f} mm",
+                         color="tab:green", fontsize=7)
+        else:
+            p = np.array(list(t.values()))
+            axes[1].text(p[:, 1].max() + 8, p[:, 0].mean(),
+                         f"{pv.level}: not proposed\n{pv.reason[:60]}", color="tab:orange",
+                         fontsize=7)
+    fig.suptitle(f"{patient} ({case.summary[:70]}...): green = proposal, red x = truth",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(dest, dpi=80)
+    plt.close(fig)
+    return dest
 
 
 def main(argv: list[str] | None = None) -> int:

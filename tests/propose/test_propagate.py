@@ -170,6 +170,19 @@ def test_propagate_command_feeds_measure_batch_and_reliability(tmp_path, capsys,
     assert len(hp) == len(proposed) + sum(1 for r in rows if r["status"] == "proposed"
                                           and r["target"].endswith("SM003_preop.dcm"))
     assert all(abs(float(r["diff_b_minus_a"])) < 1.5 for r in hp)
+    # the review snippet of docs/propagation.md confirms them; then they are measured
+    import re
+
+    doc = (REPO / "docs" / "propagation.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    code = code.replace("proposed/P01_postop.sm.json", str(out / "SM003_followup.sm.json"))
+    exec(compile(code, "docs/propagation.md", "exec"), {})
+    assert load_annotation(out / "SM003_followup.sm.json").unconfirmed_levels() == ()
+    capsys.readouterr()
+    assert main(["measure", str(film), "--annotations", str(out), "--json",
+                 "--no-cement"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert {x["level"] for x in lines if "wedge_angle_deg" in x} == set(proposed)
 
 
 def test_propagate_usage_errors(tmp_path, capsys):
