@@ -686,7 +686,7 @@ def _local_vertebra(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t_glob: sitk.Tran
                                                          inner=0.72)
             pinit = _recentred(t, _xy(pts[i]))
             tp, pconf, perr = _fit_patch(src, tgt, fp_src, fp_tgt, pbox, pinit, pmask,
-                                         [0.0, 0.0, 1.0, 1.0], opts)
+                                         _POINT_WEIGHTS, opts)
             if tp is None:
                 notes.append(f"{n}: {perr}; kept at the vertebra fit")
                 continue
@@ -796,3 +796,7 @@ def propagate_landmarks(source: np.ndarray, landmarks: SpineLandmarks, target: n
 
 _RETRY_BELOW = 0.85
 """A vertebra whose fit has a lower confidence is fitted again from its neighbours' fits."""
+
+
+_POINT_WEIGHTS = [0.0, 1.0, 1.0, 1.0]
+"""Stage 3 fits rotation and translation of a point's patch (scale stays the vertebra's)."""
