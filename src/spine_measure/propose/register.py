@@ -619,7 +619,8 @@ def _fail(level: str, reason: str, conf: float = 0.0) -> VertebraProposal:
 
 def _local_vertebra(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t_glob: sitk.Transform,
                     g_scale: float, shape_change: bool, opts: ProposeOptions,
-                    starts: tuple[sitk.Transform, ...] = ()
+                    starts: tuple[sitk.Transform, ...] = (),
+                    carried: dict[str, tuple[sitk.Transform, float]] | None = None
                     ) -> tuple[VertebraProposal, sitk.Transform | None]:
     """Stages 2 and 3 for one vertebra, from the global fit and from each of ``starts``
     (neighbours' local fits); the start whose fit matches best (NCC) is kept."""
@@ -678,30 +679,37 @@ def _local_vertebra(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t_glob: sitk.Tran
         phalf = np.full(2, 0.5 * opts.refine_patch * size)
         limit = opts.max_point_shift * size * g_scale
         for i, n in enumerate(names):
+            start = t
+            if carried and n in carried:
+                # an endplate point starts where the neighbour across its disc carries it:
+                # the disc keeps its height while the body's height changes
+                start, nconf = carried[n]
+                new[i] = _apply(start, pts[i][None])[0]
+                point_conf[n] = min(conf, nconf)
             pbox = _crop_box(pts[i], phalf, fp_src, src.array(fp_src).shape)
             if pbox is None:
-                notes.append(f"{n}: at the film edge, kept at the vertebra fit")
+                notes.append(f"{n}: at the film edge, kept at its start")
                 continue
             pmask = None if quad is None else _body_mask(quad, pbox, fp_src, outer=None,
                                                          inner=0.72)
-            pinit = _recentred(t, _xy(pts[i]))
+            pinit = _recentred(start, _xy(pts[i]))
             tp, pconf, perr = _fit_patch(src, tgt, fp_src, fp_tgt, pbox, pinit, pmask,
                                          _POINT_WEIGHTS, opts)
             if tp is None:
-                notes.append(f"{n}: {perr}; kept at the vertebra fit")
+                notes.append(f"{n}: {perr}; kept at its start")
                 continue
             q = _apply(tp, pts[i][None])[0]
             move = float(np.hypot(*(q - new[i])))
             if move > limit:
                 notes.append(f"{n}: its own fit moved it {move:.0f} px (limit {limit:.0f}); "
-                             "kept at the vertebra fit")
+                             "kept at its start")
                 continue
             if pconf < floor:
-                notes.append(f"{n}: its own fit has confidence {pconf:.2f}; kept at the "
-                             "vertebra fit")
+                notes.append(f"{n}: its own fit has confidence {pconf:.2f}; kept at its "
+                             "start")
                 continue
             new[i] = q
-            point_conf[n] = min(conf, pconf)
+            point_conf[n] = min(point_conf[n], pconf)
             refined.append(n)
     if not (np.all(new[:, 0] >= -0.5) and np.all(new[:, 1] >= -0.5)
             and np.all(new[:, 0] <= th - 0.5) and np.all(new[:, 1] <= tw - 0.5)):
@@ -771,8 +779,9 @@ def propagate_landmarks(source: np.ndarray, landmarks: SpineLandmarks, target: n
     # second pass: a vertebra that matched worse than a neighbour starts again from the
     # neighbour's fit (segments move together; the global fit may be far for this one)
     out: list[VertebraProposal] = []
+    fits: list[sitk.Transform | None] = []
     for i, v in enumerate(todo):
-        prop, _ = first[i]
+        prop, fitted = first[i]
         starts = tuple(first[j][1] for j in (i - 1, i + 1)
                        if 0 <= j < len(todo) and first[j][1] is not None
                        and first[j][0].confidence > max(prop.confidence, 0.0) + 0.05
@@ -786,12 +795,38 @@ def propagate_landmarks(source: np.ndarray, landmarks: SpineLandmarks, target: n
                                 tuple(here.GetCenter()),  # type: ignore[arg-type]
                                 tuple(here.GetTranslation()))  # type: ignore[arg-type]
                 for a in (-8.0, 8.0))
-            prop2, _ = _local_vertebra(v, src, tgt, t_glob, fit.scale, refine[v.level], opts,
-                                       starts)
+            prop2, fitted2 = _local_vertebra(v, src, tgt, t_glob, fit.scale, refine[v.level],
+                                             opts, starts)
             if prop2.ok or not prop.ok:
-                prop = prop2 if (not prop.ok or prop2.confidence >= prop.confidence) else prop
+                if not prop.ok or prop2.confidence >= prop.confidence:
+                    prop, fitted = prop2, fitted2
         out.append(prop)
+        fits.append(fitted)
+    # third pass: a vertebra whose shape changes takes its endplate points from the
+    # neighbours across its discs (stage 3 then fits each point from there)
+    for i, v in enumerate(todo):
+        if not (refine[v.level] and out[i].ok and opts.refine_points):
+            continue
+        carried: dict[str, tuple[sitk.Transform, float]] = {}
+        for j, names in ((i - 1, _SUPERIOR), (i + 1, _INFERIOR)):
+            if not (0 <= j < len(todo) and abs(todo[j].index - v.index) == 1):
+                continue
+            nb, t_nb = out[j], fits[j]
+            if nb.ok and t_nb is not None and not refine[todo[j].level] \
+                    and nb.confidence >= _CARRY_ABOVE:
+                carried.update({n: (t_nb, nb.confidence) for n in names if n in v.points})
+        if carried:
+            prop3, fitted3 = _local_vertebra(v, src, tgt, t_glob, fit.scale, True, opts,
+                                             carried=carried)
+            if prop3.ok:
+                out[i], fits[i] = prop3, fitted3
     return Propagation(fit, tuple(out), landmarks)
+
+
+_SUPERIOR = ("As", "Ms", "Ps", "SL", "SR")
+_INFERIOR = ("Ai", "Mi", "Pi", "IL", "IR")
+_CARRY_ABOVE = 0.8
+"""A neighbour fitted at least this well carries the endplate points next to it."""
 
 
 _RETRY_BELOW = 0.85
