@@ -169,6 +169,8 @@ def test_batch_says_why_it_found_no_film(ws, tmp_path, capsys):
         assert f"no DICOM files found in {ws / folder}" in err and why in err
         assert "for PNG/JPEG films use spine-measure measure" in err
         assert "overlays/" not in err   # never listed when not made
+        errors = (tmp_path / folder / "errors.csv").read_text().splitlines()
+        assert len(errors) == 2 and "no DICOM files found in the input folder" in errors[1]
     assert main(["batch", str(FILM), "--out", str(tmp_path / "f")]) == 2
     err = capsys.readouterr().err
     assert "is a file, not a folder" in err and "not found" not in err

@@ -114,7 +114,7 @@ def batch(
         err.print(f"Error: {exc}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     except SpineMeasureError as exc:
-        err.print(f"Error: {exc}", markup=False)
+        err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     err.print(f"films: {summary.n_films}  done: {summary.n_done}  failed: {summary.n_failed}  "
               f"skipped: {summary.n_skipped}  warnings: {summary.n_warnings}  "
@@ -128,25 +128,11 @@ def batch(
     if summary.key_path and summary.key_source != "generated":   # generated: logged once
         err.print(f"pseudonym key: {summary.key_path}", soft_wrap=True, markup=False)
     if summary.n_films == 0:
-        err.print(f"Error: {_no_films_reason(input_dir)}", markup=False)
+        from spine_measure.batch.plan import no_films_reason
+
+        err.print(f"Error: {no_films_reason(input_dir)}", markup=False)
     written = ["measurements_long.csv", "errors.csv", "run_manifest.json"]
     written += [d + "/" for d in ("overlays", "sr") if (Path(out) / d).is_dir()]
     err.print(f"outputs: {Path(out) / 'features_wide.csv'}, " + ", ".join(written),
               markup=False)
     raise typer.Exit(summary.exit_code)
-
-
-def _no_films_reason(input_dir: Path) -> str:
-    """Why a batch found no film: nothing at all, or only files batch does not read."""
-    from spine_measure.io.radiograph import PLAIN_IMAGE_SUFFIXES
-    from spine_measure.io.scan import iter_files
-
-    n = n_plain = 0
-    for f in iter_files(input_dir):
-        n += 1
-        n_plain += Path(f).suffix.lower() in PLAIN_IMAGE_SUFFIXES
-    seen = "the folder is empty" if n == 0 else (
-        f"{n} file(s) looked at, {n_plain} of them PNG/JPEG/TIFF images" if n_plain
-        else f"{n} file(s) looked at, none of them DICOM")
-    return (f"no DICOM files found in {input_dir} ({seen}); batch reads DICOM; for "
-            "PNG/JPEG films use spine-measure measure")

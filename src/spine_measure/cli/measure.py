@@ -141,10 +141,14 @@ def _print_table(fm: FilmMeasurements, fu: Any = None) -> None:
     """The film's values as a table, measurements down, vertebrae across; split into several
     tables of fewer vertebrae when the terminal is too narrow, never cutting a name."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(highlight=False)
     title = f"{fm.metadata.get('image', '')}  ({fm.view}, {fm.calibration_source})"
+    if fm.metadata.get("annotation"):
+        where = str(fm.metadata.get("annotation_source", "")).replace("_", " ")
+        title += f"\nannotation: {fm.metadata['annotation']} ({where})"
     if fm.vertebrae:
         levels = list(fm.vertebrae)
         names = list(next(iter(fm.vertebrae.values())))
@@ -180,7 +184,7 @@ def _print_table(fm: FilmMeasurements, fu: Any = None) -> None:
             groups[-1].append(lv)
             used += width[lv]
         for i, group in enumerate(groups):
-            table = Table(title=title if i == 0 else None, show_lines=False)
+            table = Table(title=escape(title) if i == 0 else None, show_lines=False)
             table.add_column("measurement", no_wrap=True, min_width=first - 3)
             for lv in group:
                 table.add_column(headers[lv], justify="right", no_wrap=True)

@@ -78,7 +78,6 @@ __all__ = [
     "annotation_schema",
     "annotation_to_json",
     "export_schema",
-    "find_annotation",
     "index_annotations",
     "load_annotation",
     "merge_cement_mask",
@@ -1391,62 +1390,6 @@ def index_annotations(annotations_dir: str | os.PathLike[str], *,
         by_uid=types.MappingProxyType({k: v[0] for k, v in by_uid.items()}),
         by_pixel_hash=types.MappingProxyType({k: v[0] for k, v in by_hash.items()}),
     )
-
-
-def find_annotation(
-    image_path: str | os.PathLike[str],
-    annotations_dir: str | os.PathLike[str] | None = None,
-    *,
-    sop_instance_uid: str | None = None,
-    pixel_sha256: str | None = None,
-    index: AnnotationIndex | None = None,
-) -> Path | None:
-    """Find the annotation file of an image.
-
-    Order: (1) the sidecar next to the image (:func:`sidecar_path`); (2) a file of the same
-    name in ``annotations_dir``; (3) the file in ``annotations_dir`` (scanned with
-    :func:`index_annotations`, or the ``index`` given for a batch) whose image reference
-    has this SOPInstanceUID, else this pixel hash. A file found by name whose reference
-    names a *different* image is an error, never used. When neither identifier is given and
-    step 3 is needed, they are read from the image (:func:`read_image_reference`).
-
-    Returns
-    -------
-    Path or None
-        None when no annotation exists.
-
-    Raises
-    ------
-    AnnotationMismatchError
-        A file found by name annotates another image (UID / pixel hash differ).
-    """
-    image = Path(image_path)
-    candidates = [sidecar_path(image)]
-    if annotations_dir is not None:
-        candidates.append(Path(annotations_dir) / sidecar_path(image).name)
-    for cand in candidates:
-        if not cand.is_file():
-            continue
-        ref = _peek_image(cand)
-        got_uid = ref.get("sop_instance_uid")
-        got_hash = ref.get("pixel_sha256")
-        if sop_instance_uid is not None and got_uid is not None:
-            if got_uid != sop_instance_uid:
-                raise AnnotationMismatchError(
-                    cand, f"annotates SOPInstanceUID {got_uid}, but {image.name} has "
-                          f"{sop_instance_uid}")
-        elif pixel_sha256 is not None and got_hash is not None and got_hash != pixel_sha256:
-            raise AnnotationMismatchError(
-                cand, f"annotates pixel hash {got_hash[:12]}..., but {image.name} hashes to "
-                      f"{pixel_sha256[:12]}...")
-        return cand
-    if annotations_dir is None and index is None:
-        return None
-    if sop_instance_uid is None and pixel_sha256 is None:
-        ref_obj = read_image_reference(image)
-        sop_instance_uid, pixel_sha256 = ref_obj.sop_instance_uid, ref_obj.pixel_sha256
-    idx = index if index is not None else index_annotations(annotations_dir)  # type: ignore[arg-type]
-    return idx.lookup(sop_instance_uid=sop_instance_uid, pixel_sha256=pixel_sha256)
 
 
 # --------------------------------------------------------------------------- image headers
