@@ -74,6 +74,7 @@ class BatchOptions:
         object.__setattr__(self, "cobb", tuple(str(c) for c in self.cobb))
         for c in self.cobb:
             parse_cobb_spec(c)  # LandmarkError (a SpineMeasureError) names the bad one
+    accept_proposed: bool = False
 
     def output_options(self, key: bytes) -> dict[str, Any]:
         """The options that shape the output (hashed into the journal): not ``jobs``,
@@ -85,6 +86,8 @@ class BatchOptions:
             d.pop(k)
         if not d["cobb"]:  # runs made before the option existed keep their hash
             d.pop("cobb")
+        if not d["accept_proposed"]:  # runs journalled before the option existed resume
+            d.pop("accept_proposed")
         for k in ("input_dir", "annotations_dir", "clinical"):
             if d[k] is not None:
                 d[k] = str(Path(d[k]).resolve())
@@ -225,7 +228,7 @@ def run_batch(options: BatchOptions, *,
                                  key=key, overlays=options.overlays,
                                  cement_tolerance_mm=options.cement_tolerance_mm,
                                  sr=options.sr, identifiers=options.include_identifiers,
-                                 progress=on_scan)
+                                 accept_proposed=options.accept_proposed, progress=on_scan)
     if options.cobb:  # every film measures the study's Cobb angles
         plan.tasks = [dataclasses.replace(t, cobb=tuple(options.cobb)) for t in plan.tasks]
     records: dict[str, dict[str, Any]] = {}

@@ -149,7 +149,8 @@ def wide_columns(identifiers: bool, extra_clinical: Sequence[str],
         "level", "procedure_date", "procedure_date_source", "n_followup_films"]
     for tp in TPS:
         cols += [f"sop_instance_uid_{tp}", f"date_{tp}", f"days_from_procedure_{tp}",
-                 f"time_point_source_{tp}", f"calibration_source_{tp}", f"overlay_{tp}"]
+                 f"time_point_source_{tp}", f"calibration_source_{tp}", f"overlay_{tp}",
+                 f"landmark_source_{tp}"]
         if identifiers:
             cols.append(f"file_{tp}")
     cols += ["sop_instance_uid_ap", "date_ap", "time_point_ap", "calibration_source_ap"]
@@ -204,7 +205,8 @@ def long_columns(identifiers: bool) -> list[str]:
     cols = ["patient_pseudo_id"] + (["patient_id", "file", "annotation_file"]
                                      if identifiers else []) + [
         "sop_instance_uid", "date", "time_point", "view", "level", "fractured", "treated",
-        "excluded", "calibration_source", "spacing_row_mm", "spacing_col_mm"]
+        "excluded", "landmark_source", "calibration_source", "spacing_row_mm",
+        "spacing_col_mm"]
     for view in ("lateral", "ap"):
         cols += [c for d in _vertebra_defs(view) + _film_defs(view) for c in d.columns
                  if c not in cols]
@@ -456,7 +458,9 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
                 row.update({f"sop_instance_uid_{tp}": task_of[k].sop_instance_uid,
                             f"date_{tp}": d, f"time_point_source_{tp}": asg.source[k],
                             f"calibration_source_{tp}": rec["calibration_source"],
-                            f"overlay_{tp}": overlay_paths.get(k)})
+                            f"overlay_{tp}": overlay_paths.get(k),
+                            f"landmark_source_{tp}": (rec.get("landmark_source") or {}).get(
+                                level)})
                 if proc is not None and d:
                     row[f"days_from_procedure_{tp}"] = (dt.date.fromisoformat(d) - proc).days
                 if identifiers:
@@ -554,8 +558,10 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
             ucols = uncertainty_columns(film_uncertainty(fm, uncertainty))
             for cols in ucols.values():
                 cols["uncertainty_model"] = uncertainty.describe()
+        sources = rec.get("landmark_source") or {}
         for r in fm.to_rows():
-            long_rows.append({**base, **{c: v for c, v in r.items()
+            long_rows.append({**base, "landmark_source": sources.get(r.get("level")),
+                              **{c: v for c, v in r.items()
                                          if c not in ("image", "sop_instance_uid")},
                               **ucols.get(r["level"], {})})
         long_rows += _film_rows(fm, {**base, **ucols.get(None, {})})
@@ -659,6 +665,9 @@ BATCH_COLUMNS: dict[str, tuple[str, str]] = {
     "time_point_source": ("", "How the time point was decided: annotation, procedure_date or "
                               "date_order."),
     "calibration_source": ("", "Where the spacing came from (docs/calibration.md)."),
+    "landmark_source": ("", "Where the vertebra's points come from: reader, propagated, "
+                            "refined or mixed (docs/annotation_format.md). Rows of "
+                            "unconfirmed proposals appear only with --accept-proposed."),
     "overlay": ("", "Review overlay PNG, relative to the output folder."),
     "annotation_source": ("", "Where the film's annotation came from: annotations_folder "
                               "(--annotations, which wins over sidecars), sidecar (X.sm.json "

@@ -39,6 +39,7 @@ class FilmTask:
     overlays: bool = True
     cement_tolerance_mm: float = 1.0
     sr: bool = False                # also build the film's DICOM SR (TID 1500)
+    accept_proposed: bool = False   # also measure vertebrae a reader has not confirmed
     identifiers: bool = False       # SR keeps the real patient name / ID
     header: DicomHeader | None = None   # the scan's header (no pixels)
     annotation_source: str | None = None  # spine_measure.service.ANNOTATION_SOURCES
@@ -101,7 +102,7 @@ def _process(task: FilmTask, rec: dict[str, Any]) -> dict[str, Any]:
         res = measure_film_file(task.path, annotation=choice, header=task.header,
                                 cobb=task.cobb, cement=True,
                                 cement_tolerance_mm=task.cement_tolerance_mm,
-                                decode=task.overlays)
+                                decode=task.overlays, accept_proposed=task.accept_proposed)
     except FilmError as exc:
         rec.pop("stage_hint")
         # errors.csv names the film already: the reason names the annotation (relative to
@@ -111,6 +112,8 @@ def _process(task: FilmTask, rec: dict[str, Any]) -> dict[str, Any]:
     ann, fm = res.annotation, res.measurements
     for msg in res.plausibility:
         rec["warnings"].append(("plausibility", msg))
+    rec["warnings"].extend(("unconfirmed", why) for _lv, why in res.unconfirmed)
+    rec["landmark_source"] = dict(res.landmark_source)
     rec["view"] = ann.view
     rec["landmarks"] = ann.landmarks.to_dict()
     rec["spacing"] = None if fm.spacing is None else [float(fm.spacing[0]), float(fm.spacing[1])]

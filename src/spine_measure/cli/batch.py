@@ -64,6 +64,10 @@ def batch(
              "docs/measurements.md."),
     restart: bool = typer.Option(False, "--restart",
                                  help="Discard the journal in OUT and start again."),
+    accept_proposed: bool = typer.Option(
+        False, "--accept-proposed", help="Also measure vertebrae whose proposed landmarks no "
+                                         "reader has confirmed (rows marked in "
+                                         "landmark_source)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
     uncertainty: float | None = typer.Option(None, "--uncertainty", metavar="SD_MM",
                                              help=HELP_SD),
@@ -113,7 +117,7 @@ def batch(
                                             else str(pseudonym_key_file)),
                         overlays=not no_overlays,
                         postop_window_days=postop_window_days, restart=restart, sr=sr,
-                        uncertainty=model, cobb=tuple(cobb))
+                        uncertainty=model, cobb=tuple(cobb), accept_proposed=accept_proposed)
     bar = Progress("[progress.description]{task.description}", BarColumn(),
                    MofNCompleteColumn(), TimeRemainingColumn(), console=err,
                    disable=not progress, transient=True)
