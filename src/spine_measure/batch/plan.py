@@ -47,11 +47,22 @@ class BatchPlan:
     n_files: int = 0
 
 
-def _rel(path: str | Path, root: Path) -> str:
+def _resolve(path: str | Path) -> Path:
+    """``path`` resolved; a symbolic link loop (which cannot be resolved) stays as given."""
     try:
-        return Path(path).resolve().relative_to(root).as_posix()
-    except ValueError:
-        return Path(path).resolve().as_posix()
+        return Path(path).resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))
+
+
+def _rel(path: str | Path, root: Path) -> str:
+    """``path`` relative to the input folder as the user sees it (links not resolved)."""
+    for p in (Path(os.path.abspath(path)), _resolve(path)):
+        try:
+            return p.relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return _resolve(path).as_posix()
 
 
 def _file_sha(path: str) -> str:
@@ -116,8 +127,8 @@ def plan_batch(root: str | Path, *, annotations_dir: str | Path | None = None,
     seen_ann: set[Path] = set()
     for idx in indexes:
         for path, reason in idx.errors:
-            if path.resolve() not in seen_ann:
-                seen_ann.add(path.resolve())
+            if _resolve(path) not in seen_ann:
+                seen_ann.add(_resolve(path))
                 plan.issues.append(ErrorRow(_rel(path, root), "annotation", "failed", reason))
         for ident, paths in idx.duplicates:
             plan.issues.append(ErrorRow(_rel(paths[0], root), "annotation", "warning",
@@ -128,9 +139,9 @@ def plan_batch(root: str | Path, *, annotations_dir: str | Path | None = None,
     orphan_seen: set[Path] = set()
     for idx in indexes:
         for e in idx.unmatched(image_uids):
-            if e.path.resolve() in orphan_seen:
+            if _resolve(e.path) in orphan_seen:
                 continue
-            orphan_seen.add(e.path.resolve())
+            orphan_seen.add(_resolve(e.path))
             what = f"SOPInstanceUID {e.sop_instance_uid}" if e.sop_instance_uid else \
                 f"pixel hash {str(e.pixel_sha256)[:12]}..."
             plan.issues.append(ErrorRow(_rel(e.path, root), "annotation", "warning",
@@ -152,7 +163,7 @@ def plan_batch(root: str | Path, *, annotations_dir: str | Path | None = None,
             plan.issues.append(ErrorRow(rel, "annotation", "failed", str(exc)))
             continue
         if ann is not None:
-            used_ann.add(str(Path(ann).resolve()))
+            used_ann.add(str(_resolve(ann)))
         date = m.date.isoformat() if m.date is not None else None
         if m.acquisition_date and m.study_date and m.acquisition_date != m.study_date:
             plan.issues.append(ErrorRow(rel, "timepoint", "warning",
