@@ -11,6 +11,7 @@ processed again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -35,9 +36,14 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     that follows is fsynced."""
     p = Path(path)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, p)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, p)
+    except BaseException:  # a full disk leaves no partial file behind
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 class Journal:
@@ -58,7 +64,10 @@ class Journal:
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = self.dir / "options.json"
         if meta.is_file():
-            old = json.loads(meta.read_text(encoding="utf-8")).get("options_hash")
+            try:
+                old = json.loads(meta.read_text(encoding="utf-8")).get("options_hash")
+            except (ValueError, AttributeError):
+                old = None  # damaged (e.g. a full disk): the same as other options
             if old != self.options_hash:
                 if not restart:
                     raise JournalMismatchError(

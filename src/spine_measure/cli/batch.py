@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from spine_measure.cli import EXIT_USAGE, app
+from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_USAGE, app
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,9 @@ def batch(
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
     scheduler: str | None = typer.Option(
         None, "--scheduler", help="Dask distributed scheduler address (tcp://host:8786)."),
+    scheduler_timeout: float = typer.Option(
+        10.0, "--scheduler-timeout", min=0.1,
+        help="Seconds to wait for the --scheduler to answer before giving up."),
     include_identifiers: bool = typer.Option(
         False, "--include-identifiers", help="Also write real PatientIDs and file paths."),
     pseudonym_key: str | None = typer.Option(
@@ -51,6 +54,7 @@ def batch(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from spine_measure.batch import BatchOptions, JournalMismatchError, run_batch
+    from spine_measure.batch.runner import BatchOutputError
     from spine_measure.errors import SpineMeasureError
 
     err = Console(stderr=True)
@@ -64,7 +68,8 @@ def batch(
     opts = BatchOptions(input_dir=str(input_dir), out_dir=str(out),
                         annotations_dir=None if annotations is None else str(annotations),
                         clinical=None if clinical is None else str(clinical), jobs=jobs,
-                        scheduler=scheduler, include_identifiers=include_identifiers,
+                        scheduler=scheduler, scheduler_timeout=scheduler_timeout,
+                        include_identifiers=include_identifiers,
                         pseudonym_key=pseudonym_key, overlays=not no_overlays,
                         postop_window_days=postop_window_days, restart=restart, sr=sr)
     bar = Progress("[progress.description]{task.description}", BarColumn(),
@@ -82,10 +87,13 @@ def batch(
         with bar:
             summary = run_batch(opts, on_planned=planned, on_result=result)
     except JournalMismatchError as exc:
-        err.print(str(exc))
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    except BatchOutputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_NOTHING_DONE) from None
     except SpineMeasureError as exc:
-        err.print(str(exc))
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     err.print(f"films: {summary.n_films}  done: {summary.n_done}  failed: {summary.n_failed}  "
               f"skipped: {summary.n_skipped}  warnings: {summary.n_warnings}  "
