@@ -110,7 +110,7 @@ def test_good_and_bad_rows(study):
     assert set(report.failed_lines) == {10, 11, 12, 18, 19, 20, 21, 22, 23, 28, 29, 30, 31,
                                         32, 33}
     assert 'unknown point "Ass" for a lateral view; did you mean "As"?' in by_line[(10,)]
-    assert 'x "abc" is not a number' in by_line[(11,)]
+    assert 'x "abc" is not a plain decimal number' in by_line[(11,)]
     assert "duplicate point As (first given on line 6)" in by_line[(12,)]
     assert "L4: missing required point(s) Ps, Pi" in by_line[(18, 19)]
     assert "outside the image (64 columns x 64 rows); are x and y swapped?" in by_line[(20,)]
