@@ -120,7 +120,7 @@ def test_good_and_bad_rows(study):
     assert 'unknown level "L7"' in by_line[(29,)]
     assert "duplicate point IR (first given on line 27)" in by_line[(30,)]
     assert 'excluded "maybe"' not in by_line[(31,)] and 'fractured "maybe"' in by_line[(31,)]
-    assert 'x "nan" is not a finite number' in by_line[(32,)]
+    assert 'x "nan" is not a plain decimal number' in by_line[(32,)]
     assert "expected 9 fields, got 2" in by_line[(33,)]
     # messages render as file:line: reason
     assert str(next(p for p in report.problems if p.lines == (22, 23))).startswith(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +13,8 @@ from rich.console import Console
 
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
 from spine_measure.errors import SpineMeasureError
+from spine_measure.io.annotation import atomic_write_text
+from spine_measure.io.files import describe_os_error
 
 risk_app = typer.Typer(help="Risk models: apply published models, fit your own, check tables.",
                        no_args_is_help=True)
@@ -27,9 +30,32 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise typer.Exit(EXIT_USAGE)
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        _console.print(f"[red]{path}: cannot read as CSV ({' '.join(str(exc).split())})[/red]")
+    except pd.errors.EmptyDataError:
+        typer.echo(f"error: {path}: the file is empty (no header line, no rows)", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    except OSError as exc:
+        typer.echo(f"error: {path}: cannot read ({describe_os_error(exc)})", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        typer.echo(f"error: {path}: cannot read as CSV ({' '.join(str(exc).split())})",
+                   err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def _write_csv(frame: pd.DataFrame, output: Path) -> None:
+    """Write ``frame`` to ``output`` or say in one line why it cannot be written."""
+    if output.is_dir():
+        typer.echo(f"error: {output}: is a folder; give a file name (-o)", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    if output.exists() and not os.access(output, os.W_OK):
+        typer.echo(f"error: {output}: cannot write (the file is read-only)", err=True)
+        raise typer.Exit(EXIT_NOTHING_DONE)
+    try:
+        atomic_write_text(output, frame.to_csv(index=False, lineterminator="\n"))
+    except OSError as exc:
+        typer.echo(f"error: {output}: cannot write "
+                   f"({describe_os_error(exc)})", err=True)
+        raise typer.Exit(EXIT_NOTHING_DONE) from None
 
 
 def _parse_map(items: list[str] | None) -> dict[str, str]:
@@ -94,7 +120,7 @@ def apply_cmd(
         _console.print(f"[red]{exc}[/red]")
         raise typer.Exit(EXIT_USAGE) from None
     if output:
-        out.to_csv(output, index=False)
+        _write_csv(out, output)
     else:
         typer.echo(out.to_csv(index=False), nl=False)
     if len(out) == 0 or missing_rate == 1.0:
@@ -165,7 +191,7 @@ def check_table_cmd(
             raise typer.Exit(EXIT_USAGE) from None
     res = pd.concat(frames, ignore_index=True)
     if output:
-        res.to_csv(output, index=False)
+        _write_csv(res, output)
     shown = res if show_all else res[res.status == "inconsistent"]
     cols = ["table", "item", "check", "printed", "recomputed", "variant", "status", "note"]
     with pd.option_context("display.width", 200, "display.max_colwidth", 90):
