@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import platform
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -302,6 +303,9 @@ def run_batch(options: BatchOptions, *,
         return _run_batch(options, out, journalled, on_planned, on_result, on_scan)
     except OSError as exc:
         where = Path(exc.filename) if exc.filename else out
+        tmp = re.fullmatch(r"\.(.+)\.[^.]+\.tmp", where.name)  # an atomic write's temporary
+        if tmp:
+            where = where.with_name(tmp.group(1))
         inside = os.path.abspath(where).startswith(os.path.abspath(out))
         kept = (f"; the {journalled[0]} film(s) measured in this run are kept in "
                 f"{out / 'journal'}: fix this and run the same command again to resume"

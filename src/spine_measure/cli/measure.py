@@ -51,11 +51,13 @@ def measure_file(path: Path, annotations_dir: Path | None,
     """Measure one image with its annotation file (raises SpineMeasureError on failure)."""
     from spine_measure.errors import FileError
     from spine_measure.io.annotation import find_annotation, load_annotation
+    from spine_measure.io.files import not_a_regular_file
     from spine_measure.io.radiograph import load_radiograph, looks_like_dicom
     from spine_measure.io.scan import read_header
 
-    if not path.is_file():
-        raise FileError(path, "no such file")
+    problem = not_a_regular_file(path)
+    if problem is not None:
+        raise FileError(path, problem)
     ann_path = find_annotation(path, annotations_dir)
     if ann_path is None:
         where = f" or in {annotations_dir}" if annotations_dir else ""
@@ -193,13 +195,19 @@ def measure(
                 typer.echo(json.dumps({"image": os.fspath(path), "ok": False, "error": msg}))
             typer.echo(f"Error: {msg}", err=True)
             continue
-        done += 1
         cement: dict[str, dict[str, Any]] = {}
         if with_cement:
             try:
                 cement = cement_rows(path, fm, annotations)
             except (SpineMeasureError, OSError) as exc:
-                cement = {"-": {"cement_error": str(exc)}}
+                # the pixels cannot be decoded: the film is not fully measured
+                failed += 1
+                if as_json:
+                    typer.echo(json.dumps({"image": os.fspath(path), "ok": False,
+                                           "error": str(exc)}))
+                typer.echo(f"Error: {exc}", err=True)
+                continue
+        done += 1
         if as_json:
             for line in _json_lines(fm):
                 typer.echo(line)

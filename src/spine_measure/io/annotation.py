@@ -47,7 +47,7 @@ from spine_measure.errors import (
     RadiographError,
     SpineMeasureError,
 )
-from spine_measure.io.files import describe_os_error, not_a_regular_file
+from spine_measure.io.files import describe_os_error, names_file, not_a_regular_file
 from spine_measure.io.mask_codec import ENCODING, MaskCodecError, decode_mask, encode_mask
 from spine_measure.landmarks import LEVELS, LandmarkError, SpineLandmarks
 
@@ -988,6 +988,7 @@ def annotation_from_json(text: str, *, source: str = "<string>") -> Annotation:
         raise AnnotationFileError(source, str(exc)) from None
 
 
+@names_file
 def load_annotation(path: str | os.PathLike[str]) -> Annotation:
     """Read, schema-validate and build the annotation in ``path``.
 

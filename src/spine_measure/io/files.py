@@ -8,11 +8,23 @@ problem (``docs/robustness.md``).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import errno
+import functools
+import logging
 import os
 import stat
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
-__all__ = ["describe_os_error", "not_a_regular_file", "walk_regular_files"]
+T = TypeVar("T")
+
+__all__ = ["describe_os_error", "names_file", "not_a_regular_file", "route_warnings",
+           "walk_regular_files", "working_on"]
+
+_log = logging.getLogger("spine_measure")
 
 _KINDS = (
     (stat.S_ISDIR, "a folder"),
@@ -123,3 +135,55 @@ def walk_regular_files(root: str | os.PathLike[str], *, recursive: bool = True,
     except OSError:
         return
     yield from walk(root, frozenset({(st.st_dev, st.st_ino)}))
+
+
+_CURRENT_FILE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "spine_measure_current_file", default=None)
+
+
+@contextlib.contextmanager
+def working_on(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Mark ``path`` as the file being read, so that a warning raised meanwhile (by pydicom,
+    numpy or spine_measure) is reported naming it (:func:`route_warnings`)."""
+    token = _CURRENT_FILE.set(os.fspath(path))
+    try:
+        yield
+    finally:
+        _CURRENT_FILE.reset(token)
+
+
+def names_file(fn: Callable[..., T]) -> Callable[..., T]:
+    """Decorator: run ``fn(path, ...)`` :func:`working_on` its first argument."""
+    @functools.wraps(fn)
+    def wrapper(path: Any, *args: Any, **kwargs: Any) -> T:
+        with working_on(path):
+            return fn(path, *args, **kwargs)
+    return wrapper
+
+
+def route_warnings(logger: logging.Logger | None = None) -> None:
+    """Show Python warnings as the tool's own log lines: ``"<file>: <message>"`` (the file
+    being read when it was raised), each once per file, without the source file and line of
+    the code that warned. Deprecation warnings (for developers) stay hidden. The command line
+    installs this once at start-up."""
+    log = logger or _log
+    seen: set[tuple[str | None, str]] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        text = " ".join(str(message).split())
+        where = _CURRENT_FILE.get()
+        if where is not None and text.startswith(where + ": "):
+            text = text[len(where) + 2:]
+        if (where, text) in seen:
+            return
+        seen.add((where, text))
+        if where is None:
+            log.warning("%s", text)
+        else:
+            log.warning("%s: %s", where, text)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always")
+    for quiet in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.simplefilter("ignore", quiet)

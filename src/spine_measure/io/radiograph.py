@@ -40,7 +40,7 @@ import numpy as np
 
 from spine_measure.errors import ImageConversionWarning, RadiographError
 from spine_measure.io.calibration import Calibration, calibration_from_dataset
-from spine_measure.io.files import not_a_regular_file
+from spine_measure.io.files import names_file, not_a_regular_file
 
 __all__ = [
     "DECODER_PREFERENCE",
@@ -949,6 +949,7 @@ def _load_plain(path: str) -> Radiograph:
 # -------------------------------------------------------------------------------------
 
 
+@names_file
 def load_radiograph(path: str | os.PathLike[str], *, frame: int | None = None) -> Radiograph:
     """Open a DICOM file or a plain PNG / JPEG / TIFF image as a :class:`Radiograph`.
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from spine_measure.errors import RadiographError
 from spine_measure.io.calibration import CALIBRATION_TAGS, Calibration, calibration_from_dataset
-from spine_measure.io.files import not_a_regular_file, walk_regular_files
+from spine_measure.io.files import names_file, not_a_regular_file, walk_regular_files
 from spine_measure.io.radiograph import (
     PLAIN_IMAGE_SUFFIXES,
     RadiographMetadata,
@@ -173,6 +173,7 @@ def _header_from_dataset(ds: object, path: str) -> DicomHeader:
     )
 
 
+@names_file
 def read_header(path: str | os.PathLike[str]) -> DicomHeader:
     """Read one DICOM file's header (no pixel data).
 
