@@ -112,7 +112,11 @@ def walk_regular_files(root: str | os.PathLike[str], *, recursive: bool = True,
                 if recursive:
                     subdirs.append(entry)
                 continue
-            reason = not_a_regular_file(entry.path)
+            try:  # a plain regular file (no link): known from the listing, no stat
+                plain = entry.is_file(follow_symlinks=False)
+            except OSError:
+                plain = False
+            reason = None if plain else not_a_regular_file(entry.path)
             if reason is None:
                 yield entry.path
             else:

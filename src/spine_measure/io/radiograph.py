@@ -656,30 +656,36 @@ def explain_exception(exc: BaseException, text: str | None = None) -> str:
     return text[:200] or "unreadable (no detail given by the decoder)"
 
 
+#: (pid, temporary file) that :func:`native_stderr` collects into; one per process.
+_STDERR_SINK: tuple[int, Any] | None = None
+
+
 @contextlib.contextmanager
 def native_stderr(path: str) -> Iterator[None]:
     """Collect what native decoders write straight to the process's standard error (e.g.
     OpenJPEG's "Unknown progression order") and log it once, naming the file, instead of
     letting it interleave with the tool's own output."""
+    global _STDERR_SINK
     try:
         fd = sys.stderr.fileno()
+        if _STDERR_SINK is None or _STDERR_SINK[0] != os.getpid():
+            _STDERR_SINK = (os.getpid(), tempfile.TemporaryFile())
+        tmp = _STDERR_SINK[1]
+        tmp.seek(0)
+        tmp.truncate()
+        sys.stderr.flush()
         saved = os.dup(fd)
     except (AttributeError, OSError, ValueError):
         yield
         return
-    with tempfile.TemporaryFile() as tmp:
-        try:
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-        os.dup2(tmp.fileno(), fd)
-        try:
-            yield
-        finally:
-            os.dup2(saved, fd)
-            os.close(saved)
-            tmp.seek(0)
-            text = tmp.read(4096).decode("utf-8", "replace")
+    os.dup2(tmp.fileno(), fd)
+    try:
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+    tmp.seek(0)
+    text = tmp.read(4096).decode("utf-8", "replace")
     lines = list(dict.fromkeys(ln.strip() for ln in text.splitlines() if ln.strip()))
     if lines:
         more = f" (and {len(lines) - 1} more line(s))" if len(lines) > 1 else ""
