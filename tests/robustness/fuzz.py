@@ -229,9 +229,19 @@ def _dicom_lie(path: Path, rng: random.Random) -> str:
         if value is None:
             if kw in ds:
                 delattr(ds, kw)
+        elif isinstance(value, str) and value.startswith("+"):
+            setattr(ds, kw, int(value))
+        elif isinstance(value, str):  # written as stored, whatever pydicom would validate
+            from pydicom.datadict import dictionary_VR, tag_for_keyword
+            from pydicom.dataelem import RawDataElement
+
+            tag = tag_for_keyword(kw)
+            raw = value.encode("latin-1")
+            raw += b" " * (len(raw) % 2)
+            ds._dict[tag] = RawDataElement(tag, dictionary_VR(tag), len(raw), raw, 0,
+                                           False, True)
         else:
-            setattr(ds, kw, int(value) if isinstance(value, str) and value.startswith("+")
-                    else value)
+            setattr(ds, kw, value)
     if name == "charset_unknown":
         ds.PatientName = "M\xfcller^Fuzz"
     ds.save_as(path)

@@ -549,7 +549,7 @@ def check_pixel_module(ds: Any) -> None:
         # Shorter than the header says: truncated or a lie. At least twice as long: the
         # header describes other data (e.g. BitsAllocated 8 on 16-bit pixels). A little
         # longer (padding some writers add) is decoded; the excess is ignored.
-        if have < need or have >= 2 * need + 2:
+        if have < need or have >= 2 * need:
             raise _Inconsistent(
                 f"the pixel data holds {have:,} bytes, but Rows {rows} x Columns {cols} x "
                 f"{spp} sample(s) x {bits} bits"
