@@ -234,8 +234,9 @@ def _dicom_lie(path: Path, rng: random.Random) -> str:
         elif isinstance(value, str):  # written as stored, whatever pydicom would validate
             from pydicom.datadict import dictionary_VR, tag_for_keyword
             from pydicom.dataelem import RawDataElement
+            from pydicom.tag import Tag
 
-            tag = tag_for_keyword(kw)
+            tag = Tag(tag_for_keyword(kw))
             raw = value.encode("latin-1")
             raw += b" " * (len(raw) % 2)
             ds._dict[tag] = RawDataElement(tag, dictionary_VR(tag), len(raw), raw, 0,

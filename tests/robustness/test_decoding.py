@@ -34,8 +34,8 @@ RAW = "SM001/SM001_preop.dcm"      # explicit VR little endian
     (RAW, {"BitsAllocated": 8, "BitsStored": 8, "HighBit": 7}, "needs 520,000"),
     (RAW, {"PixelRepresentation": 7}, "PixelRepresentation 7 is not 0 (unsigned) or 1"),
     (RAW, {"BitsStored": 17}, "BitsStored 17 does not fit BitsAllocated 16"),
-    (RLE, {"BitsAllocated": 8, "BitsStored": 8, "HighBit": 7}, "the RLE data has 2 segments, but 1 sample(s) of 8 bits "
-                                "need 1"),
+    (RLE, {"BitsAllocated": 8, "BitsStored": 8, "HighBit": 7},
+     "the RLE data has 2 segments, but 1 sample(s) of 8 bits need 1"),
 ])
 def test_inconsistent_pixel_module_is_refused_before_decoding(tmp_path, src, changes, reason):
     """The header lies (the GDCM aborts of the issue among them): one line, never decoded.
@@ -90,7 +90,7 @@ def test_rust_panic_in_a_decoder_is_caught(tmp_path):
     ds = pydicom.dcmread(io.BytesIO(data))
     ds.pixel_array_options(decoding_plugin="pylibjpeg")
     with pytest.raises(BaseException) as raw:  # noqa: PT011 - the precondition itself
-        ds.pixel_array
+        _ = ds.pixel_array
     assert not isinstance(raw.value, Exception)  # really the panic, not a Python error
     (tmp_path / "panic.dcm").write_bytes(data)
     try:  # another decoder may manage; either way no BaseException escapes

@@ -47,7 +47,8 @@ def _write_csv(frame: pd.DataFrame, output: Path) -> None:
     if output.is_dir():
         typer.echo(f"error: {output}: is a folder; give a file name (-o)", err=True)
         raise typer.Exit(EXIT_USAGE)
-    if output.exists() and not os.access(output, os.W_OK):
+    if output.exists() and (not os.access(output, os.W_OK)
+                            or not output.stat().st_mode & 0o222):  # read-only, also for root
         typer.echo(f"error: {output}: cannot write (the file is read-only)", err=True)
         raise typer.Exit(EXIT_NOTHING_DONE)
     try:
