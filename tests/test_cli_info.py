@@ -14,11 +14,14 @@ def test_info_lines_and_exit_codes(tmp_path, capsys):
     shutil.copy(get_testdata_file("CT_small.dcm"), tmp_path / "ct.dcm")
     (tmp_path / "bad.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"garbage")
     assert main(["info", str(tmp_path / "ct.dcm")]) == 0
-    out = capsys.readouterr().out.strip().split("\t")
+    header, line = capsys.readouterr().out.strip().splitlines()
+    assert header.split("\t") == ["path", "status", "modality", "rows x cols",
+                                  "spacing (source)", "patient", "date", "view"]
+    out = line.split("\t")
     assert out[1:5] == ["ok", "CT", "128x128", "0.6615x0.6615 mm (pixel_spacing)"]
     assert main(["info", str(tmp_path)]) == 1
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and "error" in lines[0] and "bad.dcm" in lines[0]
+    assert len(lines) == 3 and "error" in lines[1] and "bad.dcm" in lines[1]
     assert main(["info", str(tmp_path / "bad.dcm")]) == 3
     capsys.readouterr()
     assert main(["info", str(tmp_path / "missing.dcm")]) == 2
@@ -35,3 +38,18 @@ def test_info_json(tmp_path, capsys):
 
 def test_usage_error_is_exit_2(capsys):
     assert main(["info", "--no-such-option"]) == 2
+
+
+def test_uncalibrated_says_why(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    shutil.copy(get_testdata_file("RG1_UNCI.dcm"), tmp_path / "rg.dcm")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "film.png")
+    assert main(["info", "--header-only", str(tmp_path / "rg.dcm"),
+                 str(tmp_path / "film.png")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()[1:]
+    spacing = [ln.split("\t")[4] for ln in lines]
+    assert spacing == ["px (uncalibrated: PixelSpacing 0\\0 is outside 0.01-5.0 mm)",
+                       "px (uncalibrated: a PNG file has no pixel spacing; draw a calibration "
+                       "line in the annotation)"]

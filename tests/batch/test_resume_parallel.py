@@ -81,8 +81,16 @@ def test_changed_options_are_refused(reference, tmp_path):
     src, _ref = reference
     out = tmp_path / "out"
     run_batch(BatchOptions(str(src), str(out), pseudonym_key=KEY, overlays=False))
-    with pytest.raises(JournalMismatchError, match="different options"):
-        run_batch(BatchOptions(str(src), str(out), pseudonym_key=KEY, overlays=True))
+    with pytest.raises(JournalMismatchError) as info:
+        run_batch(BatchOptions(str(src), str(out), pseudonym_key=KEY + "x", overlays=True,
+                               postop_window_days=21))
+    msg = str(info.value)
+    # the options that differ, by their command-line names, old and new value
+    assert "overlays (--no-overlays): off before, on now" in msg
+    assert "--postop-window-days: 14 before, 21 now" in msg
+    assert "pseudonym key" in msg and "a different key" in msg and KEY not in msg
+    assert "--clinical" not in msg and "hash" not in msg
+    assert "--restart" in msg and "another --out" in msg
     s = run_batch(BatchOptions(str(src), str(out), pseudonym_key=KEY, overlays=False))
     assert s.n_from_journal == 9  # same options: everything comes from the journal
 

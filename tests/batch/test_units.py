@@ -19,14 +19,21 @@ def test_pseudonym_is_hmac_sha256():
     assert pseudonym("SM001", b"other") != expected
 
 
-def test_generated_key_is_stored_and_reused(tmp_path, monkeypatch, caplog):
+def test_generated_key_is_stored_outside_out_and_reused(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv("SPINE_MEASURE_PSEUDONYM_KEY")
-    k1, src = resolve_key(None, tmp_path)
-    assert src == "generated" and "generated one" in caplog.text
-    assert (tmp_path / "pseudonym.key").stat().st_mode & 0o777 == 0o600
-    k2, _ = resolve_key(None, tmp_path)
-    assert k1 == k2 and len(k1) == 64
-    assert resolve_key("abc", tmp_path) == (b"abc", "option")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    out = tmp_path / "out"
+    k1 = resolve_key(None, out)
+    path = tmp_path / "cfg" / "spine_measure" / "pseudonym.key"
+    assert (k1.source, k1.path) == ("generated", path)
+    assert "generated one" in caplog.text and str(path) in caplog.text
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert not out.exists()
+    caplog.clear()
+    k2 = resolve_key(None, out)
+    assert (k2.key, k2.source) == (k1.key, "user_config") and len(k1.key) == 64
+    assert "generated" not in caplog.text
+    assert resolve_key("abc", out).key == b"abc"
 
 
 def test_time_points_with_procedure_date():
@@ -86,6 +93,6 @@ def test_clinical_aliases_and_problems(tmp_path):
     assert t.rows[("A2", None)]["procedure_date"] == D(2024, 1, 5)
     assert t.rows[("A2", None)]["age_years"] is None
     assert t.lookup("A2", "T12") == (t.rows[("A2", None)], "patient")
-    reasons = [r for _w, r in t.problems]
+    reasons = [p.message for p in t.problems]
     assert any("not a number" in r for r in reasons)
     assert any("second row" in r for r in reasons)

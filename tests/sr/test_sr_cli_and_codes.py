@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 
@@ -16,6 +17,35 @@ from spine_measure.sr import codes as C
 from spine_measure.sr import read_sr
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_dicoms"
+
+
+def _uid(path):
+    return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+
+
+def test_same_file_name_in_two_folders_does_not_clash(tmp_path, capsys):
+    """Two films called film.dcm in different folders: SRs named by SOPInstanceUID."""
+    for sub, film in (("a", "SM001_postop"), ("b", "SM002_postop")):
+        (tmp_path / sub).mkdir()
+        src = SAMPLE_DIR / film[:5] / f"{film}.dcm"
+        shutil.copy(src, tmp_path / sub / "film.dcm")
+        shutil.copy(src.with_name(f"{film}.sm.json"), tmp_path / sub / "film.sm.json")
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = main(["export-sr", str(tmp_path / "a" / "film.dcm"), str(tmp_path / "b" / "film.dcm"),
+                   "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{_uid(tmp_path / s / 'film.dcm')}.sr.dcm" for s in ("a", "b"))
+    # the same instance twice (a copy) is refused by name, not overwritten
+    shutil.copytree(tmp_path / "a", tmp_path / "c")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = main(["export-sr", str(tmp_path / "a"), str(tmp_path / "c"), "--out",
+                   str(tmp_path / "out2")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "already written" in err and "same SOPInstanceUID" in err
 
 
 def test_bad_inputs_fail_one_line_each_and_the_rest_is_exported(tmp_path, capsys):
@@ -32,10 +62,10 @@ def test_bad_inputs_fail_one_line_each_and_the_rest_is_exported(tmp_path, capsys
     assert rc == EXIT_SOME_FAILED
     errors = [ln for ln in err.splitlines() if ln.startswith("Error")]
     assert len(errors) == 2
-    assert str(png) in errors[0] and "not a DICOM image" in errors[0]
+    assert str(png) in errors[0] and "not a DICOM file" in errors[0]
     assert str(lonely) in errors[1] and "no annotation file" in errors[1]
     assert "1 SR written, 2 failed" in err
-    written = out / "SM001_postop.sr.dcm"
+    written = out / f"{_uid(good)}.sr.dcm"   # named by SOPInstanceUID, as batch --sr
     assert written.is_file()
     assert read_sr(written).landmarks.levels()[0] == "T10"
 
@@ -52,8 +82,9 @@ def test_folders_contribute_dicom_files_only(tmp_path, capsys):
         warnings.simplefilter("ignore")
         rc = main(["export-sr", str(SAMPLE_DIR / "SM002"), "--out", str(tmp_path)])
     assert rc == 0  # the *.cement.png next to the films are not candidates
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "SM002_followup.sr.dcm", "SM002_postop.sr.dcm", "SM002_preop.sr.dcm"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{_uid(SAMPLE_DIR / 'SM002' / f'SM002_{tp}.dcm')}.sr.dcm"
+        for tp in ("followup", "postop", "preop"))
     assert "3 SR written, 0 failed" in capsys.readouterr().err
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from spine_measure.cli.measure import cement_rows, measure_file
-from spine_measure.io.annotation import load_annotation
+from spine_measure.io.annotation import load_annotation, sidecar_path
 from spine_measure.measurements import measure_film
+from spine_measure.service import measure_film_file
 from spine_measure.sr import read_sr, write_film_sr
 from spine_measure.sr.export import from_scoord, to_scoord
 
@@ -45,8 +45,8 @@ def exported(tmp_path_factory):
         warnings.simplefilter("ignore")  # SM007 follow-up: PixelSpacing 0\0 warning
         for f in FILMS:
             w = write_film_sr(f, out)
-            fm = measure_file(f, None, [])
-            res[f.stem] = (w, fm, cement_rows(f, fm, None))
+            r = measure_film_file(f)
+            res[f.stem] = (w, r.measurements, r.cement)
     return res
 
 
@@ -122,7 +122,7 @@ def test_scoord_is_column_row_of_the_landmarks(exported):
 def test_round_trip_of_every_film(exported):
     for stem, (w, fm, cement) in exported.items():
         sr = read_sr(w.path)
-        ann = load_annotation(fm.metadata["annotation"])
+        ann = load_annotation(sidecar_path(fm.metadata["image"]))
         # landmarks: exactly the float32 rounding of the originals (SCOORD is FL)
         rounded = fm.landmarks.transformed(lambda a: a.astype(np.float32).astype(float))
         assert sr.landmarks.view == fm.view
@@ -222,7 +222,7 @@ def test_reader_calibration_film_uses_the_line(exported):
 def test_to_annotation_rebuilds_a_measurable_annotation(exported):
     w, fm, _ = exported["SM007_followup"]
     ann = read_sr(w.path).to_annotation()
-    orig = load_annotation(fm.metadata["annotation"])
+    orig = load_annotation(sidecar_path(fm.metadata["image"]))
     assert ann.image.sop_instance_uid == orig.image.sop_instance_uid
     assert (ann.image.rows, ann.image.cols) == (orig.image.rows, orig.image.cols)
     assert ann.reader == orig.reader

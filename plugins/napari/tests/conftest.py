@@ -9,6 +9,12 @@ import pytest
 from napari_samples import copy_film
 
 
+@pytest.fixture(autouse=True)
+def _private_settings(tmp_path, monkeypatch):
+    """The widget's remembered preferences go to a temporary INI file, never the user's."""
+    monkeypatch.setenv("SPINE_MEASURE_NAPARI_SETTINGS", str(tmp_path / "settings.ini"))
+
+
 @pytest.fixture
 def postop_film(tmp_path: Path) -> Path:
     """SM001_postop.dcm (L1 treated, cement) in a temporary folder."""

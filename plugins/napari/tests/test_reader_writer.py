@@ -10,7 +10,6 @@ import pytest
 from napari_samples import SAMPLES, truth_points
 
 from napari_spine_measure._reader import assign_time_points, get_reader, read_paths
-from napari_spine_measure._writer import write_annotation
 from napari_spine_measure.controller import AnnotationController
 from spine_measure.io.annotation import AnnotationConflictError, load_annotation, save_annotation
 from spine_measure.io.radiograph import load_radiograph
@@ -24,7 +23,9 @@ def test_manifest_declares_every_contribution():
     mf = pm.get_manifest("napari-spine-measure")
     c = mf.contributions
     assert [r.command for r in c.readers] == ["napari-spine-measure.get_reader"]
-    assert c.writers[0].filename_extensions == [".sm.json"]
+    # no writer: the widget's Save is the one way to write an annotation (it keeps the
+    # findings, calibration, cement and conflict check that a layer cannot carry)
+    assert not c.writers
     assert c.sample_data[0].key == "SM001" and c.widgets
 
 
@@ -70,30 +71,6 @@ def test_assign_time_points_by_date():
     d = [dt.date(2023, 5, 1), dt.date(2023, 3, 14), dt.date(2023, 3, 16), None]
     assert assign_time_points(d) == ["followup", "preop", "postop", None]
     assert assign_time_points([dt.date(2023, 1, 1)]) == [None]
-
-
-def test_writer_round_trip_and_conflict(postop_film):
-    ctl = AnnotationController.from_radiograph(load_radiograph(postop_film), autosave=False)
-    ctl.select_level("L1")
-    pts = truth_points(postop_film, "L1")
-    for name in ("As", "Ms", "Ps", "Pi", "Mi", "Ai"):
-        ctl.place(*pts[name])
-    ctl.set_flag("L1", "treated", True)
-    from napari_spine_measure._layers import landmark_arrays
-
-    data, features, _, _ = landmark_arrays(ctl)
-    meta = {"spine_measure": {"image": ctl.image.to_dict(), "view": "lateral",
-                              "flags": {"L1": ctl.flags("L1")}, "revision": 0}}
-    target = postop_film.with_name("out.sm.json")
-    [written] = write_annotation(str(target), data, {"metadata": meta, "features": features,
-                                                     "name": "landmarks"})
-    ann = load_annotation(written)
-    assert ann.landmarks["L1"].treated
-    assert ann.landmarks["L1"].point("Ai").tolist() == pts["Ai"]
-    save_annotation(ann, written)  # someone saves revision 2
-    meta["spine_measure"]["revision"] = 1
-    with pytest.raises(AnnotationConflictError):
-        write_annotation(str(target), data, {"metadata": meta, "features": features})
 
 
 def test_sample_data_opens_the_study(monkeypatch, tmp_path):

@@ -1,11 +1,10 @@
 """The dock widget in a real napari viewer (Xvfb + Mesa OpenGL): a whole annotation of a
 sample film through the widget's public actions, then save, reload and compare with the
-ground truth; the screenshot of docs/figures/napari_widget.png; refresh latency."""
+ground truth; the figure script run into a temporary folder."""
 
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -169,13 +168,9 @@ def test_drag_updates_table_live_and_undo(make_napari_viewer, postop_film):
     # a drag: napari moves the point in the layer and emits CHANGED; the widget follows
     i = widget._keys.index(("L1", "Ai"))
     data = widget.landmarks_layer.data.copy()
-    times, refresh = [], []
     for _k in range(1, 6):
-        t0 = time.perf_counter()
         data[i, 0] += 2.0
         widget.landmarks_layer.data = data  # emits CHANGED for all indices
-        times.append((time.perf_counter() - t0) * 1000.0)
-        refresh.append(widget.last_refresh_ms)
     ctl.end_move()
     after = ctl.measurements().get("L1", "ha").value
     assert after == pytest.approx(before + 10.0 * 0.25 * abs(
@@ -185,12 +180,7 @@ def test_drag_updates_table_live_and_undo(make_napari_viewer, postop_film):
     col = [widget.table.horizontalHeaderItem(j).text().split()[0]
            for j in range(widget.table.columnCount())].index("L1")
     assert widget.table.item(0, col).text() == f"{after:.1f}"
-    # point move -> refreshed layers and table: the target is 50 ms (feels live); the
-    # median of five moves is checked, on a shared 2-core CI machine
-    print(f"refresh after a move: median {np.median(refresh):.1f} ms; "
-          f"whole event {np.median(times):.1f} ms")
-    assert np.median(refresh) < 50.0, refresh
-    assert np.median(times) < 100.0, times
+    # speed is measured by benchmarks/bench_napari.py, not asserted here
     # the five steps of one drag are one undo step
     assert widget.undo()
     assert ctl.measurements().get("L1", "ha").value == pytest.approx(before, abs=1e-9)
@@ -199,37 +189,17 @@ def test_drag_updates_table_live_and_undo(make_napari_viewer, postop_film):
     assert "Ai" not in ctl.points("L2") and ctl.level == "L2"
 
 
-def test_screenshot_of_docked_widget(make_napari_viewer, postop_film):
-    viewer = make_napari_viewer()
-    viewer.window._qt_window.resize(1500, 1000)
-    widget = _open(viewer, postop_film)
-    widget.select_level("T11")
-    for level in ("T11", "T12", "L1", "L2"):
-        pts = truth_points(postop_film, level)
-        while widget.controller.level == level:
-            widget.place_point(*pts[widget.controller.next_point()[1]])
-    widget.set_flag("treated", True, level="L1")
-    widget.set_flag("fractured", True, level="L1")
-    widget.auto_segment()
-    # two points of L3 placed: the preview ring shows where the third goes
-    pts = truth_points(postop_film, "L3")
-    widget.place_point(*pts["As"])
-    widget.place_point(*pts["Ms"])
-    widget.set_placing(True)
-    viewer.layers.selection.active = widget.landmarks_layer
-    viewer.reset_view()
-    camera = getattr(getattr(viewer, "scene", None), "camera", None) or viewer.camera
-    centre = np.mean(widget.landmarks_layer.data, axis=0) * np.asarray(
-        widget.landmarks_layer.scale)
-    camera.center = tuple(centre)
-    camera.zoom *= 1.5
-    FIGURE.parent.mkdir(parents=True, exist_ok=True)
-    img = viewer.screenshot(str(FIGURE), canvas_only=False, flash=False)
-    assert FIGURE.is_file() and img.shape[0] > 500
-    # the figure is not blank: the film is drawn (grey levels vary)
-    assert img[..., :3].std() > 20
-    # the cement tab with the treated vertebra's SPEC §4 features (docs/napari_plugin.md)
-    widget.tabs.setCurrentIndex(2)
-    assert "NPEC none:" in widget.cement_label.text()
-    assert widget.grab().save(str(FIGURE_CEMENT))
-    assert FIGURE_CEMENT.stat().st_size > 10_000
+def test_screenshot_script_draws_the_film_and_the_cement_tab(make_napari_viewer, tmp_path):
+    """scripts/napari_screenshots.py (which regenerates the figures of
+    docs/napari_plugin.md) run into a temporary folder: the tracked figures are untouched."""
+    import runpy
+
+    script = runpy.run_path(str(REPO / "scripts" / "napari_screenshots.py"))
+    before = FIGURE.read_bytes() if FIGURE.is_file() else None
+    paths = script["make_screenshots"](tmp_path, make_napari_viewer(show=True))
+    from PIL import Image
+
+    widget_png = np.asarray(Image.open(paths["widget"]))
+    assert widget_png.shape[0] > 500 and widget_png[..., :3].std() > 20  # film drawn
+    assert paths["cement"].stat().st_size > 10_000
+    assert (FIGURE.read_bytes() if FIGURE.is_file() else None) == before

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,14 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 class Journal:
     """Journal of a batch run in ``OUT/journal``."""
 
-    def __init__(self, out_dir: str | os.PathLike[str], options_hash: str) -> None:
+    def __init__(self, out_dir: str | os.PathLike[str], options_hash: str,
+                 options: Mapping[str, Any] | None = None,
+                 describe: Callable[[Mapping[str, Any], Mapping[str, Any]], list[str]]
+                 | None = None) -> None:
         self.dir = Path(out_dir) / JOURNAL_DIR
         self.options_hash = options_hash
+        self.options = dict(options) if options is not None else None
+        self.describe = describe
 
     def open(self, *, restart: bool = False) -> int:
         """Create or re-open the journal; return the number of entries kept.
@@ -65,22 +71,32 @@ class Journal:
         meta = self.dir / "options.json"
         if meta.is_file():
             try:
-                old = json.loads(meta.read_text(encoding="utf-8")).get("options_hash")
-            except (ValueError, AttributeError):
-                old = None  # damaged (e.g. a full disk): the same as other options
+                stored = json.loads(meta.read_text(encoding="utf-8"))
+                old = stored.get("options_hash")
+            except (ValueError, AttributeError):  # damaged (e.g. a full disk)
+                stored, old = {}, None
             if old != self.options_hash:
                 if not restart:
+                    old_opts = stored.get("options")
+                    diff = (self.describe(old_opts, self.options)
+                            if self.describe is not None and isinstance(old_opts, dict)
+                            and self.options is not None else [])
+                    what = ("; ".join(diff) if diff else
+                            f"options hash {str(old)[:12]} vs {self.options_hash[:12]}")
                     raise JournalMismatchError(
-                        f"{self.dir.parent}: holds a run made with different options "
-                        f"(options hash {str(old)[:12]} vs {self.options_hash[:12]}); use the "
-                        "same options to resume, another --out, or --restart")
+                        f"{self.dir.parent}: holds a run made with other options ({what}). "
+                        "To resume it, run again with the same options; to start afresh, "
+                        "add --restart (discards that run's journal) or give another --out")
                 for f in self.dir.glob("*.json"):
                     f.unlink()
             elif restart:
                 for f in self.dir.glob("*.json"):
                     if f.name != "options.json":
                         f.unlink()
-        atomic_write_text(meta, json.dumps({"options_hash": self.options_hash}) + "\n")
+        content: dict[str, Any] = {"options_hash": self.options_hash}
+        if self.options is not None:
+            content["options"] = self.options
+        atomic_write_text(meta, json.dumps(content, sort_keys=True) + "\n")
         return sum(1 for f in self.dir.glob("f_*.json"))
 
     def _path(self, key: str) -> Path:

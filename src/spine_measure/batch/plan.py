@@ -16,8 +16,8 @@ from pathlib import Path
 from spine_measure.batch.pseudonym import pseudonym
 from spine_measure.batch.worker import FilmTask
 from spine_measure.errors import SpineMeasureError
-from spine_measure.io.annotation import AnnotationIndex, find_annotation, index_annotations
 from spine_measure.io.scan import DicomHeader, scan_folder
+from spine_measure.service import AnnotationFinder
 
 __all__ = ["BatchPlan", "ErrorRow", "plan_batch"]
 
@@ -45,6 +45,18 @@ class BatchPlan:
     fingerprints: dict[str, list[int]] = field(default_factory=dict)
     annotation_files: list[str] = field(default_factory=list)
     n_files: int = 0
+    annotations_dir: Path | None = None
+
+    def annotation_name(self, path: str | Path) -> str:
+        """How outputs name an annotation file: relative to the input folder, or
+        ``annotations:<path relative to the --annotations folder>``."""
+        p = _resolve(path)
+        if self.annotations_dir is not None:
+            try:
+                return "annotations:" + p.relative_to(self.annotations_dir).as_posix()
+            except ValueError:
+                pass
+        return _rel(p, self.root)
 
 
 def _resolve(path: str | Path) -> Path:
@@ -118,66 +130,77 @@ def plan_batch(root: str | Path, *, annotations_dir: str | Path | None = None,
                                             f"duplicate SOPInstanceUID {uid} with different "
                                             f"content (also in {others}): the annotation "
                                             "cannot be matched; give each image its own UID"))
-    indexes: list[AnnotationIndex] = []
-    for d in ([annotations_dir] if annotations_dir is not None else []) + [root]:
-        try:
-            indexes.append(index_annotations(d))
-        except SpineMeasureError as exc:
-            plan.issues.append(ErrorRow(str(d), "annotation", "failed", str(exc)))
-    seen_ann: set[Path] = set()
-    for idx in indexes:
+    try:
+        finder = AnnotationFinder(annotations_dir, input_root=root)
+    except SpineMeasureError as exc:
+        plan.issues.append(ErrorRow(str(annotations_dir), "annotation", "failed", str(exc)))
+        return plan
+    plan.annotations_dir = None if annotations_dir is None else Path(annotations_dir).resolve()
+
+    def ann_name(path: Path) -> str:
+        return plan.annotation_name(path)
+
+    unreadable: set[Path] = set()
+    for idx in (finder.index, finder.root_index):
+        if idx is None:
+            continue
         for path, reason in idx.errors:
-            if _resolve(path) not in seen_ann:
-                seen_ann.add(_resolve(path))
-                plan.issues.append(ErrorRow(_rel(path, root), "annotation", "failed", reason))
+            if _resolve(path) not in unreadable:
+                unreadable.add(_resolve(path))
+                plan.issues.append(ErrorRow(ann_name(path), "annotation", "failed", reason))
         for ident, paths in idx.duplicates:
-            plan.issues.append(ErrorRow(_rel(paths[0], root), "annotation", "warning",
+            plan.issues.append(ErrorRow(ann_name(paths[0]), "annotation", "warning",
                                         f"image {ident} is annotated by {len(paths)} files ("
-                                        + ", ".join(_rel(p, root) for p in paths)
+                                        + ", ".join(ann_name(p) for p in paths)
                                         + "); the first is used"))
     image_uids = {h.sop_instance_uid for h in scan.images if h.sop_instance_uid}
-    orphan_seen: set[Path] = set()
-    for idx in indexes:
-        for e in idx.unmatched(image_uids):
-            if _resolve(e.path) in orphan_seen:
-                continue
-            orphan_seen.add(_resolve(e.path))
+    if finder.root_index is not None:
+        for e in finder.root_index.unmatched(image_uids):
             what = f"SOPInstanceUID {e.sop_instance_uid}" if e.sop_instance_uid else \
                 f"pixel hash {str(e.pixel_sha256)[:12]}..."
-            plan.issues.append(ErrorRow(_rel(e.path, root), "annotation", "warning",
+            plan.issues.append(ErrorRow(ann_name(e.path), "annotation", "warning",
                                         f"annotates {what}, which no scanned image has; "
                                         "not used"))
-    ann_index = indexes[0] if indexes else None
-    used_ann: set[str] = set()
     for h in sorted(scan.images, key=lambda h: _rel(h.path, root)):
         if h.path in excluded:
             continue
         rel = _rel(h.path, root)
         m = h.metadata
-        try:
-            ann = find_annotation(h.path, annotations_dir, sop_instance_uid=h.sop_instance_uid,
-                                  index=ann_index)
-            if ann is None and annotations_dir is not None and len(indexes) > 1:
-                ann = indexes[1].lookup(sop_instance_uid=h.sop_instance_uid)
-        except SpineMeasureError as exc:
-            plan.issues.append(ErrorRow(rel, "annotation", "failed", str(exc)))
-            continue
-        if ann is not None:
-            used_ann.add(str(_resolve(ann)))
+        choice = finder.find(h.path, sop_instance_uid=h.sop_instance_uid)
+        if choice is not None and finder.annotations_dir is not None \
+                and choice.source != "annotations_folder":
+            plan.issues.append(ErrorRow(rel, "annotation", "warning",
+                                        f"no annotation for this film in the annotations "
+                                        f"folder; the {choice.describe()} is used"))
         date = m.date.isoformat() if m.date is not None else None
         if m.acquisition_date and m.study_date and m.acquisition_date != m.study_date:
             plan.issues.append(ErrorRow(rel, "timepoint", "warning",
                                         f"conflicting dates: AcquisitionDate "
                                         f"{m.acquisition_date} differs from StudyDate "
                                         f"{m.study_date}; AcquisitionDate is used"))
+        ann = None if choice is None else choice.path
         task = FilmTask(key=rel, path=h.path, annotation_path=None if ann is None else str(ann),
                         sop_instance_uid=h.sop_instance_uid, rows=m.rows, cols=m.columns,
                         calibration=h.calibration,
                         pseudo_id=pseudonym(m.patient_id or "", key),
                         date=date, overlays=overlays, cement_tolerance_mm=cement_tolerance_mm,
-                        sr=sr, identifiers=identifiers)
+                        sr=sr, identifiers=identifiers, header=h,
+                        annotation_source=None if choice is None else choice.source,
+                        annotation_file=None if choice is None else choice.relative)
         plan.tasks.append(task)
         plan.headers[rel] = h
         plan.fingerprints[rel] = _stat(h.path) + _stat(task.annotation_path)
-    plan.annotation_files = sorted(used_ann)
+    plan.annotation_files = sorted({t.annotation_path for t in plan.tasks
+                                    if t.annotation_path is not None})
+    entries = {_resolve(e.path): e for e in (finder.index.entries if finder.index else ())}
+    for path in finder.unused():
+        if _resolve(path) in unreadable:
+            continue
+        e = entries.get(_resolve(path))
+        what = "an image" if e is None else (
+            f"SOPInstanceUID {e.sop_instance_uid}" if e.sop_instance_uid else
+            f"pixel hash {str(e.pixel_sha256)[:12]}...")
+        plan.issues.append(ErrorRow(ann_name(path), "annotation", "warning",
+                                    f"annotates {what}, which no scanned image has; "
+                                    "not used"))
     return plan

@@ -29,7 +29,7 @@ from spine_measure.batch.clinical import read_clinical
 from spine_measure.batch.journal import Journal, atomic_write_bytes
 from spine_measure.batch.plan import BatchPlan, plan_batch
 from spine_measure.batch.pseudonym import resolve_key
-from spine_measure.batch.tables import assemble
+from spine_measure.batch.tables import RESERVED_SUFFIXES, assemble, reserved_columns
 from spine_measure.batch.worker import FilmTask, _sha256, preload, process_chunk
 from spine_measure.errors import SpineMeasureError
 from spine_measure.io.annotation import atomic_write_text
@@ -58,6 +58,7 @@ class BatchOptions:
     scheduler_timeout: float = 10.0
     include_identifiers: bool = False
     pseudonym_key: str | None = None
+    pseudonym_key_file: str | None = None
     overlays: bool = True
     postop_window_days: int = 14
     cement_tolerance_mm: float = 1.0
@@ -73,6 +74,7 @@ class BatchOptions:
         ``scheduler`` or ``restart``; the key only as a keyed fingerprint."""
         d = asdict(self)
         for k in ("jobs", "scheduler", "scheduler_timeout", "restart", "pseudonym_key",
+                  "pseudonym_key_file",
                   "out_dir"):
             d.pop(k)
         for k in ("input_dir", "annotations_dir", "clinical"):
@@ -95,16 +97,19 @@ class BatchSummary:
     n_warnings: int = 0
     n_rows: int = 0
     n_from_journal: int = 0
+    n_clinical_errors: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     key_source: str = ""
+    key_path: str | None = None
     seconds: float = 0.0
 
     @property
     def exit_code(self) -> int:
-        """0 all measured, 1 some failed, 3 nothing measured (``spine_measure.cli``)."""
+        """0 all measured, 1 some films failed or clinical values were rejected, 3 nothing
+        measured (``spine_measure.cli``)."""
         if self.n_done == 0:
             return 3
-        return 1 if self.n_failed else 0
+        return 1 if self.n_failed or self.n_clinical_errors else 0
 
 
 def _chunks(tasks: list[FilmTask], size: int) -> list[list[FilmTask]]:
@@ -151,7 +156,7 @@ def _execute_pool(chunks: list[list[FilmTask]], jobs: int) -> Iterator[dict[str,
 
     ctx = multiprocessing.get_context("fork")
     lost: list[FilmTask] = []
-    with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
         futures = {pool.submit(process_chunk, c): c for c in chunks}
         for fut in as_completed(futures):
             try:
@@ -184,6 +189,7 @@ def _run_isolated(task: FilmTask, ctx: Any) -> dict[str, Any]:
     recv, send = ctx.Pipe(duplex=False)
 
     def child() -> None:
+        _worker_init()
         try:
             out: Any = ("ok", process_chunk([task]))
         except BaseException as exc:  # noqa: BLE001 - reported to the parent
@@ -252,6 +258,14 @@ def _execute_dask(tasks: list[FilmTask], scheduler: str,
             yield from records
 
 
+def _worker_init() -> None:
+    """Workers ignore Ctrl-C: the parent alone handles it (it stops the pool and says how to
+    resume) instead of every worker printing its own traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _versions() -> dict[str, str]:
     out = {"spine_measure": __version__, "python": platform.python_version(),
            "platform": platform.platform()}
@@ -294,6 +308,8 @@ def run_batch(options: BatchOptions, *,
         ``OUT`` holds a run made with other options (pass ``restart=True`` to discard it).
     ClinicalTableError
         The clinical table cannot be read.
+    PseudonymKeyError
+        The key cannot be used or would be in ``OUT`` (``resolve_key``).
     """
     out = Path(options.out_dir)
     if out.exists() and not out.is_dir():
@@ -328,16 +344,19 @@ def _run_batch(options: BatchOptions, out: Path, journalled: list[int],
                on_scan: Callable[[str], None] | None) -> BatchSummary:
     t0 = time.perf_counter()
     started = dt.datetime.now(dt.UTC)
+    clinical = (read_clinical(options.clinical, reserved=reserved_columns(),
+                              reserved_suffixes=RESERVED_SUFFIXES)
+                if options.clinical else None)
+    pkey = resolve_key(options.pseudonym_key, out, key_file=options.pseudonym_key_file)
+    key, key_source = pkey.key, pkey.source
     out.mkdir(parents=True, exist_ok=True)
-    key, key_source = resolve_key(options.pseudonym_key, out)
-    clinical = read_clinical(options.clinical) if options.clinical else None
     long_options = LongitudinalOptions(
         site=options.site, height_loss_threshold_pct=options.height_loss_threshold_pct,
         kyphosis_threshold_deg=options.kyphosis_threshold_deg,
         refracture_cri_threshold_pct=options.refracture_cri_threshold_pct)
     out_opts = options.output_options(key)
     opt_hash = hashlib.sha256(json.dumps(out_opts, sort_keys=True).encode()).hexdigest()
-    journal = Journal(out, opt_hash)
+    journal = Journal(out, opt_hash, out_opts, describe=option_changes)
     journal.open(restart=options.restart)
     plan: BatchPlan = plan_batch(options.input_dir, annotations_dir=options.annotations_dir,
                                  key=key, overlays=options.overlays,
@@ -395,7 +414,7 @@ def _run_batch(options: BatchOptions, out: Path, journalled: list[int],
     tables = assemble(plan, records, identifiers=options.include_identifiers,
                       clinical=clinical, long_options=long_options,
                       postop_window_days=options.postop_window_days,
-                      overlay_paths=overlay_paths)
+                      overlay_paths=overlay_paths, key=key)
     atomic_write_text(out / "features_wide.csv", tables.wide)
     atomic_write_text(out / "measurements_long.csv", tables.long)
     atomic_write_text(out / "data_dictionary.csv", tables.dictionary)
@@ -405,14 +424,18 @@ def _run_batch(options: BatchOptions, out: Path, journalled: list[int],
                            n_warnings=sum(1 for e in tables.error_rows
                                           if e.status == "warning"),
                            n_rows=tables.n_rows, n_from_journal=n_from_journal,
-                           key_source=key_source)
+                           n_clinical_errors=tables.n_clinical_errors,
+                           key_source=key_source,
+                           key_path=None if pkey.path is None else str(pkey.path))
     for e in tables.error_rows:
-        summary.reasons[f"{e.status} ({e.stage}): {_short(e.reason)}"] += 1
-    root = plan.root
+        # clinical problems are one per line and cell: shown whole, with file:line and value
+        text = f"{e.file}: {e.reason}" if e.stage == "clinical" else _short(e.reason)
+        summary.reasons[f"{e.status} ({e.stage}): {text}"] += 1
     inputs = [{"file": t.key, "sha256": records[t.key].get("sha256"),
                "size": records[t.key].get("size"),
-               "annotation": (os.path.relpath(t.annotation_path, root)
+               "annotation": (plan.annotation_name(t.annotation_path)
                               if t.annotation_path else None),
+               "annotation_source": t.annotation_source,
                "annotation_sha256": records[t.key].get("annotation_sha256")}
               for t in plan.tasks if t.key in records]
     manifest = {
@@ -427,6 +450,7 @@ def _run_batch(options: BatchOptions, out: Path, journalled: list[int],
         "counts": {"files_scanned": plan.n_files, "films": len(plan.tasks),
                    "done": summary.n_done, "failed": summary.n_failed,
                    "skipped": summary.n_skipped, "warnings": summary.n_warnings,
+                   "clinical_errors": summary.n_clinical_errors,
                    "rows_features_wide": summary.n_rows, "from_journal": n_from_journal},
         "started": started.isoformat(timespec="seconds"),
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -435,6 +459,36 @@ def _run_batch(options: BatchOptions, out: Path, journalled: list[int],
     atomic_write_text(out / "run_manifest.json", json.dumps(manifest, indent=1) + "\n")
     summary.seconds = manifest["seconds"]
     return summary
+
+
+#: How the options that shape the output are given on the command line.
+OPTION_FLAGS: dict[str, str] = {
+    "input_dir": "input folder DIR", "annotations_dir": "--annotations",
+    "clinical": "--clinical", "include_identifiers": "--include-identifiers",
+    "overlays": "overlays (--no-overlays)", "sr": "--sr",
+    "postop_window_days": "--postop-window-days",
+    "key_fingerprint": "pseudonym key (--pseudonym-key or $SPINE_MEASURE_PSEUDONYM_KEY)",
+}
+
+
+def option_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``"--annotations: /a/readerA before, /a/readerB now"`` for every option that differs
+    between two runs (the pseudonym key only by name: its fingerprint means nothing)."""
+    out = []
+    for k in sorted(set(old) | set(new), key=lambda k: (k not in OPTION_FLAGS, k)):
+        if old.get(k) == new.get(k):
+            continue
+        name = OPTION_FLAGS.get(k, k)
+        if k == "key_fingerprint":
+            out.append(f"{name}: a different key")
+            continue
+        fmt = {None: "not given", True: "on", False: "off"}
+        a = fmt.get(old.get(k), old.get(k)) if isinstance(old.get(k), bool | None) \
+            else old.get(k)
+        b = fmt.get(new.get(k), new.get(k)) if isinstance(new.get(k), bool | None) \
+            else new.get(k)
+        out.append(f"{name}: {a} before, {b} now")
+    return out
 
 
 def _short(reason: str) -> str:

@@ -29,7 +29,7 @@ from spine_measure.measurements import (
 from spine_measure.measurements.docs_gen import data_dictionary_csv
 from spine_measure.measurements.registry import entries
 
-__all__ = ["Tables", "assemble", "csv_text"]
+__all__ = ["RESERVED_SUFFIXES", "Tables", "assemble", "csv_text", "reserved_columns"]
 
 TPS = ("preop", "postop", "followup")
 FINDINGS = ("ivc", "endplate_disruption", "posterior_fascia_oedema", "goutallier_grade",
@@ -86,6 +86,7 @@ class Tables:
     n_failed: int = 0
     n_skipped: int = 0
     n_rows: int = 0
+    n_clinical_errors: int = 0
 
 
 # ----------------------------------------------------------------------------- columns
@@ -142,14 +143,29 @@ def wide_columns(identifiers: bool, extra_clinical: Sequence[str],
     return cols
 
 
+#: Endings of measured columns (time points, AP film): never a clinical column's.
+RESERVED_SUFFIXES = tuple(f"_{tp}" for tp in (*TPS, "ap"))
+
+
+def reserved_columns() -> frozenset[str]:
+    """Names a clinical column may not have: every measured or bookkeeping column of
+    ``features_wide.csv`` and ``measurements_long.csv`` (and the batch's own column names),
+    except the clinical table's canonical columns. Cement columns carry a time-point suffix
+    (:data:`RESERVED_SUFFIXES`)."""
+    names = set(wide_columns(True, [], [])) | set(long_columns(True)) | set(BATCH_COLUMNS)
+    return frozenset(names - set(CANONICAL))
+
+
 def long_columns(identifiers: bool) -> list[str]:
-    cols = ["patient_pseudo_id"] + (["patient_id", "file"] if identifiers else []) + [
+    cols = ["patient_pseudo_id"] + (["patient_id", "file", "annotation_file"]
+                                     if identifiers else []) + [
         "sop_instance_uid", "date", "time_point", "view", "level", "fractured", "treated",
         "excluded", "calibration_source", "spacing_row_mm", "spacing_col_mm"]
     for view in ("lateral", "ap"):
         cols += [c for d in _vertebra_defs(view) + _film_defs(view) for c in d.columns
                  if c not in cols]
-    return cols + ["reference_neighbours", "reasons", "overlay", "spine_measure_version"]
+    return cols + ["reference_neighbours", "reasons", "overlay",
+                   "annotation_source", "annotation_sha256", "spine_measure_version"]
 
 
 # ----------------------------------------------------------------------------- assembly
@@ -212,9 +228,12 @@ def _volume_ratio(crow: Mapping[str, Any] | None, postop: FilmMeasurements | Non
 def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
              identifiers: bool = False, clinical: ClinicalTable | None = None,
              long_options: LongitudinalOptions | None = None,
-             postop_window_days: int = 14, overlay_paths: Mapping[str, str] | None = None
-             ) -> Tables:
-    """Build every table from the plan and the per-film records (see module docstring)."""
+             postop_window_days: int = 14, overlay_paths: Mapping[str, str] | None = None,
+             key: bytes | None = None) -> Tables:
+    """Build every table from the plan and the per-film records (see module docstring).
+
+    ``key`` (the pseudonymisation key) lets the clinical table's warnings name a patient id
+    that matches no film by its pseudonym; with ``identifiers`` they name the real id."""
     notes: list[ErrorRow] = list(plan.issues)
     overlay_paths = overlay_paths or {}
     done: dict[str, dict[str, Any]] = {}
@@ -233,11 +252,12 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
         fms[task.key] = _film(rec, None)
     # patients -> films
     patients: dict[str, list[str]] = {}
-    for key in done:
-        pid = plan.headers[key].metadata.patient_id or ""
-        patients.setdefault(pid, []).append(key)
+    for film_key in done:
+        pid = plan.headers[film_key].metadata.patient_id or ""
+        patients.setdefault(pid, []).append(film_key)
     task_of = {t.key: t for t in plan.tasks}
     clinical_used: set[tuple[str, str | None]] = set()
+    no_clinical_row: list[tuple[str, str, str]] = []     # (patient id, level, first film)
     wide_rows: list[dict[str, Any]] = []
     long_tp: dict[str, tuple[str, str]] = {}
     extra_clin = [c for c in (clinical.columns if clinical else []) if c != "procedure_date"]
@@ -269,6 +289,8 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
                            else (None, "none"))
             if crow is not None:
                 clinical_used.add((pid, level if match == "patient_level" else None))
+            elif clinical is not None and level is not None:
+                no_clinical_row.append((pid, level, keys[0]))
             proc, proc_src = None, ""
             if crow is not None and crow.get("procedure_date") is not None:
                 proc, proc_src = crow["procedure_date"], "clinical_table"
@@ -372,14 +394,8 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
             row["reasons"] = "; ".join(reasons)
             wide_rows.append(row)
     if clinical is not None:
-        for (p, lv), _row in sorted(clinical.rows.items(), key=lambda kv: (kv[0][0],
-                                                                            kv[0][1] or "")):
-            if p not in patients:
-                notes.append(ErrorRow(clinical.path, "clinical", "warning",
-                                      "a clinical row matches no measured patient"
-                                      + (f" (level {lv})" if lv else "")))
-        for where, reason in clinical.problems:
-            notes.append(ErrorRow(where, "clinical", "warning", reason))
+        pseudo_of = {pid: task_of[sorted(ks)[0]].pseudo_id for pid, ks in patients.items()}
+        notes += _clinical_notes(clinical, pseudo_of, no_clinical_row, identifiers, key)
     # long table
     long_rows: list[dict[str, Any]] = []
     for k in sorted(done):
@@ -390,9 +406,13 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
                 "calibration_source": rec["calibration_source"],
                 "spacing_row_mm": rec["spacing"][0] if rec["spacing"] else None,
                 "spacing_col_mm": rec["spacing"][1] if rec["spacing"] else None,
-                "overlay": overlay_paths.get(k), "spine_measure_version": __version__}
-        if identifiers:
-            base.update(patient_id=plan.headers[k].metadata.patient_id, file=k)
+                "overlay": overlay_paths.get(k), "annotation_source": task.annotation_source,
+                "annotation_sha256": rec.get("annotation_sha256"),
+                "spine_measure_version": __version__}
+        if identifiers:   # file names often hold patient ids: only with --include-identifiers
+            base.update(patient_id=plan.headers[k].metadata.patient_id, file=k,
+                        annotation_file=None if task.annotation_path is None
+                        else plan.annotation_name(task.annotation_path))
         fm = fms[k]
         for r in fm.to_rows():
             long_rows.append({**base, **{c: v for c, v in r.items()
@@ -409,7 +429,8 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
     cem = _cement_cols(done.values())
     wcols = wide_columns(identifiers, extra_clin, cem)
     lcols = long_columns(identifiers)
-    n_failed = sum(1 for n in notes if n.status == "failed")
+    n_failed = sum(1 for n in notes if n.status == "failed" and n.stage != "clinical")
+    n_clinical = sum(1 for n in notes if n.status == "failed" and n.stage == "clinical")
     n_skipped = sum(1 for n in notes if n.status == "skipped")
     notes_sorted = sorted(set(notes))
     return Tables(
@@ -419,7 +440,65 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
                           "reason": n.reason} for n in notes_sorted)),
         dictionary=dictionary_csv(wcols, lcols),
         wide_columns=wcols, long_columns=lcols, error_rows=notes_sorted,
-        n_done=len(done), n_failed=n_failed, n_skipped=n_skipped, n_rows=len(wide_rows))
+        n_done=len(done), n_failed=n_failed, n_skipped=n_skipped, n_rows=len(wide_rows),
+        n_clinical_errors=n_clinical)
+
+
+def _fold(patient_id: str) -> str:
+    """An id with case and leading zeros ignored: ids equal under it are near misses."""
+    return patient_id.strip().casefold().lstrip("0") or "0"
+
+
+def _clinical_notes(clinical: ClinicalTable, pseudo_of: Mapping[str, str],
+                    no_row: Sequence[tuple[str, str, str]], identifiers: bool,
+                    key: bytes | None) -> list[ErrorRow]:
+    """errors.csv rows of the clinical table: its own problems (line, column, value), rows
+    that match no measured patient, near misses (ids differing only in case or leading zeros:
+    not attached, failed), and treated levels of measured patients without a clinical row."""
+    from spine_measure.batch.pseudonym import pseudonym
+
+    def label(pid: str) -> str:
+        if identifiers:
+            return f'"{pid}"'
+        if pid in pseudo_of:
+            return pseudo_of[pid]
+        return f"{pseudonym(pid, key)} (pseudonym of its id)" if key is not None else "the id"
+
+    notes = [ErrorRow(pr.where, "clinical", pr.status, pr.message) for pr in clinical.problems]
+    measured = {p for p in pseudo_of if p}
+    by_fold: dict[str, list[str]] = {}
+    for m in sorted(measured):
+        by_fold.setdefault(_fold(m), []).append(m)
+    near_line: dict[str, int] = {}
+    for (p, lv), line in sorted(clinical.lines.items(), key=lambda kv: kv[1]):
+        if p in measured:
+            continue
+        where = f"{clinical.path}:{line}"
+        near = [m for m in by_fold.get(_fold(p), []) if m != p]
+        if near and not any(m in clinical.patients() for m in near):
+            near_line.setdefault(near[0], line)
+            notes.append(ErrorRow(where, "clinical", "failed",
+                                  f"patient {label(p)} matches no measured patient, but its id "
+                                  "differs only in case or leading zeros from that of "
+                                  f"measured patient {label(near[0])}: not attached; write "
+                                  "the id exactly as the films' PatientID"))
+        else:
+            notes.append(ErrorRow(where, "clinical", "warning",
+                                  f"patient {label(p)}"
+                                  + (f" level {lv}" if lv else "")
+                                  + " matches no measured patient (no measured film has this "
+                                    "PatientID); the row is not used"))
+    for pid, level, film in no_row:
+        levels = sorted(lv for (p, lv) in clinical.rows if p == pid and lv)
+        why = (f"rows only for level(s) {', '.join(levels)} and none without a level"
+               if levels else "no row")
+        hint = (f" (line {near_line[pid]} has an id that differs only in case or leading "
+                "zeros)" if pid in near_line else "")
+        notes.append(ErrorRow(film, "clinical", "warning",
+                              f"patient {label(pid)} level {level}: {why} in the clinical "
+                              f"table{hint}; its clinical columns are empty "
+                              "(clinical_match = none)"))
+    return notes
 
 
 # ----------------------------------------------------------------------------- dictionary
@@ -444,6 +523,18 @@ BATCH_COLUMNS: dict[str, tuple[str, str]] = {
                               "date_order."),
     "calibration_source": ("", "Where the spacing came from (docs/calibration.md)."),
     "overlay": ("", "Review overlay PNG, relative to the output folder."),
+    "annotation_source": ("", "Where the film's annotation came from: annotations_folder "
+                              "(--annotations, which wins over sidecars), sidecar (X.sm.json "
+                              "next to the film) or input_folder (another file of the input "
+                              "folder naming the film's SOPInstanceUID)."),
+    "annotation_sha256": ("", "SHA-256 of the annotation file measured (run_manifest.json "
+                              "lists it with the file's path)."),
+    "annotation_file": ("", "The annotation file measured: its path relative to the input "
+                            "folder, or annotations:<path inside the --annotations folder>. "
+                            "Written only with --include-identifiers (file "
+                            "names often hold patient ids); by default annotation_source and "
+                            "annotation_sha256 say which file was measured (run_manifest.json "
+                            "maps the hash to the path)."),
     "view": ("", "lateral or ap."),
     "fractured": ("flag", "Reader flag on the vertebra."),
     "treated": ("flag", "Reader flag: the vertebra was cemented."),
@@ -463,13 +554,15 @@ BATCH_COLUMNS: dict[str, tuple[str, str]] = {
                                    "oedema."),
     "treated_hu": ("HU", "Mean CT HU of the treated vertebra (reader ROI)."),
     "adjacent_hu": ("HU", "Mean CT HU of the adjacent vertebrae (mean of those given)."),
-    "age_years": ("years", "Clinical table: age."),
-    "sex": ("", "Clinical table: sex."),
-    "bmi_kg_m2": ("kg/m2", "Clinical table: body mass index."),
-    "bmd_t_score": ("SD", "Clinical table: BMD T-score."),
-    "procedure": ("", "Clinical table: PVP or PKP."),
-    "approach": ("", "Clinical table: unilateral or bilateral."),
-    "cement_volume_ml": ("ml", "Clinical table: injected cement volume."),
+    "age_years": ("years", "Clinical table: age (accepted 0 to 120)."),
+    "sex": ("", "Clinical table: sex, M or F (male/female accepted and written as M/F)."),
+    "bmi_kg_m2": ("kg/m2", "Clinical table: body mass index (accepted 10 to 80)."),
+    "bmd_t_score": ("SD", "Clinical table: BMD T-score (accepted -10 to 10)."),
+    "procedure": ("", "Clinical table: PVP or PKP (vertebroplasty is written PVP; BKP and "
+                      "kyphoplasty PKP)."),
+    "approach": ("", "Clinical table: unilateral or bilateral (uni-/bipedicular accepted)."),
+    "cement_volume_ml": ("ml", "Clinical table: injected cement volume (accepted above 0 and "
+                               "at most 50)."),
     "vertebral_body_volume_ml": ("ml", "Elliptic-cylinder estimate of the treated body's "
                                        "volume: pi/4 x depth x width x mean height (depth and "
                                        "height from the post-op lateral film, width from the "
@@ -478,9 +571,12 @@ BATCH_COLUMNS: dict[str, tuple[str, str]] = {
                                      "(Zeng 2025)."),
     "cement_volume_ratio_high": ("flag", "cement_volume_ratio_pct > 13.82 %, the threshold "
                                          "Zeng 2025 reports for adjacent fractures."),
-    "anti_osteoporosis_therapy": ("", "Clinical table: anti-osteoporosis therapy."),
-    "brace": ("", "Clinical table: brace."),
-    "clinical_match": ("", "How the clinical row was matched: patient_level, patient, none."),
+    "anti_osteoporosis_therapy": ("flag", "Clinical table: anti-osteoporosis therapy "
+                                          "(yes/no, y/n, true/false, 1/0 in the table)."),
+    "brace": ("flag", "Clinical table: brace (yes/no, y/n, true/false, 1/0 in the table)."),
+    "clinical_match": ("", "How the clinical row was matched: patient_level (row of the "
+                           "patient and level), patient (row without a level), none (no row: "
+                           "a warning in errors.csv)."),
 }
 
 

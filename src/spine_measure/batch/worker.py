@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
-import warnings
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
-from spine_measure.errors import SpineMeasureError
 from spine_measure.io.calibration import Calibration
+from spine_measure.io.scan import DicomHeader
 
-__all__ = ["FilmTask", "cement_features", "preload", "process_chunk", "process_film"]
+__all__ = ["FilmTask", "preload", "process_chunk", "process_film"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +40,9 @@ class FilmTask:
     cement_tolerance_mm: float = 1.0
     sr: bool = False                # also build the film's DICOM SR (TID 1500)
     identifiers: bool = False       # SR keeps the real patient name / ID
+    header: DicomHeader | None = None   # the scan's header (no pixels)
+    annotation_source: str | None = None  # spine_measure.service.ANNOTATION_SOURCES
+    annotation_file: str | None = None    # relative to its folder (outputs record this)
 
 
 def _sha256(path: str) -> tuple[str, int]:
@@ -53,30 +53,6 @@ def _sha256(path: str) -> tuple[str, int]:
             h.update(chunk)
             n += len(chunk)
     return h.hexdigest(), n
-
-
-def cement_api() -> Any:
-    """The cement package's public entry point, or None while it offers none."""
-    try:
-        from spine_measure import cement as _cement
-    except ImportError:  # pragma: no cover
-        return None
-    return getattr(_cement, "measure_cement", None)
-
-
-def cement_features(radiograph: Any, annotation: Any, level: str, film: Any,
-                    tolerance_mm: float) -> tuple[dict[str, Any], Any] | None:
-    """SPEC §4 features of the cement at ``level`` and the mask they were computed from (the
-    reader's edited mask from the annotation, else the automatic segmentation). This is the
-    one place the batch calls ``spine_measure.cement``."""
-    fn = cement_api()
-    if fn is None:
-        return None
-    mask = annotation.cement_mask(level)
-    row, used = fn(radiograph, annotation.landmarks, level,
-                   mask=None if mask is None else mask.to_array(), tolerance_mm=tolerance_mm,
-                   with_mask=True, spacing=film.spacing)
-    return dict(row), used
 
 
 def _explain(exc: BaseException) -> str:
@@ -115,30 +91,29 @@ def process_film(task: FilmTask) -> dict[str, Any]:
 
 
 def _process(task: FilmTask, rec: dict[str, Any]) -> dict[str, Any]:
-    from spine_measure.io.annotation import load_annotation
-    from spine_measure.measurements import measure_annotation
+    from pathlib import Path
 
+    from spine_measure.service import AnnotationChoice, FilmError, measure_film_file
+
+    assert task.annotation_path is not None
     rec["stage_hint"] = "annotation"
-    with open(task.annotation_path, "rb") as fh:  # type: ignore[arg-type]
+    with open(task.annotation_path, "rb") as fh:
         rec["annotation_sha256"] = hashlib.sha256(fh.read()).hexdigest()
-    try:
-        ann = load_annotation(task.annotation_path)  # type: ignore[arg-type]
-    except SpineMeasureError as exc:
-        rec.pop("stage_hint")
-        return _failed(rec, "annotation", str(exc))
-    ref = ann.image
-    if task.sop_instance_uid and ref.sop_instance_uid and \
-            ref.sop_instance_uid != task.sop_instance_uid:
-        rec.pop("stage_hint")
-        return _failed(rec, "annotation", f"{task.annotation_path}: annotates SOPInstanceUID "
-                                          f"{ref.sop_instance_uid}, not this film's")
-    if task.rows and task.cols and (ref.rows, ref.cols) != (task.rows, task.cols):
-        rec.pop("stage_hint")
-        return _failed(rec, "annotation", f"annotation is for a {ref.rows}x{ref.cols} image; "
-                                          f"the film is {task.rows}x{task.cols}")
+    ann_path = Path(task.annotation_path)
+    choice = AnnotationChoice(ann_path, task.annotation_source or "given",
+                              task.annotation_file or ann_path.name)
     rec["stage_hint"] = "measure"
-    header = SimpleNamespace(calibration=task.calibration, metadata={})
-    fm = measure_annotation(header, ann)
+    try:
+        res = measure_film_file(task.path, annotation=choice, header=task.header,
+                                cement=True, cement_tolerance_mm=task.cement_tolerance_mm,
+                                decode=task.overlays)
+    except FilmError as exc:
+        rec.pop("stage_hint")
+        # errors.csv names the film already: the reason names the annotation (relative to
+        # its folder) when it is the annotation's problem, never an absolute path
+        where = f"{choice.relative}: " if Path(exc.path) == ann_path else ""
+        return _failed(rec, exc.stage, where + exc.reason)
+    ann, fm = res.annotation, res.measurements
     rec["view"] = ann.view
     rec["landmarks"] = ann.landmarks.to_dict()
     rec["spacing"] = None if fm.spacing is None else [float(fm.spacing[0]), float(fm.spacing[1])]
@@ -155,44 +130,16 @@ def _process(task: FilmTask, rec: dict[str, Any]) -> dict[str, Any]:
             for r in fm.vertebrae.get(v.level, {}).values():
                 if r.reason and "neighbour" in r.reason.lower():
                     rec["warnings"].append(("measure", f"{v.level} {r.name}: {r.reason}"))
-    cement_levels = sorted(set(rec["cement_levels"]) | (set(rec["treated_levels"])
-                                                        if ann.view == "lateral" else set()))
-    need_pixels = task.overlays or (bool(cement_levels) and cement_api() is not None)
-    rec["cement"] = {}
-    if not need_pixels:
-        _add_sr(task, rec, fm, ann)
-        rec.pop("stage_hint")
-        return rec
-    rec["stage_hint"] = "decode"
-    from spine_measure.io.radiograph import load_radiograph
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        radiograph = load_radiograph(task.path)
-    if radiograph.shape != (ref.rows, ref.cols):
-        rec.pop("stage_hint")
-        return _failed(rec, "decode", f"decoded image is {radiograph.shape}, the annotation "
-                                      f"says {ref.rows}x{ref.cols}")
-    rec["stage_hint"] = "cement"
-    masks: dict[str, Any] = {m.level: m.to_array() for m in ann.cement}
-    for level in cement_levels:
-        try:
-            out = cement_features(radiograph, ann, level, fm, task.cement_tolerance_mm)
-        except Exception as exc:  # cement problems are a flagged value, not a failed film
-            rec["warnings"].append(("cement", f"{level}: {_explain(exc)}"))
-            out = None
-        feats = None
-        if out is not None:
-            feats, used = out
-            if feats.get("cement_found"):
-                masks[level] = used
-        if feats is not None:
-            rec["cement"][level] = {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                                    for k, v in feats.items()}
+    rec["cement"] = res.cement
+    for level, reason in res.cement_errors.items():
+        rec["warnings"].append(("cement", f"{level}: {reason}"))
     if task.overlays:
+        assert res.radiograph is not None
         rec["stage_hint"] = "overlay"
         from spine_measure.batch.overlay import render_overlay
 
+        masks: dict[str, Any] = {m.level: m.to_array() for m in ann.cement}
+        masks.update(res.cement_masks)
         values = {}
         for level, per in fm.vertebrae.items():
             values[level] = {short: (per[name].value, unit) for name, short, unit in
@@ -208,40 +155,31 @@ def _process(task: FilmTask, rec: dict[str, Any]) -> dict[str, Any]:
         film_vals = values.pop("_film", {})
         if film_vals:
             title.append("  ".join(f"{k} {v:.1f}°" for k, (v, _u) in film_vals.items()))
-        rec["overlay_png"] = render_overlay(radiograph, ann.landmarks, values=values,
+        rec["overlay_png"] = render_overlay(res.radiograph, ann.landmarks, values=values,
                                             cement=masks, title=title)
-    _add_sr(task, rec, fm, ann)
+    _add_sr(task, rec, res)
     rec.pop("stage_hint")
     return rec
 
 
-def _add_sr(task: FilmTask, rec: dict[str, Any], fm: Any, ann: Any) -> None:
+def _add_sr(task: FilmTask, rec: dict[str, Any], res: Any) -> None:
     """Put the film's DICOM SR (bytes) into ``rec["sr_dicom"]`` when the task asks for it.
 
-    The SR carries the film's measurements and the cement features computed above
-    (:func:`spine_measure.sr.build_sr`). Unless the run keeps identifiers, the patient's
-    name and ID are replaced by the pseudonym and birth date and accession number left
-    empty, like every other output of the batch. An SR that cannot be built is a warning.
+    The SR is built from the film's result exactly as ``spine-measure export-sr`` builds it
+    (:func:`spine_measure.sr.export.film_sr`). Unless the run keeps identifiers, the
+    patient's name and ID are replaced by the pseudonym and birth date and accession number
+    left empty, like every other output of the batch. An SR that cannot be built is a
+    warning.
     """
     if not task.sr:
         return
     import io
 
-    import pydicom
-
-    from spine_measure.sr import build_sr
+    from spine_measure.sr.export import film_sr
 
     rec["stage_hint"] = "sr"
     try:
-        header = pydicom.dcmread(task.path, stop_before_pixels=True)
-        if not task.identifiers:
-            header.PatientName = task.pseudo_id
-            header.PatientID = task.pseudo_id
-            for kw in ("PatientBirthDate", "AccessionNumber"):
-                if kw in header:
-                    setattr(header, kw, None)
-        skipped: list[str] = []
-        sr = build_sr(header, fm, ann, cement=rec["cement"], skipped=skipped)
+        sr, _skipped = film_sr(res, pseudonym=None if task.identifiers else task.pseudo_id)
         buf = io.BytesIO()
         sr.save_as(buf, enforce_file_format=True)
     except Exception as exc:  # the measurements stand without their SR
@@ -257,13 +195,13 @@ def preload(tasks: list[FilmTask]) -> None:
     import PIL.PngImagePlugin  # noqa: F401
     import pydicom.pixels  # noqa: F401
 
+    from spine_measure import cement, service  # noqa: F401
     from spine_measure.io import radiograph  # noqa: F401
     from spine_measure.io.annotation import load_annotation  # noqa: F401
     from spine_measure.measurements import measure_annotation  # noqa: F401
 
     if any(t.overlays for t in tasks):
         from spine_measure.batch import overlay  # noqa: F401
-    cement_api()
     if any(t.sr for t in tasks):
         from spine_measure import sr  # noqa: F401
 

@@ -23,6 +23,7 @@ EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOTHING_DONE = 3
+EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name="spine-measure",
@@ -30,6 +31,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain click help: wraps at any width without cutting option names, shows flags as
+    # flags (no "<bool>") and a count option as "-v/-vv"
+    rich_markup_mode=None,
 )
 
 
@@ -41,7 +45,9 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, show_default=False,
+                                help="More log output: -v info, -vv debug (repeat the "
+                                     "flag; it takes no value)."),
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
     ),
@@ -82,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("Aborted.", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:
         # Usage errors (typer vendors click: duck-type its ClickException).
         if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):

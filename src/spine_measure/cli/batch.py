@@ -1,8 +1,9 @@
 """``spine-measure batch DIR --out OUT``: measure a folder of annotated films.
 
 Exit codes: 0 every film measured (unannotated films are skipped, not failed); 1 some films
-failed (see ``OUT/errors.csv``); 2 usage error (bad option, missing folder, ``OUT`` holds a
-run with other options); 3 nothing measured; 130 interrupted (re-run to resume).
+failed or clinical values were rejected (see ``OUT/errors.csv``); 2 usage error (bad option,
+missing folder, ``OUT`` holds a run with other options, unusable clinical table or key);
+3 nothing measured; 130 interrupted (re-run to resume).
 """
 
 from __future__ import annotations
@@ -13,36 +14,44 @@ from typing import Any
 
 import typer
 
-from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_USAGE, app
+from spine_measure.cli import EXIT_INTERRUPTED, EXIT_NOTHING_DONE, EXIT_USAGE, app
 
 log = logging.getLogger(__name__)
 
 
 @app.command("batch")
 def batch(
-    input_dir: Path = typer.Argument(..., help="Folder of DICOM films (searched recursively)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    input_dir: Path = typer.Argument(
+        ..., metavar="DIR", help="Folder of DICOM films (searched recursively)."),
+    out: Path = typer.Option(..., "--out", "-o", metavar="OUT", help="Output folder."),
     annotations: Path | None = typer.Option(
-        None, "--annotations", help="Folder of annotation files (*.sm.json); default: "
-                                    "sidecars next to the films."),
-    clinical: Path | None = typer.Option(None, "--clinical",
-                                         help="Clinical table CSV (SPEC 1.5)."),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
+        None, "--annotations", metavar="ADIR",
+        help="Folder of annotation files (*.sm.json), e.g. a second reader's: it wins over "
+             "the sidecars next to the films for every film it covers (default: sidecars)."),
+    clinical: Path | None = typer.Option(None, "--clinical", metavar="CSV",
+                                         help="Clinical table (docs/batch.md)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, metavar="N",
+                      help="Worker processes."),
     scheduler: str | None = typer.Option(
-        None, "--scheduler", help="Dask distributed scheduler address (tcp://host:8786)."),
+        None, "--scheduler", metavar="ADDRESS",
+        help="Dask distributed scheduler address (tcp://host:8786)."),
     scheduler_timeout: float = typer.Option(
-        10.0, "--scheduler-timeout", min=0.1,
+        10.0, "--scheduler-timeout", min=0.1, metavar="SECONDS",
         help="Seconds to wait for the --scheduler to answer before giving up."),
     include_identifiers: bool = typer.Option(
         False, "--include-identifiers", help="Also write real PatientIDs and file paths."),
     pseudonym_key: str | None = typer.Option(
-        None, "--pseudonym-key", help="Key of the pseudonyms (default: "
-                                      "$SPINE_MEASURE_PSEUDONYM_KEY, else generated in OUT)."),
+        None, "--pseudonym-key", metavar="KEY", help="Key of the pseudonyms (default: "
+                                      "$SPINE_MEASURE_PSEUDONYM_KEY, else a key file)."),
+    pseudonym_key_file: Path | None = typer.Option(
+        None, "--pseudonym-key-file", metavar="FILE",
+        help="File holding the key (default: $SPINE_MEASURE_PSEUDONYM_KEY_FILE, else the "
+             "user's key, generated once; never in OUT)."),
     no_overlays: bool = typer.Option(False, "--no-overlays",
                                      help="Do not draw review overlays."),
     sr: bool = typer.Option(False, "--sr", help="Also write each film's measurements as a "
                                                 "DICOM SR (TID 1500) into OUT/sr/."),
-    postop_window_days: int = typer.Option(14, "--postop-window-days", min=0,
+    postop_window_days: int = typer.Option(14, "--postop-window-days", min=0, metavar="DAYS",
                                            help="Post-op films within this many days of the "
                                                 "procedure."),
     restart: bool = typer.Option(False, "--restart",
@@ -57,20 +66,29 @@ def batch(
     from spine_measure.batch.runner import BatchOutputError
     from spine_measure.errors import SpineMeasureError
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     for p, what in ((input_dir, "input folder"), (annotations, "annotations folder")):
-        if p is not None and not p.is_dir():
-            err.print(f"{p}: {what} not found")
-            raise typer.Exit(EXIT_USAGE)
-    if clinical is not None and not clinical.is_file():
-        err.print(f"{clinical}: clinical table not found")
+        if p is None or p.is_dir():
+            continue
+        if p.exists():
+            hint = ("; batch measures a folder of films (for one film use "
+                    "spine-measure measure)") if p is input_dir else ""
+            err.print(f"Error: {p}: is a file, not a folder ({what}){hint}", markup=False)
+        else:
+            err.print(f"Error: {p}: {what} not found", markup=False)
+        raise typer.Exit(EXIT_USAGE)
+    if clinical is not None and not clinical.exists():     # other oddities: read_clinical
+        err.print(f"Error: {clinical}: clinical table not found", markup=False)
         raise typer.Exit(EXIT_USAGE)
     opts = BatchOptions(input_dir=str(input_dir), out_dir=str(out),
                         annotations_dir=None if annotations is None else str(annotations),
                         clinical=None if clinical is None else str(clinical), jobs=jobs,
                         scheduler=scheduler, scheduler_timeout=scheduler_timeout,
                         include_identifiers=include_identifiers,
-                        pseudonym_key=pseudonym_key, overlays=not no_overlays,
+                        pseudonym_key=pseudonym_key,
+                        pseudonym_key_file=(None if pseudonym_key_file is None
+                                            else str(pseudonym_key_file)),
+                        overlays=not no_overlays,
                         postop_window_days=postop_window_days, restart=restart, sr=sr)
     bar = Progress("[progress.description]{task.description}", BarColumn(),
                    MofNCompleteColumn(), TimeRemainingColumn(), console=err,
@@ -86,23 +104,53 @@ def batch(
     try:
         with bar:
             summary = run_batch(opts, on_planned=planned, on_result=result)
+    except KeyboardInterrupt:
+        n = sum(1 for _ in (Path(out) / "journal").glob("f_*.json")) \
+            if (Path(out) / "journal").is_dir() else 0
+        err.print(f"Interrupted: {n} film(s) are journalled in {out}. Run the same command "
+                  "again to resume (films already done are not measured again).",
+                  markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except JournalMismatchError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        err.print(f"Error: {exc}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     except BatchOutputError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        err.print(f"Error: {exc}", markup=False)
         raise typer.Exit(EXIT_NOTHING_DONE) from None
     except SpineMeasureError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        err.print(f"Error: {exc}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     err.print(f"films: {summary.n_films}  done: {summary.n_done}  failed: {summary.n_failed}  "
               f"skipped: {summary.n_skipped}  warnings: {summary.n_warnings}  "
               f"(from journal: {summary.n_from_journal})  rows: {summary.n_rows}  "
               f"in {summary.seconds:.1f} s")
+    if summary.n_clinical_errors:
+        err.print(f"clinical table: {summary.n_clinical_errors} value(s) or row(s) rejected "
+                  "(errors.csv, stage clinical)")
     for reason, n in sorted(summary.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:15]:
         err.print(f"  {n:4d} x {reason}")
-    if summary.key_source == "generated":
-        err.print(f"pseudonym key: generated, stored in {Path(out) / 'pseudonym.key'}")
-    err.print(f"outputs: {Path(out) / 'features_wide.csv'}, measurements_long.csv, "
-              f"errors.csv, overlays/")
+    if summary.key_path and summary.key_source != "generated":   # generated: logged once
+        err.print(f"pseudonym key: {summary.key_path}", soft_wrap=True, markup=False)
+    if summary.n_films == 0:
+        err.print(f"Error: {_no_films_reason(input_dir)}", markup=False)
+    written = ["measurements_long.csv", "errors.csv", "run_manifest.json"]
+    written += [d + "/" for d in ("overlays", "sr") if (Path(out) / d).is_dir()]
+    err.print(f"outputs: {Path(out) / 'features_wide.csv'}, " + ", ".join(written),
+              markup=False)
     raise typer.Exit(summary.exit_code)
+
+
+def _no_films_reason(input_dir: Path) -> str:
+    """Why a batch found no film: nothing at all, or only files batch does not read."""
+    from spine_measure.io.radiograph import PLAIN_IMAGE_SUFFIXES
+    from spine_measure.io.scan import iter_files
+
+    n = n_plain = 0
+    for f in iter_files(input_dir):
+        n += 1
+        n_plain += Path(f).suffix.lower() in PLAIN_IMAGE_SUFFIXES
+    seen = "the folder is empty" if n == 0 else (
+        f"{n} file(s) looked at, {n_plain} of them PNG/JPEG/TIFF images" if n_plain
+        else f"{n} file(s) looked at, none of them DICOM")
+    return (f"no DICOM files found in {input_dir} ({seen}); batch reads DICOM; for "
+            "PNG/JPEG films use spine-measure measure")

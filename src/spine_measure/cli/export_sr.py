@@ -1,7 +1,9 @@
 """``spine-measure export-sr PATH... --out DIR``: one DICOM SR per measured DICOM film.
 
-Each image needs its annotation file, found as ``spine-measure measure`` finds it; the SR
-holds the landmarks (SCOORD on the source image), every single-film measurement and the
+Each film is measured as ``spine-measure measure`` and ``batch`` measure it (same annotation
+precedence and identity check, :mod:`spine_measure.service`); its SR is named after the
+film's SOP Instance UID (``<SOPInstanceUID>.sr.dcm``, as ``batch --sr``) and holds the
+landmarks (SCOORD on the source image), every single-film measurement and the
 cement features of treated vertebrae (``docs/sr_export.md``). A file that fails is reported
 on one line and the others are still exported.
 """
@@ -18,21 +20,25 @@ from spine_measure.errors import SpineMeasureError
 
 @app.command("export-sr")
 def export_sr(
-    paths: list[Path] = typer.Argument(..., help="DICOM radiographs or folders."),
-    out: Path = typer.Option(..., "--out", help="Folder the SR files are written to "
-                                                "(created if missing)."),
+    paths: list[Path] = typer.Argument(
+        ..., metavar="PATH", help="DICOM radiographs or folders."),
+    out: Path = typer.Option(..., "--out", metavar="DIR",
+                             help="Folder the SR files are written to (created if missing)."),
     annotations: Path | None = typer.Option(
-        None, "--annotations", help="Folder of annotation files (default: next to each image)."),
+        None, "--annotations", metavar="ADIR",
+        help="Folder of annotation files; it wins over the sidecar next to each image for "
+             "every image it covers (default: sidecars)."),
     cobb: list[str] = typer.Option(
-        [], "--cobb", help='Sagittal Cobb angle between two endplates, e.g. '
+        [], "--cobb", metavar="PAIR", help='Sagittal Cobb angle between two endplates, e.g. '
                            '"T10:superior,L2:inferior" (repeatable).'),
     with_cement: bool = typer.Option(
         True, "--cement/--no-cement", help="Cement features of treated vertebrae."),
 ) -> None:
     """Write each film's measurements as a DICOM SR (Comprehensive 3D SR, TID 1500)."""
-    from spine_measure.cli.measure import _candidates
+    from spine_measure.cli.measure import candidates, report_unused
     from spine_measure.measurements.context import parse_endplate_pair
-    from spine_measure.sr.export import sr_file_name, write_film_sr
+    from spine_measure.service import AnnotationFinder
+    from spine_measure.sr.export import write_film_sr
 
     try:
         for c in cobb:
@@ -40,6 +46,10 @@ def export_sr(
     except SpineMeasureError as exc:
         typer.echo(f"Error: --cobb: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        typer.echo(f"Error: {missing[0]}: no such file or folder", err=True)
+        raise typer.Exit(EXIT_USAGE)
     if annotations is not None and not annotations.is_dir():
         typer.echo(f"Error: --annotations: {annotations}: not a folder", err=True)
         raise typer.Exit(EXIT_USAGE)
@@ -50,33 +60,26 @@ def export_sr(
         raise typer.Exit(EXIT_USAGE) from None
     # Folders contribute their DICOM files only (an SR must reference a DICOM instance);
     # a plain image named on the command line is reported as an error.
-    from spine_measure.io.radiograph import PLAIN_IMAGE_SUFFIXES
-
-    files = [f for p in paths for f in _candidates([p])
-             if not (p.is_dir() and f.suffix.lower() in PLAIN_IMAGE_SUFFIXES)]
+    files, _companions = candidates(paths, plain_images=False)
     if not files:
         typer.echo("Error: no image files found", err=True)
         raise typer.Exit(EXIT_NOTHING_DONE)
+    finder = AnnotationFinder(annotations)
     done = failed = 0
     used: dict[str, Path] = {}
     for path in files:
-        name = sr_file_name(path)
-        if name in used:
-            failed += 1
-            typer.echo(f"Error: {path}: its SR name {name} is already taken by {used[name]} "
-                       "in this run", err=True)
-            continue
         try:
-            written = write_film_sr(path, out, annotations_dir=annotations, cobb=cobb,
-                                    with_cement=with_cement, file_name=name)
+            written = write_film_sr(path, out, finder=finder, cobb=cobb,
+                                    with_cement=with_cement, file_name=None, taken=used)
         except (SpineMeasureError, OSError) as exc:
             failed += 1
             typer.echo(f"Error: {exc}", err=True)
             continue
-        used[name] = path
+        used[written.path.name] = path
         done += 1
         extra = f" ({len(written.skipped)} values not coded)" if written.skipped else ""
         typer.echo(f"{path} -> {written.path}{extra}")
+    report_unused(finder)
     typer.echo(f"{done} SR written, {failed} failed", err=True)
     if done == 0:
         raise typer.Exit(EXIT_NOTHING_DONE)

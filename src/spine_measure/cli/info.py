@@ -72,16 +72,32 @@ def _record(path: str, meta: RadiographMetadata | None, cal: Calibration | None,
     return rec
 
 
+HEADER = "\t".join(("path", "status", "modality", "rows x cols", "spacing (source)",
+                    "patient", "date", "view"))
+"""The header row of the tab-separated output (error lines: path, ``error``, reason)."""
+
+
+def _why_uncalibrated(rec: dict[str, Any]) -> str:
+    """Why a file has no spacing, in a user's terms (lengths are then in pixels)."""
+    if rec["calibration_notes"]:
+        return "; ".join(rec["calibration_notes"])
+    if rec["format"] != "dicom":
+        return (f"a {rec['format'].upper()} file has no pixel spacing; draw a calibration "
+                "line in the annotation")
+    return "no PixelSpacing or ImagerPixelSpacing in the header"
+
+
 def _line(rec: dict[str, Any]) -> str:
     if not rec["ok"]:
         return f"{rec['path']}\terror\t{rec['error']}"
     if rec["row_spacing_mm"] is not None:
-        spacing = f"{rec['row_spacing_mm']:.4g}x{rec['col_spacing_mm']:.4g} mm"
+        spacing = f"{rec['row_spacing_mm']:.4g}x{rec['col_spacing_mm']:.4g} mm " \
+                  f"({rec['calibration_source']})"
     else:
-        spacing = "px"
+        spacing = f"px ({rec['calibration_source']}: {_why_uncalibrated(rec)})"
     fields = [
         rec["path"], "ok", rec["modality"] or rec["format"].upper(),
-        f"{rec['rows']}x{rec['columns']}", f"{spacing} ({rec['calibration_source']})",
+        f"{rec['rows']}x{rec['columns']}", spacing,
         rec["patient_id"] or "-", rec["date"] or "-", rec["view"] or "-",
     ]
     return "\t".join(str(f) for f in fields)
@@ -89,7 +105,8 @@ def _line(rec: dict[str, Any]) -> str:
 
 @app.command("info")
 def info(
-    paths: list[Path] = typer.Argument(..., help="DICOM or image files, or folders."),
+    paths: list[Path] = typer.Argument(
+        ..., metavar="PATH", help="DICOM or image files, or folders."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
     header_only: bool = typer.Option(
         False, "--header-only", help="Read headers only (fast; does not check the pixel data)."
@@ -110,6 +127,8 @@ def info(
         raise typer.Exit(EXIT_USAGE)
     files = _candidates(paths, include_images=include_images)
     n_ok = 0
+    if files and not as_json:
+        typer.echo(HEADER)
     for path in files:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # unusable attributes are reported in the record
@@ -124,6 +143,10 @@ def info(
                 rec = _record(path, None, None, None, exc.reason)
         n_ok += rec["ok"]
         typer.echo(json.dumps(rec) if as_json else _line(rec))
+    if not as_json:
+        typer.echo(f"{len(files)} file(s): {n_ok} readable, {len(files) - n_ok} not"
+                   + ("" if files else " (no DICOM file found; --include-images lists "
+                                       "PNG/JPEG/TIFF files too)"), err=True)
     if not files or n_ok == 0:
         raise typer.Exit(EXIT_NOTHING_DONE)
     raise typer.Exit(EXIT_OK if n_ok == len(files) else EXIT_SOME_FAILED)

@@ -130,6 +130,9 @@ def measurements_markdown(figures: Sequence[str] | None = None) -> str:
             lines += [f"![{title}]({fig})", ""]
         for d in by_family[fam]:
             lines += _entry_md(d)
+    from spine_measure.measurements.uncertainty_docs import uncertainty_markdown
+
+    lines.append(uncertainty_markdown())
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "SrExportError",
     "SrWritten",
     "build_sr",
+    "film_sr",
     "from_scoord",
     "sr_file_name",
     "to_scoord",
@@ -132,11 +133,13 @@ def _content_digest(annotation: Any, fm: Any, cement: Mapping[str, Any] | None) 
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def sr_file_name(image_path: str | os.PathLike[str]) -> str:
-    """Output name of the SR of an image: ``X.dcm`` -> ``X.sr.dcm``."""
-    p = Path(image_path)
-    stem = p.stem if p.suffix.lower() in (".dcm", ".dicom", ".dic", ".ima") else p.name
-    return f"{stem}.sr.dcm"
+def sr_file_name(sop_instance_uid: str) -> str:
+    """Output name of the SR of a film: the film's SOP Instance UID + ``.sr.dcm`` (as
+    ``batch --sr`` names them): unique across folders where file names are not."""
+    uid = str(sop_instance_uid or "").strip()
+    if not uid or not all(part.isdigit() for part in uid.split(".")):
+        raise SrExportError(f"not a SOP Instance UID: {uid!r}")
+    return f"{uid}.sr.dcm"
 
 
 def _parse_endplate(text: str) -> tuple[str, str | None]:
@@ -359,7 +362,7 @@ def build_sr(header: Any, fm: Any, annotation: Any, *,
     annotation : Annotation
         The annotation measured (landmarks, calibration line, reader).
     cement : Mapping, optional
-        Level -> cement row (``spine_measure.cli.measure.cement_rows``); rows holding
+        Level -> cement row (``spine_measure.service.FilmResult.cement``); rows holding
         ``cement_error`` are left out.
     cement_calibration_source : str, optional
         Calibration source of the cement lengths (the header's; default ``fm``'s).
@@ -465,63 +468,96 @@ class SrWritten:
     skipped: tuple[str, ...] = ()
 
 
-def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
-                  annotations_dir: str | os.PathLike[str] | None = None,
-                  cobb: Iterable[str] = (), with_cement: bool = True,
-                  file_name: str | None = None) -> SrWritten:
-    """Measure one DICOM film with its annotation and write its SR into ``out_dir``.
+def film_sr(result: Any, *, pseudonym: str | None = None) -> tuple[Any, list[str]]:
+    """The SR of a measured film (:class:`spine_measure.service.FilmResult`): the one way
+    ``export-sr`` and ``batch --sr`` build it.
 
-    The annotation is found and the film measured exactly as ``spine-measure measure``
-    does (:func:`spine_measure.cli.measure.measure_file`); the cement features of treated
-    vertebrae come from :func:`spine_measure.cli.measure.cement_rows`.
+    The film's header is read again without pixels. With ``pseudonym``, the patient's name
+    and ID become the pseudonym and birth date and accession number are emptied. Returns the
+    SR dataset and the values that could not be coded.
 
     Raises
     ------
     FileError
-        Not a DICOM image, no annotation, unreadable file, or the SR cannot be written
-        (one line naming the file).
+        The film is not DICOM or its header cannot be read, or the SR cannot be built.
     """
     import pydicom
 
-    from spine_measure.cli.measure import cement_rows, measure_file
-    from spine_measure.io.annotation import load_annotation
     from spine_measure.io.radiograph import looks_like_dicom
 
-    path = Path(image_path)
-    out = Path(out_dir)
-    if not path.is_file():
-        raise FileError(path, "no such file")
-    with open(path, "rb") as fh:
-        head = fh.read(132)
+    path = Path(result.path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError as exc:
+        raise FileError(path, f"cannot read ({exc.strerror or exc})") from None
     if not looks_like_dicom(head):
         raise FileError(path, "not a DICOM image; an SR can only reference a DICOM SOP "
                               "instance")
-    fm = measure_file(path, Path(annotations_dir) if annotations_dir else None, list(cobb))
-    annotation = load_annotation(fm.metadata["annotation"])
-    skipped: list[str] = []
-    cement: dict[str, dict[str, Any]] = {}
-    cement_source = None
-    if with_cement:
-        try:
-            cement = cement_rows(path, fm, Path(annotations_dir) if annotations_dir else None)
-        except (SpineMeasureError, OSError) as exc:
-            skipped.append(f"cement not exported: {exc}")
-        if cement:   # measured with the film's spacing (reader line included)
-            cement_source = fm.calibration_source
     try:
         header = pydicom.dcmread(path, stop_before_pixels=True,
                                  force=head[128:132] != b"DICM")
     except Exception as exc:
         raise FileError(path, f"unreadable DICOM header ({type(exc).__name__}: {exc})") \
             from None
+    if pseudonym is not None:
+        header.PatientName = pseudonym
+        header.PatientID = pseudonym
+        for kw in ("PatientBirthDate", "AccessionNumber"):
+            if kw in header:
+                setattr(header, kw, None)
+    skipped = [f"{level}: cement not exported ({reason})"
+               for level, reason in result.cement_errors.items()]
     try:
-        sr = build_sr(header, fm, annotation, cement=cement,
-                      cement_calibration_source=cement_source, skipped=skipped)
+        sr = build_sr(header, result.measurements, result.annotation, cement=result.cement,
+                      skipped=skipped)
     except (SpineMeasureError, ValueError, TypeError, AttributeError) as exc:
         raise FileError(path, f"cannot build the SR: {exc}") from None
+    return sr, skipped
+
+
+def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+                  annotations_dir: str | os.PathLike[str] | None = None,
+                  finder: Any = None,
+                  cobb: Iterable[str] = (), with_cement: bool = True,
+                  file_name: str | None = None,
+                  taken: Mapping[str, Any] | None = None) -> SrWritten:
+    """Measure one DICOM film with its annotation and write its SR into ``out_dir``.
+
+    The film is measured by :func:`spine_measure.service.measure_film_file`, as
+    ``spine-measure measure`` and ``batch`` measure it (same annotation precedence, same
+    identity check); the SR is named after the film's SOP Instance UID
+    (:func:`sr_file_name`) unless ``file_name`` is given. ``taken`` maps the names already
+    written in this run to their films: a film whose name is taken is refused (two copies of
+    one SOP instance).
+
+    Raises
+    ------
+    FileError
+        Not a DICOM image, no annotation or another image's, unreadable file, or the SR
+        cannot be written (one line naming the file).
+    """
+    from spine_measure.io.radiograph import looks_like_dicom
+    from spine_measure.service import AnnotationFinder, measure_film_file
+
+    path = Path(image_path)
+    out = Path(out_dir)
+    if path.is_file():
+        with open(path, "rb") as fh:
+            if not looks_like_dicom(fh.read(132)):
+                raise FileError(path, "not a DICOM file; an SR can only reference a DICOM "
+                                      "SOP instance")
+    if finder is None:
+        finder = AnnotationFinder(annotations_dir)
+    result = measure_film_file(path, finder=finder, cobb=list(cobb), cement=with_cement)
+    sr, skipped = film_sr(result)
     if not out.is_dir():
         raise FileError(out, "output folder does not exist")
-    target = out / (file_name or sr_file_name(path))
+    name = file_name or sr_file_name(str(result.metadata.sop_instance_uid or ""))
+    if taken is not None and name in taken:
+        raise FileError(path, f"its SR {name} was already written for {taken[name]} in this "
+                              "run (same SOPInstanceUID: two copies of one image)")
+    target = out / name
     try:
         sr.save_as(target, enforce_file_format=True)
     except Exception as exc:

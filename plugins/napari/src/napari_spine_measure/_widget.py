@@ -10,14 +10,16 @@ way a reader does.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QObject, QSettings, Qt, QTimer
 from qtpy.QtGui import QFont
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -31,6 +33,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QMessageBox,
     QPushButton,
     QSizePolicy,
@@ -44,7 +47,12 @@ from qtpy.QtWidgets import (
 from napari_spine_measure import _layers
 from napari_spine_measure.controller import FLAGS, AnnotationController, SessionError
 from spine_measure.errors import SpineMeasureError
-from spine_measure.io.annotation import AnnotationConflictError
+from spine_measure.io.annotation import (
+    AnnotationConflictError,
+    format_timestamp,
+    load_annotation,
+    sidecar_path,
+)
 from spine_measure.landmarks import LEVELS
 
 __all__ = ["TABLE_ROWS", "SpineAnnotationWidget", "cement_segmenter", "cement_summary"]
@@ -101,8 +109,14 @@ HOTKEYS = {
     "E": "switch between placing points and correcting (dragging) them",
     "]": "next level (caudal)",
     "[": "previous level (cranial)",
+    "F": "flag fractured: the vertebra under the mouse, else the one just finished",
+    "T": "flag treated: the vertebra under the mouse, else the one just finished",
+    "X": "flag excluded: the vertebra under the mouse, else the one just finished",
     "Shift-S": "save",
 }
+"""The plugin's keys. They work whichever layer is active (bound on every film and
+annotation layer as well as the viewer, so napari's own meaning of E, [ and ] on the
+shapes and labels layers does not take over while the widget is open)."""
 
 
 _LEAK_PLACE = {"superior_disc": "superior disc", "inferior_disc": "inferior disc",
@@ -178,6 +192,49 @@ def _fmt(value: Any, unit: str) -> str:
     return str(value)
 
 
+SETTINGS_ENV = "SPINE_MEASURE_NAPARI_SETTINGS"
+
+
+def _settings() -> QSettings:
+    """The plugin's remembered preferences (reader id, annotations folder): the user's Qt
+    settings, or the INI file named by ``$SPINE_MEASURE_NAPARI_SETTINGS`` (tests)."""
+    path = os.environ.get(SETTINGS_ENV)
+    if path:
+        return QSettings(path, QSettings.Format.IniFormat)
+    return QSettings("spine_measure", "napari-spine-measure")
+
+
+def _inside(poly: np.ndarray, p: np.ndarray) -> bool:
+    """Point ``p`` inside polygon ``poly`` (even-odd rule)."""
+    r, c = p
+    inside = False
+    n = len(poly)
+    for i in range(n):
+        r1, c1 = poly[i]
+        r2, c2 = poly[(i + 1) % n]
+        if (r1 > r) != (r2 > r) and c < c1 + (r - r1) * (c2 - c1) / (r2 - r1):
+            inside = not inside
+    return inside
+
+
+def _writable(folder: Path) -> bool:
+    return folder.is_dir() and os.access(folder, os.W_OK)
+
+
+class _CloseGuard(QObject):
+    """Event filter on napari's main window: closing with unsaved work asks first."""
+
+    def __init__(self, widget: SpineAnnotationWidget) -> None:
+        super().__init__(widget)
+        self.widget = widget
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 (Qt API)
+        if event.type() == QEvent.Type.Close and not self.widget.may_close():
+            event.ignore()
+            return True
+        return False
+
+
 class SpineAnnotationWidget(QWidget):
     """Dock widget for guided six-point annotation with live measurements.
 
@@ -190,15 +247,23 @@ class SpineAnnotationWidget(QWidget):
         Ask with dialogs (recover an autosave? replace a newer file?); False: never ask,
         never recover or replace (tests).
     reader : str, optional
-        Reader id written into the annotation files.
+        Reader id written into the annotation files (default: the one typed last time,
+        remembered in the Qt settings).
+    annotations_dir : path-like, optional
+        Folder for annotation and autosave files (default: beside each film). For films in
+        a read-only folder (a PACS export, a CD).
     """
 
     def __init__(self, napari_viewer: Any, *, ask: bool = True,
-                 reader: str | None = None) -> None:
+                 reader: str | None = None,
+                 annotations_dir: str | os.PathLike[str] | None = None) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.ask = ask  # False in tests: no modal dialogs
-        self.reader = reader
+        remembered = _settings().value("reader", "", type=str) or None
+        self.reader = reader or remembered
+        self.annotations_dir: Path | None = None if annotations_dir is None \
+            else Path(annotations_dir)
         self.controller: AnnotationController | None = None
         self._controllers: dict[str, AnnotationController] = {}
         self._image_layer: Any = None
@@ -215,10 +280,15 @@ class SpineAnnotationWidget(QWidget):
         self.cement_layer: Any = None
         self._cement_features_key: tuple[Any, Any, str] | None = None  # mask, inputs, text
         self._segment = cement_segmenter()
+        self._error: str | None = None  # the last refused action, until the next one
         self._build_ui()
         self._bind_keys()
-        self.viewer.layers.events.inserted.connect(self._films_changed)
+        self.viewer.layers.events.inserted.connect(self._layer_inserted)
         self.viewer.layers.events.removed.connect(self._films_changed)
+        self._close_guard = _CloseGuard(self)
+        qt_window = getattr(getattr(self.viewer, "window", None), "_qt_window", None)
+        if qt_window is not None:
+            qt_window.installEventFilter(self._close_guard)
         self._films_changed()
 
     # ================================================================== UI
@@ -234,6 +304,30 @@ class SpineAnnotationWidget(QWidget):
         self.film_combo.currentIndexChanged.connect(self._film_selected)
         film_row.addWidget(self.film_combo, 1)
         root.addLayout(film_row)
+
+        session_row = QHBoxLayout()
+        session_row.addWidget(QLabel("Reader"))
+        self.reader_edit = QLineEdit(self.reader or "")
+        self.reader_edit.setPlaceholderText("your reader id (saved in the files)")
+        self.reader_edit.setToolTip("Written into every annotation you save; remembered "
+                                    "between sessions")
+        self.reader_edit.editingFinished.connect(
+            lambda: self.set_reader(self.reader_edit.text()))
+        session_row.addWidget(self.reader_edit, 1)
+        self.folder_button = QPushButton("Annotations folder…")
+        self.folder_button.setToolTip("Where annotations and autosaves go (default: beside "
+                                      "each film); needed for a read-only folder or a CD")
+        self.folder_button.clicked.connect(self._choose_annotations_dir)
+        session_row.addWidget(self.folder_button)
+        root.addLayout(session_row)
+
+        # problems the reader must see (read-only session, autosave impossible ...)
+        self.notice_label = QLabel("")
+        self.notice_label.setWordWrap(True)
+        self.notice_label.setStyleSheet("padding: 4px; border-radius: 4px; "
+                                        "background: #4a2424; color: #ffd0cc;")
+        self.notice_label.hide()
+        root.addWidget(self.notice_label)
 
         self.calibration_label = QLabel("")
         self.calibration_label.setWordWrap(True)
@@ -287,6 +381,14 @@ class SpineAnnotationWidget(QWidget):
         self.status_label.setWordWrap(True)
         self.status_label.setStyleSheet("color: #9aa7b0;")
         root.addWidget(self.status_label)
+
+        # buttons and check boxes never keep the keyboard; after a drop-down choice it goes
+        # back to the canvas: the plugin's keys work wherever the reader clicked last
+        for b in [*self.findChildren(QPushButton), *self.findChildren(QCheckBox)]:
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        for combo in (self.film_combo, self.level_combo, self.direction_combo,
+                      self.time_combo):
+            combo.activated.connect(lambda *_: self._focus_canvas())
 
     def _landmarks_tab(self) -> QWidget:
         w = QWidget()
@@ -410,18 +512,74 @@ class SpineAnnotationWidget(QWidget):
         lay.addWidget(self.cement_label, 4, 0, 1, 2)
         return w
 
-    def _bind_keys(self) -> None:
+    def _bind_keys(self, layer: Any = None) -> None:
+        """Bind :data:`HOTKEYS` on the viewer, or on one layer (instance keymap: it wins
+        over the layer type's own keys)."""
         actions = {
-            "K": lambda v: self.skip(),
-            "N": lambda v: self.mark_not_measurable(),
-            "U": lambda v: self.undo(),
-            "E": lambda v: self.set_placing(not self._placing),
-            "]": lambda v: self.step_level(1),
-            "[": lambda v: self.step_level(-1),
-            "Shift-S": lambda v: self.save(),
+            "K": lambda _: self.skip(),
+            "N": lambda _: self.mark_not_measurable(),
+            "U": lambda _: self.undo(),
+            "E": lambda _: self.set_placing(not self._placing_shown()),
+            "]": lambda _: self.step_level(1),
+            "[": lambda _: self.step_level(-1),
+            "F": lambda _: self.flag_here("fractured"),
+            "T": lambda _: self.flag_here("treated"),
+            "X": lambda _: self.flag_here("excluded"),
+            "Shift-S": lambda _: self.save(),
         }
+        target = self.viewer if layer is None else layer
         for key, fn in actions.items():
-            self.viewer.bind_key(key, fn, overwrite=True)
+            target.bind_key(key, fn, overwrite=True)
+
+    def _placing_shown(self) -> bool:
+        lay = self.landmarks_layer
+        return self._placing and lay is not None and str(lay.mode) == "add"
+
+    def _layer_mode_changed(self, *_: Any) -> None:
+        """napari's own keys (Z/4 pan, S/3 select ...) change the landmarks layer's mode:
+        the button says what a click does now."""
+        lay = self.landmarks_layer
+        if lay is None:
+            return
+        mode = str(lay.mode)
+        self._placing = mode == "add"
+        self.mode_button.blockSignals(True)
+        self.mode_button.setChecked(self._placing)
+        self.mode_button.blockSignals(False)
+        self.mode_button.setText(
+            "Placing points (E)" if mode == "add" else
+            "Correcting: drag points (E)" if mode == "select" else
+            f"napari mode: {mode.replace('_', ' ')} — press E to place points")
+
+    def _level_under_mouse(self) -> str | None:
+        """The annotated vertebra whose body (its four corners) contains the cursor."""
+        ctl, lay = self.controller, self.landmarks_layer
+        if ctl is None or lay is None:
+            return None
+        try:
+            pos = np.asarray(lay.world_to_data(self.viewer.cursor.position), dtype=float)[-2:]
+        except (ValueError, TypeError, IndexError):
+            return None
+        for level, pts in ctl.points().items():
+            if not all(n in pts for n in ("As", "Ps", "Pi", "Ai")):
+                continue
+            poly = np.array([pts["As"], pts["Ps"], pts["Pi"], pts["Ai"]], dtype=float)
+            if _inside(poly, pos):
+                return level
+        return None
+
+    def flag_here(self, flag: str) -> None:
+        """Toggle ``flag`` of the vertebra under the mouse, else of the vertebra just
+        finished (the guided sequence goes on where it was)."""
+        ctl = self._require()
+        level = self._level_under_mouse() or self._flag_level()
+        if level is None:
+            self._status("no vertebra to flag yet", error=True)
+            return
+        self._call(ctl.set_flag, level, flag, not ctl.flags(level)[flag])
+        if self._error is None:
+            ctl.last_message = f"{level} {flag}: {'yes' if ctl.flags(level)[flag] else 'no'}"
+            self.refresh()
 
     # ================================================================== films
     def _film_layers(self) -> list[Any]:
@@ -431,19 +589,53 @@ class SpineAnnotationWidget(QWidget):
     def _films_changed(self, *_: Any) -> None:
         layers = self._film_layers()
         names = [ly.name for ly in layers]
-        current = self.film_combo.currentText()
-        if names == [self.film_combo.itemText(i) for i in range(self.film_combo.count())]:
+        if self._image_layer is not None and self._image_layer not in layers:
+            # the film on screen was closed: its session stops receiving clicks
+            self._detach()
+        if names != [self.film_combo.itemText(i) for i in range(self.film_combo.count())]:
+            self.film_combo.blockSignals(True)
+            self.film_combo.clear()
+            self.film_combo.addItems(names)
+            if self._image_layer is not None:
+                self.film_combo.setCurrentText(self._image_layer.name)
+            self.film_combo.blockSignals(False)
+        if names and self._image_layer is None:
+            self.set_film(layers[0])
+
+    def _layer_inserted(self, event: Any) -> None:
+        """A layer was added (File > Open, drag and drop, the console). A film opened
+        visible becomes the film being annotated; annotation layers stay on top and the
+        landmarks layer stays active (done once napari has finished adding the layer)."""
+        layer = getattr(event, "value", None)
+        self._films_changed()
+        if layer is None or layer in self._annotation_layers():
             return
-        self.film_combo.blockSignals(True)
-        self.film_combo.clear()
-        self.film_combo.addItems(names)
-        self.film_combo.blockSignals(False)
-        if not names:
+        is_film = layer in self._film_layers()
+        QTimer.singleShot(0, lambda: self._after_insert(layer, is_film))
+
+    def _after_insert(self, layer: Any, is_film: bool) -> None:
+        if layer not in self.viewer.layers:
             return
-        target = current if current in names else names[0]
-        self.film_combo.setCurrentText(target)
-        if self._image_layer is None or self._image_layer.name != target:
-            self._film_selected()
+        if is_film and layer.visible and layer is not self._image_layer:
+            self.set_film(layer)
+        self._keep_annotation_layers_on_top()
+        if self._placing and self.landmarks_layer in self.viewer.layers:
+            self.viewer.layers.selection.active = self.landmarks_layer
+
+    def _annotation_layers(self) -> list[Any]:
+        return [ly for ly in (self.cement_layer, self.calibration_layer, self.endplates_layer,
+                              self.labels_layer, self.preview_layer, self.landmarks_layer)
+                if ly is not None]
+
+    def _keep_annotation_layers_on_top(self) -> None:
+        """Every film below every annotation layer (same relative order for both)."""
+        layers = self.viewer.layers
+        ours = [ly for ly in self._annotation_layers() if ly in layers]
+        n = len(layers)
+        if [layers[i] for i in range(n - len(ours), n)] == ours:
+            return
+        for ly in ours:  # in order: each one goes to the top
+            layers.move(layers.index(ly), len(layers))
 
     def _film_selected(self, *_: Any) -> None:
         name = self.film_combo.currentText()
@@ -451,28 +643,150 @@ class SpineAnnotationWidget(QWidget):
         if layer is not None and layer is not self._image_layer:
             self.set_film(layer)
 
-    def set_film(self, image_layer: Any) -> AnnotationController:
-        """Annotate the film of ``image_layer`` (loads its annotation file if there is one;
-        offers to recover an autosave)."""
+    def _detach(self) -> None:
+        """No film: no session receives clicks."""
+        self.controller = None
+        self._image_layer = None
+        self.prompt_label.setText("Open a film")
+        self._update_notice()
+
+    def set_film(self, image_layer: Any) -> AnnotationController | None:
+        """Annotate the film of ``image_layer``.
+
+        The session always belongs to the film on screen: the previous one is detached
+        first, so a film whose annotation cannot be read never receives the previous film's
+        clicks. Its annotation file is loaded when there is one; an unreadable one (corrupt,
+        newer schema, another image) opens read-only or, when the reader chooses, as an empty
+        session with the unreadable file kept and backed up; an autosave is offered."""
         radiograph = image_layer.metadata["radiograph"]
         key = radiograph.metadata.path
+        self.controller = None  # nothing may reach the previous film's session any more
         for ly in self._film_layers():
             ly.visible = ly is image_layer
         self._image_layer = image_layer
+        if self.film_combo.currentText() != image_layer.name:
+            self.film_combo.blockSignals(True)
+            self.film_combo.setCurrentText(image_layer.name)
+            self.film_combo.blockSignals(False)
         ctl = self._controllers.get(key)
         if ctl is None:
-            ctl = AnnotationController.from_radiograph(radiograph, reader=self.reader)
-            ctl.subscribe(self.refresh)
+            ctl = self._open_session(radiograph)
             self._controllers[key] = ctl
-            if ctl.recovery_available() and self._confirm(
-                    "Recover unsaved work?",
-                    f"An autosave of {Path(key).name} exists (a session ended without "
-                    "saving). Recover it?"):
-                ctl.recover()
+        if ctl.reader is None and self.reader:
+            ctl.reader = self.reader
         self.controller = ctl
         self._ensure_layers()
-        self.refresh()
+        self._keep_annotation_layers_on_top()
+        self.refresh(force_points=True)
+        self._update_notice()
         return ctl
+
+    def _open_session(self, radiograph: Any) -> AnnotationController:
+        ctl = AnnotationController.from_radiograph(
+            radiograph, reader=self.reader, annotations_dir=self.annotations_dir,
+            load_existing=False)
+        ctl.subscribe(lambda c=ctl: self._controller_changed(c))
+        path = ctl.annotation_path
+        source = path
+        if path is not None and not path.is_file() and self.annotations_dir is not None:
+            side = sidecar_path(radiograph.metadata.path)
+            source = side if side.is_file() else None  # read beside the film, save here
+        if source is not None and source.is_file():
+            try:
+                ctl.load(source)
+            except (SpineMeasureError, ValueError, OSError) as exc:
+                ctl.annotation_path = source
+                self._unreadable(ctl, exc)
+            else:
+                ctl.annotation_path = path
+                if ctl.read_only is None:
+                    ctl.last_message = f"loaded {source.name} (revision {ctl.revision})"
+                    ctl.resume()  # next unannotated level
+        if ctl.read_only is None and ctl.recovery_available() and self._confirm(
+                "Recover unsaved work?",
+                f"An autosave of {Path(radiograph.metadata.path).name} exists (a session "
+                "ended without saving). Recover it?"):
+            ctl.recover()
+        return ctl
+
+    def _unreadable(self, ctl: AnnotationController, exc: Exception) -> None:
+        """The film's annotation file cannot be read: read-only, or start over with the
+        file kept untouched and backed up (the reader chooses; without asking: read-only)."""
+        reason = str(exc)
+        name = ctl.annotation_path.name if ctl.annotation_path else "the annotation"
+        choice = self._choose(
+            "Annotation cannot be read",
+            f"The annotation of this film cannot be read:\n\n{reason}\n\n"
+            f"{name} will not be changed. Open the film read-only (nothing can be placed "
+            "or saved), or start an empty annotation (the unreadable file is copied to a "
+            "backup first, and replaced only when you save)?",
+            [("start", "Start over (keep a backup)"), ("read_only", "Open read-only")],
+            default="read_only")
+        if choice == "start":
+            try:
+                backup = ctl.start_over()
+            except SessionError as err:
+                ctl.open_read_only(f"{reason}; {err}")
+            else:
+                ctl.last_message = (f"{name} could not be read ({reason}); started over, "
+                                    f"the file is kept as {backup.name}")
+                return
+        else:
+            ctl.open_read_only(reason)
+
+    def _controller_changed(self, ctl: AnnotationController) -> None:
+        if ctl is self.controller:
+            self.refresh()
+            self._update_notice()
+
+    def _update_notice(self) -> None:
+        ctl = self.controller
+        lines = []
+        if ctl is not None and ctl.read_only is not None:
+            lines.append(f"Read-only: {ctl.read_only}")
+        if ctl is not None and ctl.autosave_error is not None:
+            lines.append(ctl.autosave_error.capitalize())
+        elif ctl is not None and ctl.annotation_path is not None \
+                and ctl.read_only is None and not _writable(ctl.annotation_path.parent):
+            lines.append(f"{ctl.annotation_path.parent} is read-only: annotations cannot be "
+                         "saved there. Choose an annotations folder.")
+        self.notice_label.setText("\n".join(lines))
+        self.notice_label.setVisible(bool(lines))
+
+    def set_reader(self, reader: str | None) -> None:
+        """Reader id written into the annotations saved from now on (remembered)."""
+        reader = (reader or "").strip() or None
+        self.reader = reader
+        _settings().setValue("reader", reader or "")
+        for ctl in self._controllers.values():
+            ctl.reader = reader
+        if self.reader_edit.text() != (reader or ""):
+            self.reader_edit.setText(reader or "")
+
+    def set_annotations_dir(self, folder: str | os.PathLike[str] | None) -> None:
+        """Save annotations and autosaves of this session's films in ``folder`` (the films'
+        own folders when None). Films already open keep their unsaved work, which is now
+        saved and autosaved there."""
+        self.annotations_dir = None if folder is None else Path(folder)
+        for film, ctl in self._controllers.items():
+            if ctl.read_only is not None:
+                continue
+            side = sidecar_path(film)
+            ctl.annotation_path = side if self.annotations_dir is None \
+                else self.annotations_dir / side.name
+            ctl.autosave_error = None
+            if ctl.dirty:
+                ctl.autosave()
+        where = str(self.annotations_dir) if self.annotations_dir else "beside each film"
+        self.folder_button.setToolTip(f"Annotations and autosaves go to: {where}")
+        self._status(f"annotations and autosaves now go to {where}")
+        self._update_notice()
+
+    def _choose_annotations_dir(self) -> None:
+        start = str(self.annotations_dir or Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Annotations folder", start)
+        if folder:
+            self.set_annotations_dir(folder)
 
     def _ensure_layers(self) -> None:
         scale = tuple(self._image_layer.scale)
@@ -513,11 +827,14 @@ class SpineAnnotationWidget(QWidget):
                 text={"string": "{label}", "size": 9, "color": "#ffd27a",
                       "anchor": "upper_left", "translation": (-5, 5)})
             self.landmarks_layer.events.data.connect(self._landmarks_data_event)
-            self.landmarks_layer.mouse_drag_callbacks.append(self._drag_end_tracker)
+            self.landmarks_layer.events.mode.connect(self._layer_mode_changed)
+            self.landmarks_layer.mouse_drag_callbacks.append(self._drag_point)
         for ly in (self.cement_layer, self.calibration_layer, self.endplates_layer,
                    self.labels_layer, self.preview_layer, self.landmarks_layer):
             ly.scale = scale
             ly.units = self._image_layer.units
+        for ly in [*self._annotation_layers(), *self._film_layers()]:
+            self._bind_keys(ly)
         self._cache: dict[str, Any] = {}
         if self.cement_layer.data.shape != (rows, cols):
             self.cement_layer.data = np.zeros((rows, cols), dtype=np.uint8)
@@ -533,6 +850,7 @@ class SpineAnnotationWidget(QWidget):
         """Forward to the controller; errors become a status message, never a crash."""
         if self._syncing or self.controller is None:
             return None
+        self._error = None
         try:
             return fn(*args, **kwargs)
         except (SessionError, SpineMeasureError, ValueError) as exc:
@@ -587,8 +905,18 @@ class SpineAnnotationWidget(QWidget):
         self.mode_button.setText("Placing points (E)" if self._placing
                                  else "Correcting: drag points (E)")
         if self.landmarks_layer is not None:
-            self.landmarks_layer.mode = "add" if self._placing else "select"
             self.viewer.layers.selection.active = self.landmarks_layer
+            self.landmarks_layer.mode = "add" if self._placing else "select"
+            self._layer_mode_changed()
+            self._focus_canvas()
+
+    def _focus_canvas(self) -> None:
+        """Give the keyboard back to the canvas (after a button or a drop-down choice), so
+        the plugin's keys keep working."""
+        qt_viewer = getattr(getattr(self.viewer, "window", None), "_qt_viewer", None)
+        native = getattr(getattr(qt_viewer, "canvas", None), "native", None)
+        if native is not None:
+            native.setFocus()
 
     def calibrate(self, p0: tuple[float, float], p1: tuple[float, float],
                   length_mm: float) -> Any:
@@ -618,24 +946,109 @@ class SpineAnnotationWidget(QWidget):
         return self._call(ctl.set_cement_mask, level, seg.mask, source="auto",
                           params_hash=seg.params_hash)
 
-    def save(self, path: str | Path | None = None, *, overwrite: bool = False) -> Path | None:
-        """Save the annotation; a newer file on disk is never replaced silently."""
+    def save(self, path: str | Path | None = None) -> Path | None:
+        """Save the annotation. A file someone else saved since it was loaded is never
+        replaced silently: the reader is told who saved it and when, and chooses to save
+        this session as a copy, reload theirs, or replace it."""
         ctl = self._require()
         try:
-            return ctl.save(path, overwrite=overwrite)
+            return ctl.save(path)
         except AnnotationConflictError as exc:
-            self._status(str(exc), error=True)
-            if self.ask and self._confirm(
-                    "The file changed on disk",
-                    f"{exc}\n\nReplace it with this session's annotation anyway?"):
-                return ctl.save(path, overwrite=True)
-            return None
-        except (SessionError, SpineMeasureError) as exc:
+            return self._resolve_conflict(ctl, Path(path) if path else ctl.annotation_path, exc)
+        except (SessionError, SpineMeasureError, OSError) as exc:
             self._status(str(exc), error=True)
             return None
 
+    def _resolve_conflict(self, ctl: AnnotationController, target: Path | None,
+                          exc: AnnotationConflictError) -> Path | None:
+        assert target is not None
+        try:
+            theirs = load_annotation(target)
+            who = theirs.reader or "a reader without a reader id"
+            when = format_timestamp(theirs.modified)
+            about = f"{who} saved {target.name} at {when} (revision {theirs.revision})"
+        except (SpineMeasureError, ValueError, OSError):
+            about = f"{target.name} was changed on disk (revision {exc.file_revision})"
+        copy = self.copy_path(target)
+        text = (f"{about}, after you opened it (you started from revision "
+                f"{exc.loaded_revision}).\n\n"
+                f"• Save mine as a copy: your work goes to {copy.name}; theirs stays.\n"
+                "• Reload theirs: your unsaved changes here are dropped.\n"
+                "• Replace: your work replaces theirs (theirs is lost).")
+        self._status(f"not saved: {about}", error=True)
+        choice = self._choose("Someone else saved this annotation", text,
+                              [("copy", "Save mine as a copy"), ("reload", "Reload theirs"),
+                               ("replace", "Replace"), ("cancel", "Cancel")],
+                              default="cancel")
+        try:
+            if choice == "copy":
+                return ctl.save(copy)
+            if choice == "reload":
+                ctl.discard_recovery()
+                ctl.load(target)
+                ctl.resume()
+                return None
+            if choice == "replace":
+                return ctl.save(target, overwrite=True)
+        except (SessionError, SpineMeasureError, OSError) as err:
+            self._status(str(err), error=True)
+        return None
+
+    def copy_path(self, target: Path) -> Path:
+        """``X.sm.json`` -> ``X.<reader>-<UTC time>.sm.json`` (a new file beside it)."""
+        stem = target.name[: -len(".sm.json")] if target.name.endswith(".sm.json") \
+            else target.stem
+        who = "".join(c if c.isalnum() or c in "-_" else "_" for c in (self.reader or "copy"))
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        return target.with_name(f"{stem}.{who}-{stamp}.sm.json")
+
     def load(self, path: str | Path) -> None:
-        self._call(self._require().load, path)
+        """Load an annotation file into the current film's session; unsaved work is kept
+        unless the reader agrees to drop it."""
+        ctl = self._require()
+        if not self._may_drop(ctl, f"Load {Path(path).name}"):
+            return
+        try:
+            ctl.load(path)
+        except (SessionError, SpineMeasureError, ValueError, OSError) as exc:
+            self._status(f"not loaded: {exc}", error=True)
+            return
+        ctl.discard_recovery()
+        ctl.resume()
+
+    def _may_drop(self, ctl: AnnotationController, action: str) -> bool:
+        """True when ``ctl`` has no unsaved work, or the reader chose to save or drop it."""
+        if not ctl.dirty:
+            return True
+        choice = self._choose(
+            "Unsaved changes",
+            f"{action}: the annotation of this film has unsaved changes (and their undo "
+            "history). Save them first?",
+            [("save", "Save"), ("discard", "Discard"), ("cancel", "Cancel")],
+            default="cancel")
+        if choice == "save":
+            return self.save() is not None
+        if choice == "discard":
+            ctl.discard_recovery()
+            return True
+        return False
+
+    def may_close(self) -> bool:
+        """The window may close: no unsaved work, or the reader chose to save or drop it
+        (read-only sessions hold none). Without asking, unsaved work stays in the autosave."""
+        if not self.ask:
+            return True
+        for ctl in list(self._controllers.values()):
+            if ctl.dirty and ctl.read_only is None:
+                name = ctl.image.file_name or "a film"
+                prev = self.controller
+                self.controller = ctl
+                try:
+                    if not self._may_drop(ctl, f"Closing the window ({name})"):
+                        return False
+                finally:
+                    self.controller = prev
+        return True
 
     # ================================================================== event plumbing
     def _level_chosen(self, level: str) -> None:
@@ -643,7 +1056,12 @@ class SpineAnnotationWidget(QWidget):
             self.select_level(level)
 
     def _flag_level(self) -> str | None:
+        """The current vertebra once it has a point; before that the one just finished."""
         ctl = self._require()
+        if ctl.level is not None and ctl.points(ctl.level):
+            return ctl.level
+        if ctl.last_completed is not None:
+            return ctl.last_completed
         if ctl.level is not None:
             return ctl.level
         pts = ctl.points()
@@ -667,14 +1085,22 @@ class SpineAnnotationWidget(QWidget):
         self.set_finding("ct_hu", hu)
 
     def _landmarks_data_event(self, event: Any) -> None:
-        if self._syncing or self.controller is None:
+        if self._syncing:
             return
         action = str(getattr(event, "action", ""))
         layer = self.landmarks_layer
+        if self.controller is None:
+            if action.endswith("ADDED") or action == "added":  # no session: not a landmark
+                self._syncing = True
+                try:
+                    layer.data = layer.data[:-1]
+                finally:
+                    self._syncing = False
+            return
         if action.endswith("ADDED") or action == "added":
             pos = np.asarray(layer.data[-1], dtype=float)
-            self.place_point(float(pos[0]), float(pos[1]))
-            self.refresh(force_points=True)
+            if self.place_point(float(pos[0]), float(pos[1])) is None:
+                self.refresh(force_points=True)  # refused (read-only, outside): drop it
         elif action.endswith("CHANGED") or action == "changed":
             for i in getattr(event, "data_indices", ()):
                 i = int(i)
@@ -685,12 +1111,43 @@ class SpineAnnotationWidget(QWidget):
         elif action.endswith("REMOVED") or action == "removed":
             self.refresh(force_points=True)  # points are deleted with N / undo, not here
 
-    def _drag_end_tracker(self, layer: Any, event: Any) -> Any:
-        yield
-        while event.type == "mouse_move":
+    def _drag_point(self, layer: Any, event: Any) -> Any:
+        """Mouse drag on the landmarks layer: a press on an existing point drags that point,
+        in placing mode as well (no need to switch with E). napari's own callback of the
+        mode (add a point / select and move) is held back for this press, and every mouse
+        move goes to the controller, so the endplate lines and the table follow the mouse
+        (napari's select-drag reports a move only on release). The release closes the undo
+        step: one drag is one undo."""
+        ctl = self.controller
+        grabbed = None
+        mode_cb = None
+        if ctl is not None and ctl.read_only is None and str(layer.mode) in ("add", "select") \
+                and not event.modifiers:
+            idx = layer.get_value(event.position, world=True)
+            if idx is not None and 0 <= int(idx) < len(self._keys):
+                grabbed = self._keys[int(idx)]
+                start = np.asarray(layer.world_to_data(event.position), dtype=float)[-2:]
+                origin = np.asarray(layer.data[int(idx)], dtype=float)
+                mode_cb = layer._drag_modes[layer._mode]
+                if mode_cb in layer.mouse_drag_callbacks:
+                    layer.mouse_drag_callbacks.remove(mode_cb)
+                else:
+                    mode_cb = None
+        try:
             yield
-        if self.controller is not None:
-            self.controller.end_move()
+            while event.type == "mouse_move":
+                if grabbed is not None:
+                    now = np.asarray(layer.world_to_data(event.position), dtype=float)[-2:]
+                    r, c = origin + (now - start)
+                    self.move_point(grabbed[0], grabbed[1], float(r), float(c))
+                    event.handled = True
+                yield
+        finally:
+            if mode_cb is not None and mode_cb not in layer.mouse_drag_callbacks \
+                    and layer._drag_modes[layer._mode] is mode_cb:
+                layer.mouse_drag_callbacks.append(mode_cb)
+            if self.controller is not None:
+                self.controller.end_move()
 
     def _cement_painted(self, *_: Any) -> None:
         ctl = self.controller
@@ -735,7 +1192,30 @@ class SpineAnnotationWidget(QWidget):
         answer = QMessageBox.question(self, title, text)
         return answer == QMessageBox.StandardButton.Yes
 
+    def _choose(self, title: str, text: str, choices: list[tuple[str, str]], *,
+                default: str) -> str:
+        """A question with named buttons; returns the chosen key (``default`` without
+        asking, or when the dialog is closed)."""
+        if not self.ask:
+            return default
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle(title)
+        box.setText(text)
+        buttons = {}
+        for key, label in choices:
+            role = (QMessageBox.ButtonRole.RejectRole if key == "cancel"
+                    else QMessageBox.ButtonRole.AcceptRole)
+            buttons[box.addButton(label, role)] = key
+            if key == default:
+                box.setDefaultButton(next(reversed(buttons)))
+        box.setObjectName("spine_measure_question")
+        box.exec()
+        return buttons.get(box.clickedButton(), default)
+
     def _status(self, text: str, *, error: bool = False) -> None:
+        if error:
+            self._error = text  # shown until the next action, not hidden by a redraw
         self.status_label.setText(text)
         self.status_label.setStyleSheet("color: #ff8a80;" if error else "color: #9aa7b0;")
         if error:
@@ -882,7 +1362,10 @@ class SpineAnnotationWidget(QWidget):
         saved = ("unsaved changes" if ctl.dirty else
                  f"saved, revision {ctl.revision}" if ctl.revision else "not saved yet")
         where = ctl.annotation_path.name if ctl.annotation_path else "no file"
-        self._status(f"{ctl.last_message} · {where}: {saved}".strip(" ·"))
+        if self._error:
+            self._status(self._error, error=True)
+        else:
+            self._status(f"{ctl.last_message} · {where}: {saved}".strip(" ·"))
 
     def _refresh_table(self, ctl: AnnotationController) -> None:
         fm = ctl.measurements()

@@ -21,9 +21,13 @@ Points are ``(row, col)`` pixels of the stored image (``docs/conventions.md``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import datetime as dt
+import hashlib
 import json
+import shutil
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -36,6 +40,7 @@ import numpy as np
 from napari_spine_measure._predict import predict_point
 from spine_measure.io.annotation import (
     Annotation,
+    AnnotationFileError,
     AnnotationMismatchError,
     CalibrationLine,
     CementMask,
@@ -148,12 +153,15 @@ class AnnotationController:
         Level the guided sequence starts at.
     autosave : bool
         Write the autosave file after every change (needs ``annotation_path``).
+    load_existing : bool
+        Load ``annotation_path`` when it exists (errors propagate). False: the caller loads
+        it (the widget does, to offer "start over" or "read-only" for an unreadable file).
     """
 
     def __init__(self, image: ImageRef, header_calibration: Calibration, *,
                  annotation_path: str | os.PathLike[str] | None = None, view: str = "lateral",
                  reader: str | None = None, start_level: str = "T12",
-                 autosave: bool = True) -> None:
+                 autosave: bool = True, load_existing: bool = True) -> None:
         if not isinstance(image, ImageRef):
             raise TypeError(f'Argument "image" must be an ImageRef; got {type(image).__name__}')
         if view not in ("lateral", "ap"):
@@ -173,16 +181,29 @@ class AnnotationController:
         self._listeners: list[Callable[[], None]] = []
         self.dirty = False
         self.last_message = ""
-        if self.annotation_path is not None and self.annotation_path.is_file():
+        #: why the session is read-only (an unreadable annotation file), else None
+        self.read_only: str | None = None
+        #: the vertebra most recently completed by a click or a skip (flags go there
+        #: once the sequence has moved on)
+        self.last_completed: str | None = None
+        #: the autosave could not be written (read-only folder ...): the reason, said once
+        self.autosave_error: str | None = None
+        # "start over" on an unreadable file: (its SHA-256, backup path); saving replaces it
+        # only while its bytes are still the ones backed up
+        self._replaces_unreadable: tuple[str, Path] | None = None
+        if load_existing and self.annotation_path is not None and \
+                self.annotation_path.is_file():
             self.load(self.annotation_path)
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_radiograph(cls, radiograph: Any, *, annotation_path: str | os.PathLike[str]
                         | None = None, reader: str | None = None,
+                        annotations_dir: str | os.PathLike[str] | None = None,
                         **kwargs: Any) -> AnnotationController:
         """Controller for a loaded ``Radiograph``; the annotation file defaults to its sidecar
-        (``X.dcm`` -> ``X.sm.json``)."""
+        (``X.dcm`` -> ``X.sm.json``), or to the file of that name in ``annotations_dir``
+        (the reader's annotations folder, for films in a read-only folder)."""
         meta = radiograph.metadata
         rows, cols = radiograph.shape
         if meta.sop_instance_uid:
@@ -193,7 +214,9 @@ class AnnotationController:
         else:
             image = ImageRef(rows=rows, cols=cols, pixel_sha256=radiograph.pixel_sha256,
                              file_name=Path(meta.path).name)
-        if annotation_path is None and Path(meta.path).is_file():
+        if annotation_path is None and annotations_dir is not None:
+            annotation_path = Path(annotations_dir) / sidecar_path(meta.path).name
+        elif annotation_path is None and Path(meta.path).is_file():
             annotation_path = sidecar_path(meta.path)
         view = "ap" if (meta.view_position or "").upper() in ("AP", "PA") else "lateral"
         kwargs.setdefault("view", view)
@@ -215,8 +238,11 @@ class AnnotationController:
     def _push(self, tag: str) -> None:
         """Remember the state before a change; consecutive changes with the same non-empty
         coalescing tag (a drag of one point) make a single undo step."""
+        if self.read_only is not None and tag != "select":
+            raise SessionError(f"read-only session: {self.read_only}")
         if tag.startswith("move:") and self._undo and self._undo[-1][0] == tag:
             return
+        self.last_message = ""  # a message describes the last change only
         self._undo.append((tag, self._state.copy()))
         del self._undo[:-_UNDO_LIMIT]
 
@@ -313,7 +339,13 @@ class AnnotationController:
         level, name = nxt
         others = {lv: p for lv, p in self._state.points.items()
                   if lv != level and lv not in self._state.not_measurable}
-        return predict_point(level, name, self._state.points.get(level, {}), others)
+        pt = predict_point(level, name, self._state.points.get(level, {}), others)
+        if pt is None:
+            return None
+        r, c = pt
+        if not (0 <= r <= self.image.rows - 1 and 0 <= c <= self.image.cols - 1):
+            return None  # off the film: no hint (a ring outside would stretch the view)
+        return pt
 
     # ------------------------------------------------------------------ guided placement
     def select_level(self, level: str) -> None:
@@ -325,6 +357,39 @@ class AnnotationController:
         self._push("select")
         self._state.level = level
         self._changed(autosave=False)
+
+    def resume(self) -> str | None:
+        """Continue where a loaded annotation stopped: the first level after the most
+        caudal annotated one (in the direction of travel) that still needs points, else the
+        first before the most cranial one; None when the spine is done. Returns the level."""
+        done = [lv for lv in self._state.points if lv in _LEVEL_INDEX]
+        if not done:
+            return self._state.level
+        last = max(done, key=_LEVEL_INDEX.__getitem__) if self._state.direction > 0 \
+            else min(done, key=_LEVEL_INDEX.__getitem__)
+        first = min(done, key=_LEVEL_INDEX.__getitem__) if self._state.direction > 0 \
+            else max(done, key=_LEVEL_INDEX.__getitem__)
+        d = self._state.direction
+        level = None
+        for start, step in ((last, d), (first, -d)):
+            i = _LEVEL_INDEX[start] + step
+            while 0 <= i < len(LEVELS):
+                cand = LEVELS[i]
+                if cand not in self._state.not_measurable and not self.is_complete(cand):
+                    level = cand
+                    break
+                i += step
+            if level is not None:
+                break
+        # an incomplete level among the annotated ones comes first
+        partial = [lv for lv in sorted(done, key=_LEVEL_INDEX.__getitem__)
+                   if lv not in self._state.not_measurable and not self.is_complete(lv)]
+        if partial:
+            level = partial[0]
+        self._state.level = level
+        for cb in list(self._listeners):
+            cb()
+        return level
 
     def set_direction(self, direction: int) -> None:
         """+1 to advance caudally after each vertebra, -1 cranially."""
@@ -358,6 +423,7 @@ class AnnotationController:
         self._push("place")
         self._state.points.setdefault(level, {})[name] = (float(row), float(col))
         if self.is_complete(level):
+            self.last_completed = level
             self._advance()
         self.last_message = f"placed {level} {name}"
         self._changed()
@@ -395,6 +461,7 @@ class AnnotationController:
         self._push("skip")
         self._state.skipped.setdefault(level, set()).add(name)
         if self.is_complete(level):
+            self.last_completed = level
             self._advance()
         self.last_message = f"skipped {level} {name} (optional)"
         self._changed()
@@ -502,6 +569,7 @@ class AnnotationController:
             raise SessionError(f"calibration: {exc}") from None
         self._push("calibration")
         self._state.calibration = line
+        self.last_message = f"calibrated: {length_mm:g} mm line"
         self._changed()
         return cal
 
@@ -542,7 +610,8 @@ class AnnotationController:
             return result.action
         self._push("cement")
         self._state.cement[level] = result.mask
-        self.last_message = f"{level} cement: {result.reason}"
+        self.last_message = (f"{level} cement: {'automatic' if source == 'auto' else 'edited'}"
+                             f" mask {'stored' if result.action == 'added' else 'updated'}")
         self._changed()
         return result.action
 
@@ -636,6 +705,8 @@ class AnnotationController:
                                              f"({ann.image.file_name or 'unknown file'})")
         self._base = ann
         self.annotation_path = p
+        self.read_only = None
+        self._replaces_unreadable = None
         self.view = ann.view
         self._state = self._state_from(ann, level=self._state.level)
         self._undo.clear()
@@ -676,6 +747,20 @@ class AnnotationController:
         target = Path(path) if path is not None else self.annotation_path
         if target is None:
             raise SessionError("no annotation file: give a path to save to")
+        if self.read_only is not None:
+            raise SessionError(f"read-only session, nothing saved: {self.read_only}")
+        if self._replaces_unreadable is not None and target == self.annotation_path \
+                and target.exists():
+            sha, backup = self._replaces_unreadable
+            try:
+                now = hashlib.sha256(target.read_bytes()).hexdigest()
+            except OSError as exc:
+                raise AnnotationFileError(target, f"cannot read: {exc}") from None
+            if now != sha:
+                raise AnnotationFileError(
+                    target, "changed on disk since it was backed up to "
+                            f"{backup.name}; nothing saved (save as a copy instead)")
+            overwrite = True  # the unreadable file is kept in the backup
         if self.annotation_path is not None and target != self.annotation_path:
             # "save as": a new file, conflict-checked as a new annotation
             ann = self.annotation()
@@ -686,10 +771,12 @@ class AnnotationController:
         old_autosave = self.autosave_path
         self._base = written
         self.annotation_path = target
+        self._replaces_unreadable = None
         self.dirty = False
         for p in {old_autosave, self.autosave_path} - {None}:
             if p is not None and p.exists():
-                p.unlink()
+                with contextlib.suppress(OSError):
+                    p.unlink()
         missing = self.incomplete_levels()
         self.last_message = (f"saved {target.name} (revision {written.revision})"
                              + (f"; not saved, incomplete: {', '.join(missing)}"
@@ -726,9 +813,20 @@ class AnnotationController:
         """Write the whole session (partial vertebrae included) atomically next to the
         annotation file; returns the path, or None when there is no annotation path."""
         p = self.autosave_path
-        if p is None or not self.autosave_enabled or not p.parent.is_dir():
+        if p is None or not self.autosave_enabled or self.read_only is not None \
+                or not p.parent.is_dir():
             return None
-        atomic_write_text(p, json.dumps(self._session_dict(), indent=1))
+        try:
+            atomic_write_text(p, json.dumps(self._session_dict(), indent=1))
+        except OSError as exc:
+            # a read-only folder (PACS export, CD): say it once, keep working in memory
+            first = self.autosave_error is None
+            self.autosave_error = (f"autosave cannot be written in {p.parent} "
+                                   f"({exc.strerror or exc}); choose an annotations folder")
+            if first:
+                self.last_message = self.autosave_error
+            return None
+        self.autosave_error = None
         return p
 
     def recovery_available(self) -> bool:
@@ -752,8 +850,11 @@ class AnnotationController:
         p = self.autosave_path
         if p is None or not p.is_file():
             raise SessionError("no autosave to recover")
-        data = json.loads(p.read_text(encoding="utf-8"))
-        if data.get("schema") != AUTOSAVE_SCHEMA:
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SessionError(f"{p}: cannot read the autosave ({exc})") from None
+        if not isinstance(data, dict) or data.get("schema") != AUTOSAVE_SCHEMA:
             raise SessionError(f"{p}: not an autosave file of napari-spine-measure")
         st = _State(level=data.get("level"), direction=int(data.get("direction", 1)))
         st.points = {lv: {n: (float(v[0]), float(v[1])) for n, v in pts.items()}
@@ -783,7 +884,57 @@ class AnnotationController:
         """Delete the autosave file without using it."""
         p = self.autosave_path
         if p is not None and p.exists():
-            p.unlink()
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+    # ------------------------------------------------------------------ unreadable file
+    def open_read_only(self, reason: str) -> None:
+        """Keep the session empty and refuse every change and save (the annotation file
+        cannot be read: ``reason``); the file is never touched."""
+        self.read_only = reason
+        self.last_message = f"read-only: {reason}"
+        for cb in list(self._listeners):
+            cb()
+
+    def start_over(self) -> Path:
+        """Start an empty session although the annotation file cannot be read.
+
+        The unreadable file is left untouched and copied first to
+        ``<name>.unreadable-<UTC time>`` beside it; saving later replaces it only while its
+        bytes are still the ones backed up. Returns the backup path.
+
+        Raises
+        ------
+        SessionError
+            No annotation file, or the backup cannot be written (read-only folder: choose an
+            annotations folder).
+        """
+        p = self.annotation_path
+        if p is None or not p.is_file():
+            raise SessionError("no annotation file to start over from")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        backup = p.with_name(f"{p.name}.unreadable-{stamp}")
+        k = 1
+        while backup.exists():
+            k += 1
+            backup = p.with_name(f"{p.name}.unreadable-{stamp}-{k}")
+        try:
+            data = p.read_bytes()
+            shutil.copy2(p, backup)
+        except OSError as exc:
+            raise SessionError(f"{p}: cannot back up the unreadable file "
+                               f"({exc.strerror or exc}); choose an annotations folder") \
+                from None
+        self._replaces_unreadable = (hashlib.sha256(data).hexdigest(), backup)
+        self.read_only = None
+        self._base = None
+        self._state = _State(level=self._state.level, direction=self._state.direction)
+        self._undo.clear()
+        self.dirty = False
+        self.last_message = f"started over; the unreadable file is kept as {backup.name}"
+        for cb in list(self._listeners):
+            cb()
+        return backup
 
     # ------------------------------------------------------------------ misc
     def snapshot(self) -> Mapping[str, Any]:

@@ -1,0 +1,157 @@
+"""Feel in a real napari window (Xvfb), by Qt mouse and key events on the canvas: keys with
+another layer active, the mode display, flags of the vertebra just finished or under the
+mouse, dragging a point while placing and a drag observed mid-way, resume on reopening."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from napari_gui import click, drag, focus_canvas, key, open_film
+from napari_samples import truth_points
+from qtpy.QtCore import Qt
+from qtpy.QtTest import QTest
+
+pytestmark = pytest.mark.gui
+
+
+def _place(qtbot, viewer, widget, film, level, n=6):
+    pts = truth_points(film, level)
+    for _ in range(n):
+        click(qtbot, viewer, widget.landmarks_layer, *pts[widget.controller.next_point()[1]])
+
+
+@pytest.fixture
+def window(make_napari_viewer, qtbot, postop_film):
+    viewer = make_napari_viewer(show=True)
+    widget = open_film(viewer, postop_film)
+    viewer.reset_view()
+    focus_canvas(qtbot, viewer)
+    yield viewer, widget
+    widget.ask = False
+
+
+def test_keys_work_with_another_layer_active(window, qtbot, postop_film):
+    viewer, widget = window
+    ctl = widget.controller
+    widget.select_level("L1")
+    # the calibration (shapes) layer active: E is the plugin's, not the ellipse tool
+    viewer.layers.selection.active = widget.calibration_layer
+    shapes_mode = widget.calibration_layer.mode
+    key(qtbot, viewer, "E")
+    assert widget.calibration_layer.mode == shapes_mode
+    assert widget.landmarks_layer.mode == "select"
+    assert widget.mode_button.text().startswith("Correcting")
+    key(qtbot, viewer, "E")
+    assert widget.landmarks_layer.mode == "add" and widget.mode_button.isChecked()
+    # the cement (labels) layer active: ] and [ step the level, not the brush size
+    viewer.layers.selection.active = widget.cement_layer
+    brush = widget.cement_layer.brush_size
+    key(qtbot, viewer, "]")
+    assert ctl.level == "L2" and widget.cement_layer.brush_size == brush
+    key(qtbot, viewer, "[")
+    assert ctl.level == "L1"
+    # a film layer active (napari would pan on a click): U still undoes
+    viewer.layers.selection.active = widget._image_layer
+    key(qtbot, viewer, "U")
+    assert ctl.level == "L2"  # the "[" step undone
+
+
+def test_mode_display_follows_napari_keys_and_drop_downs_give_keys_back(window, qtbot,
+                                                                         postop_film):
+    viewer, widget = window
+    key(qtbot, viewer, "Z")  # napari's pan/zoom key on the points layer
+    assert widget.landmarks_layer.mode == "pan_zoom"
+    assert "pan zoom" in widget.mode_button.text() and not widget.mode_button.isChecked()
+    key(qtbot, viewer, "E")
+    assert widget.landmarks_layer.mode == "add"
+    assert widget.mode_button.text() == "Placing points (E)"
+    # a drop-down choice with the keyboard, then a plugin key goes to the canvas
+    combo = widget.level_combo
+    combo.setFocus()
+    QTest.keyClick(combo, Qt.Key.Key_Down)
+    combo.activated.emit(combo.currentIndex())
+    qtbot.wait(10)
+    level = widget.controller.level
+    key(qtbot, viewer, "]")
+    assert widget.controller.level != level
+
+
+def test_flags_go_to_the_vertebra_just_finished_or_under_the_mouse(window, qtbot,
+                                                                   postop_film):
+    viewer, widget = window
+    ctl = widget.controller
+    widget.select_level("T12")
+    _place(qtbot, viewer, widget, postop_film, "T12")
+    _place(qtbot, viewer, widget, postop_film, "L1")
+    assert ctl.level == "L2" and not ctl.points("L2")
+    # just finished: L1 (the sequence stays at L2)
+    canvas = viewer.window._qt_viewer.canvas.native
+    QTest.mouseMove(canvas, canvas.rect().topLeft())  # cursor off the vertebrae
+    viewer.cursor.position = (0.0, 0.0)
+    key(qtbot, viewer, "F")
+    assert ctl.flags("L1")["fractured"] and ctl.level == "L2"
+    assert widget.flags_label.text() == "Flags of L1"
+    assert widget.table.horizontalHeaderItem(1).text() == "L1 F"
+    # under the mouse: T12
+    p = truth_points(postop_film, "T12")
+    centre = np.mean([p[n] for n in ("As", "Ps", "Pi", "Ai")], axis=0)
+    from napari_gui import to_canvas
+
+    QTest.mouseMove(canvas, to_canvas(viewer, widget.landmarks_layer, *centre))
+    qtbot.wait(20)
+    key(qtbot, viewer, "T")
+    assert ctl.flags("T12")["treated"] and not ctl.flags("L1")["treated"]
+    assert ctl.level == "L2" and ctl.next_point() == ("L2", "As")
+
+
+def test_drag_while_placing_and_table_follows_mid_drag(window, qtbot, postop_film):
+    viewer, widget = window
+    ctl = widget.controller
+    widget.select_level("T12")
+    for lv in ("T12", "L1", "L2"):
+        _place(qtbot, viewer, widget, postop_film, lv)
+    col = [widget.table.horizontalHeaderItem(j).text().split()[0]
+           for j in range(widget.table.columnCount())].index("L1")
+    before = widget.table.item(0, col).text()
+    ai = tuple(ctl.points("L1")["Ai"])
+    seen: list[str] = []
+    n_points = len(widget.landmarks_layer.data)
+
+    def mid(k):
+        seen.append(widget.table.item(0, col).text())
+
+    # placing mode (no E): the press lands on L1 Ai, the drag moves it 12 px down
+    assert widget.landmarks_layer.mode == "add"
+    drag(qtbot, viewer, widget.landmarks_layer, ai, (ai[0] + 12, ai[1]), steps=6, during=mid)
+    assert len(widget.landmarks_layer.data) == n_points  # no point added
+    assert ctl.points("L1")["Ai"][0] == pytest.approx(ai[0] + 12, abs=1.5)
+    assert seen[2] != before and len(set(seen)) >= 3  # the table moved before the release
+    endplates = widget.endplates_layer.data.copy()
+    assert ctl.undo()  # one drag, one undo step
+    assert ctl.points("L1")["Ai"] == ai
+    assert not np.array_equal(widget.endplates_layer.data, endplates)
+    # correcting mode: napari's own select-and-drag, observed mid-way as well
+    key(qtbot, viewer, "E")
+    assert widget.landmarks_layer.mode == "select"
+    seen.clear()
+    drag(qtbot, viewer, widget.landmarks_layer, ai, (ai[0] - 10, ai[1]), steps=6, during=mid)
+    assert ctl.points("L1")["Ai"][0] == pytest.approx(ai[0] - 10, abs=1.5)
+    assert seen[2] != before and len(set(seen)) >= 3
+
+
+def test_reopening_resumes_at_the_next_unannotated_level(make_napari_viewer, qtbot,
+                                                         postop_film):
+    viewer = make_napari_viewer(show=True)
+    widget = open_film(viewer, postop_film)
+    viewer.reset_view()
+    focus_canvas(qtbot, viewer)
+    widget.select_level("T12")
+    for lv in ("T12", "L1"):
+        _place(qtbot, viewer, widget, postop_film, lv)
+    assert widget.save() is not None
+    viewer2 = make_napari_viewer(show=True)
+    widget2 = open_film(viewer2, postop_film)
+    assert widget2.controller.level == "L2"
+    assert widget2.prompt_label.text().startswith("L2 · As")
+    prev = widget2.controller.preview()
+    assert prev is not None and 0 <= prev[0] < 1008 and 0 <= prev[1] < 500
