@@ -20,6 +20,7 @@ Decisions, documented in ``docs/loading.md``:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as _dt
 import hashlib
@@ -630,7 +631,9 @@ _EXPLAINED = (
                            "character set (SpecificCharacterSet)"),
     ("'nonetype' object", "an element the image needs is empty or missing"),
     ("object of type 'nonetype'", "an element the image needs is empty or missing"),
-    ("float too large to pack", "a number is too large to be stored in DICOM"),
+    ("float too large to pack", "a number (e.g. a landmark coordinate) is too large to be "
+                                "stored in DICOM"),
+    ("no iod found for sop class", "its SOP Class UID is not a valid DICOM storage class"),
     ("cannot reshape array", "the pixel data does not match Rows x Columns (header and data "
                              "disagree)"),
     ("buffer is smaller than requested size", "the pixel data is shorter than the header "
@@ -670,6 +673,7 @@ def native_stderr(path: str) -> Iterator[None]:
         fd = sys.stderr.fileno()
         if _STDERR_SINK is None or _STDERR_SINK[0] != os.getpid():
             _STDERR_SINK = (os.getpid(), tempfile.TemporaryFile())
+            atexit.register(_STDERR_SINK[1].close)
         tmp = _STDERR_SINK[1]
         tmp.seek(0)
         tmp.truncate()
