@@ -85,7 +85,8 @@ def serve() -> None:  # pragma: no cover - runs in the worker process
             try:
                 if limit:
                     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, old_limit[1]))
-                rc = main(req["argv"])
+                rc = _self_test(req["argv"]) if req["argv"][0].startswith("__") \
+                    else main(req["argv"])
             except BaseException as exc:  # noqa: BLE001 - this is what the fuzzer looks for
                 import traceback
 
@@ -108,6 +109,15 @@ def serve() -> None:  # pragma: no cover - runs in the worker process
             err = se.read(20000).decode("utf-8", "replace")
         reply.write(json.dumps({"rc": rc, "stdout": out, "stderr": err,
                                 "exception": exc_text}) + "\n")
+
+
+def _self_test(argv: list[str]) -> int:  # pragma: no cover - runs in the worker process
+    """Commands that check the guard itself: abort, raise, hang."""
+    if argv[0] == "__abort__":
+        os.abort()
+    if argv[0] == "__hang__":
+        time.sleep(3600)
+    raise RuntimeError("a traceback, on purpose")
 
 
 class Worker:
@@ -455,10 +465,12 @@ class Campaign:
 
     def summary(self) -> dict[str, Any]:
         by = Counter(r.outcome for r in self.results)
-        fam = Counter(r.family for r in self.results if r.command != "batch")
+        fam = Counter(family for _case, family in {(r.case, r.family) for r in self.results})
         return {"seed": self.seed, "cases": self.cases, "command_runs": len(self.results),
                 "batch_runs": sum(1 for r in self.results if r.command == "batch"),
-                "by_family": dict(sorted(fam.items())),
+                "cases_by_family": dict(sorted(fam.items())),
+                "runs_by_command": dict(sorted(Counter(r.command for r in self.results)
+                                               .items())),
                 "outcomes": dict(sorted(by.items())), "seconds": round(self.seconds, 1)}
 
 
