@@ -171,3 +171,11 @@ def test_imager_pixel_spacing_with_one_value_is_noted(tmp_path):
         film = load_radiograph(bad)
     assert any("taken as square pixels" in n for n in film.calibration.notes)
     assert Path(bad).exists()
+
+
+def test_truncated_jpeg2000_film_is_not_called_not_dicom(tmp_path):
+    """A JPEG 2000 film cut inside its pixel data was reported as "not a DICOM file"."""
+    data = (SAMPLE / J2K).read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[:50_000])
+    with pytest.raises(RadiographError, match="truncated or corrupt DICOM file"):
+        load_radiograph(tmp_path / "cut.dcm")

@@ -839,6 +839,10 @@ def _load_dicom(path: str, frame: int | None) -> Radiograph:
     except BaseException as exc:  # noqa: BLE001 - one line, never a traceback
         raise RadiographError(path, f"not a readable DICOM file: {explain_exception(exc)}"
                               ) from None
+    if len(ds) == 0 and head[128:132] == b"DICM":
+        # pydicom gives up on a file cut inside its (encapsulated) data and returns nothing
+        raise RadiographError(path, "truncated or corrupt DICOM file: it ends before its data "
+                                    "elements are complete (no element could be read)")
     return radiograph_from_dataset(ds, path, frame=frame)
 
 
@@ -849,7 +853,8 @@ def radiograph_from_dataset(ds: Any, path: str | os.PathLike[str] = "<dataset>",
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         if len(ds) == 0 or "SOPClassUID" not in ds and "Rows" not in ds:
             raise RadiographError(path, _NOT_AN_IMAGE)
-        raise RadiographError(path, "no Pixel Data (7FE0,0010) element: not an image")
+        raise RadiographError(path, "no Pixel Data (7FE0,0010) element: the file is "
+                                    "truncated before its pixel data, or not an image")
     if not hasattr(ds, "file_meta") or "TransferSyntaxUID" not in ds.file_meta:
         # A raw dataset without File Meta: record the encoding pydicom read it with.
         import pydicom.uid as uid
