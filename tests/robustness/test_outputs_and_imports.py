@@ -257,3 +257,12 @@ def test_export_sr_with_a_huge_coordinate_is_one_line(tmp_path):
     assert len(errors) == 1 and "too large to be stored in DICOM" in errors[0], proc.stderr
     assert "pack" not in errors[0] and "(0070,0022)" not in errors[0]
     assert not list((tmp_path / "sr").glob("*"))
+
+
+def test_risk_apply_warnings_name_the_file(tmp_path):
+    csv = tmp_path / "few.csv"
+    csv.write_text("patient_pseudo_id,foo\nx,1\n")
+    proc = run_cli("risk", "apply", csv, "--model", "li2021", "-o", tmp_path / "r.csv")
+    one_line_error(proc)
+    warned = [ln for ln in proc.stderr.splitlines() if "input column(s) missing" in ln]
+    assert len(warned) == 1 and f"{csv}: model li2021" in warned[0]

@@ -14,7 +14,7 @@ from rich.console import Console
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
 from spine_measure.errors import SpineMeasureError
 from spine_measure.io.annotation import atomic_write_text
-from spine_measure.io.files import describe_os_error
+from spine_measure.io.files import describe_os_error, working_on
 
 risk_app = typer.Typer(help="Risk models: apply published models, fit your own, check tables.",
                        no_args_is_help=True)
@@ -119,8 +119,10 @@ def apply_cmd(
             m = get_model(model)
             if show:
                 typer.echo(m.to_json())
-            out, meta = apply_model(m, df, column_map=cmap, recalibration_outcome=recalibrate,
-                                    recalibrate_slope=recalibrate_slope)
+            with working_on(features):  # its warnings name the file
+                out, meta = apply_model(m, df, column_map=cmap,
+                                        recalibration_outcome=recalibrate,
+                                        recalibrate_slope=recalibrate_slope)
             if m.capability == "flags":
                 # a row is processed when it got at least one flag; flags whose inputs are
                 # missing are empty and named in flags_reason

@@ -165,6 +165,18 @@ def names_file(fn: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+class _NameTheFile(logging.Filter):
+    """Prefix a log line with the file being worked on when it does not name it already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        where = _CURRENT_FILE.get()
+        if where is not None and record.levelno >= logging.WARNING:
+            text = record.getMessage()
+            if where not in text:
+                record.msg, record.args = f"{where}: {text}", None
+        return True
+
+
 def route_warnings(logger: logging.Logger | None = None) -> None:
     """Show Python warnings as the tool's own log lines: ``"<file>: <message>"`` (the file
     being read when it was raised), each once per file, without the source file and line of
@@ -188,6 +200,9 @@ def route_warnings(logger: logging.Logger | None = None) -> None:
             log.warning("%s: %s", where, text)
 
     warnings.showwarning = show
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _NameTheFile) for f in handler.filters):
+            handler.addFilter(_NameTheFile())
     warnings.simplefilter("always")
     for quiet in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
         warnings.simplefilter("ignore", quiet)
