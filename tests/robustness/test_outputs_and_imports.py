@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 
 import pandas as pd
+import pydicom
 import pytest
 from conftest import SAMPLE, good_folder, one_line_error, run_cli
 
@@ -222,20 +223,26 @@ def test_errors_csv_reasons_are_relative_and_in_user_terms(tmp_path):
 
 
 def test_warnings_are_log_lines_naming_the_file(tmp_path):
-    """A CalibrationWarning (spacing outside the plausible range) and pydicom's own warnings
-    come out as the tool's log lines naming the file, once, never as 'file.py:123:'."""
-    import pydicom
+    """pydicom's "Unknown encoding" warning (repeated 98 times in one export-sr before) comes
+    out once per film as the tool's log line naming the film, never as 'charset.py:738:'."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
 
     ds = pydicom.dcmread(SAMPLE / "SM003/SM003_postop.dcm")
-    ds.PixelSpacing = [0, 0]
-    ds.save_as(tmp_path / "zero.dcm")
-    shutil.copy(SAMPLE / "SM003/SM003_postop.sm.json", tmp_path / "zero.sm.json")
-    proc = run_cli("export-sr", tmp_path / "zero.dcm", "--out", tmp_path / "sr")
-    one_line_error(proc)
-    assert not re.search(r"\.py:\d+:", proc.stderr), proc.stderr
-    warned = [ln for ln in proc.stderr.splitlines() if "PixelSpacing 0\\0" in ln]
-    assert warned and all(str(tmp_path / "zero.dcm") in ln for ln in warned)
-    assert len(warned) == len(set(warned))
+    ds._dict[Tag(0x00080005)] = RawDataElement(Tag(0x00080005), "CS", 10, b"ISO_IR 999", 0,
+                                               False, True)
+    ds._dict[Tag(0x00100010)] = RawDataElement(Tag(0x00100010), "PN", 12, b"M\xfcller^Hans",
+                                               0, False, True)
+    film = tmp_path / "enc.dcm"
+    ds.save_as(film)
+    shutil.copy(SAMPLE / "SM003/SM003_postop.sm.json", tmp_path / "enc.sm.json")
+    for argv in (["export-sr", film, "--out", tmp_path / "sr"], ["measure", film]):
+        proc = run_cli(*argv)
+        one_line_error(proc)
+        assert not re.search(r"\.py:\d+:", proc.stderr), proc.stderr
+        warned = [ln for ln in proc.stderr.splitlines() if "Unknown encoding" in ln]
+        assert warned and all(str(film) in ln for ln in warned), proc.stderr
+        assert len(warned) == len(set(warned))
 
 
 def test_export_sr_with_a_huge_coordinate_is_one_line(tmp_path):

@@ -16,6 +16,7 @@ import typer
 
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
 from spine_measure.errors import SpineMeasureError
+from spine_measure.io.files import working_on
 
 
 @app.command("export-sr")
@@ -69,8 +70,9 @@ def export_sr(
     used: dict[str, Path] = {}
     for path in files:
         try:
-            written = write_film_sr(path, out, finder=finder, cobb=cobb,
-                                    with_cement=with_cement, file_name=None, taken=used)
+            with working_on(path):  # warnings while building its SR name the film
+                written = write_film_sr(path, out, finder=finder, cobb=cobb,
+                                        with_cement=with_cement, file_name=None, taken=used)
         except (SpineMeasureError, OSError) as exc:
             failed += 1
             typer.echo(f"Error: {exc}", err=True)
