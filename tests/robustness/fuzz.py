@@ -128,7 +128,8 @@ class Worker:
 
     def _start(self) -> subprocess.Popen[str]:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+        src = os.environ.get("SPINE_MEASURE_FUZZ_SRC", str(ROOT / "src"))  # other versions
+        env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
         env.setdefault("RUST_BACKTRACE", "0")
         return subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

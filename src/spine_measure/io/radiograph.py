@@ -853,8 +853,11 @@ def radiograph_from_dataset(ds: Any, path: str | os.PathLike[str] = "<dataset>",
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         if len(ds) == 0 or "SOPClassUID" not in ds and "Rows" not in ds:
             raise RadiographError(path, _NOT_AN_IMAGE)
-        raise RadiographError(path, "no Pixel Data (7FE0,0010) element: the file is "
-                                    "truncated before its pixel data, or not an image")
+        if "Rows" in ds:
+            raise RadiographError(path, "no Pixel Data (7FE0,0010) element although the header "
+                                        "describes an image: the file is truncated before "
+                                        "its pixel data")
+        raise RadiographError(path, "no Pixel Data (7FE0,0010) element: not an image")
     if not hasattr(ds, "file_meta") or "TransferSyntaxUID" not in ds.file_meta:
         # A raw dataset without File Meta: record the encoding pydicom read it with.
         import pydicom.uid as uid
