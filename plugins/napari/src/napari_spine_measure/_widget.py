@@ -790,37 +790,38 @@ class SpineAnnotationWidget(QWidget):
 
     def _ensure_layers(self) -> None:
         scale = tuple(self._image_layer.scale)
+        units = tuple(self._image_layer.units)  # given at creation: no mixed-units warning
         rows, cols = self._image_layer.data.shape[:2]
         if self.cement_layer is None or self.cement_layer not in self.viewer.layers:
             self.cement_layer = self.viewer.add_labels(
-                np.zeros((rows, cols), dtype=np.uint8), name="cement", scale=scale,
+                np.zeros((rows, cols), dtype=np.uint8), name="cement", scale=scale, units=units,
                 opacity=0.45)
             self.cement_layer.events.paint.connect(self._cement_painted)
         if self.calibration_layer is None or self.calibration_layer not in self.viewer.layers:
             self.calibration_layer = self.viewer.add_shapes(
-                name="calibration line", scale=scale, edge_color="#ffb347", edge_width=2,
+                name="calibration line", scale=scale, units=units, edge_color="#ffb347", edge_width=2,
                 shape_type="line")
         if self.endplates_layer is None or self.endplates_layer not in self.viewer.layers:
             # endplate polylines as segments of a Vectors layer: cheap to redraw while a
             # point is dragged (a Shapes layer re-triangulates every path, ~50 ms)
             self.endplates_layer = self.viewer.add_vectors(
-                np.zeros((0, 2, 2)), name="endplates", scale=scale, edge_width=1.6,
+                np.zeros((0, 2, 2)), name="endplates", scale=scale, units=units, edge_width=1.6,
                 vector_style="line", opacity=0.95)
         if self.labels_layer is None or self.labels_layer not in self.viewer.layers:
             self.labels_layer = self.viewer.add_points(
-                np.zeros((0, 2)), name="levels", scale=scale, size=0,
+                np.zeros((0, 2)), name="levels", scale=scale, units=units, size=0,
                 text={"string": "{label}", "size": 11, "color": "#e8eef2"},
                 features={"label": np.array([], dtype=str)})
         if self.preview_layer is None or self.preview_layer not in self.viewer.layers:
             self.preview_layer = self.viewer.add_points(
-                np.zeros((0, 2)), name="next point", scale=scale, symbol="ring", size=14,
+                np.zeros((0, 2)), name="next point", scale=scale, units=units, symbol="ring", size=14,
                 face_color="#ffc24d", border_width=0,
                 text={"string": "{name}", "size": 9, "color": "#ffc24d",
                       "anchor": "upper_left", "translation": (-10, 8)},
                 features={"name": np.array([], dtype=str)})
         if self.landmarks_layer is None or self.landmarks_layer not in self.viewer.layers:
             self.landmarks_layer = self.viewer.add_points(
-                np.zeros((0, 2)), name="landmarks", scale=scale, size=7, border_width=0.1,
+                np.zeros((0, 2)), name="landmarks", scale=scale, units=units, size=7, border_width=0.1,
                 border_color="#10202a", face_color="#8cccff",
                 features={"level": np.array([], dtype=str), "point": np.array([], dtype=str),
                           "label": np.array([], dtype=str)},
@@ -831,8 +832,10 @@ class SpineAnnotationWidget(QWidget):
             self.landmarks_layer.mouse_drag_callbacks.append(self._drag_point)
         for ly in (self.cement_layer, self.calibration_layer, self.endplates_layer,
                    self.labels_layer, self.preview_layer, self.landmarks_layer):
-            ly.scale = scale
-            ly.units = self._image_layer.units
+            if tuple(ly.scale) != scale:
+                ly.scale = scale
+            if tuple(ly.units) != units:
+                ly.units = units
         for ly in [*self._annotation_layers(), *self._film_layers()]:
             self._bind_keys(ly)
         self._cache: dict[str, Any] = {}
@@ -1240,8 +1243,10 @@ class SpineAnnotationWidget(QWidget):
     def _refresh_layers(self, ctl: AnnotationController, force_points: bool) -> None:
         data, features, colours, keys = _layers.landmark_arrays(ctl)
         lay = self.landmarks_layer
-        same = (keys == self._keys and len(lay.data) == len(data)
-                and np.allclose(lay.data, data)) if len(data) else len(lay.data) == 0
+        # a click: napari already holds the new point where the controller put it, so the
+        # data are not assigned again (each assignment redraws the layer)
+        same = (len(lay.data) == len(data) and np.allclose(lay.data, data)) if len(data) \
+            else len(lay.data) == 0
         # point names only on the vertebra being annotated: the rest stays uncluttered
         features["label"] = [p if lv == ctl.level else ""
                              for lv, p in zip(features["level"], features["point"], strict=True)]
