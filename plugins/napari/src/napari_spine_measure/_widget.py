@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtCore import QEvent, QObject, QSettings, Qt, QTimer
-from qtpy.QtGui import QFont
+from qtpy.QtGui import QColor, QFont
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -71,10 +71,13 @@ TABLE_ROWS: tuple[tuple[str, str], ...] = (
     ("cr_posterior", "CR posterior"),
     ("compression_pct", "Compression"),
     ("wedge_ratio", "Wedge ha/hp"),
-    ("biconcavity_ratio", "Biconcavity hm/hp"),
+    ("biconcavity_ratio", "Biconc. hm/hp"),
     ("crush_ratio", "Crush hp/ref"),
     ("genant_grade", "Genant grade"),
+    ("genant_shape", "Genant shape"),
 )
+"""Rows of the table; the calibration of the lengths is named once, in its title (the rows
+stay narrow, so 7+ vertebrae fit side by side without scrolling)."""
 
 _SOURCE_LONG = {
     "reader": "reader line",
@@ -93,6 +96,7 @@ _SOURCE_SHORT = {
     "pixel_spacing": "PS",
     "uncalibrated": "uncal.",
 }
+_SHAPE_SHORT = {"wedge": "wedge", "biconcave": "bicon.", "crush": "crush", "none": "none"}
 _UNIT_TEXT = {"mm": "mm", "px": "px", "deg": "°", "pct": "%", "grade": "", "": ""}
 _TRI = (("unknown", None), ("yes", True), ("no", False))
 _FINDING_FLAGS = (
@@ -352,7 +356,7 @@ class SpineAnnotationWidget(QWidget):
         root.addWidget(tabs)
         self.tabs = tabs
 
-        table_box = QGroupBox("Measurements (this film)")
+        table_box = QGroupBox("Measurements")
         tl = QVBoxLayout(table_box)
         self.table = QTableWidget(0, 0)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -365,6 +369,13 @@ class SpineAnnotationWidget(QWidget):
                                  "background-color: #22272e; color: #e8eef2; }")
         self.table.setMinimumHeight(340)
         self.table.setWordWrap(False)
+        small = QFont(self.table.font())
+        small.setPointSizeF(max(small.pointSizeF() - 1.0, 7.0))
+        self.table.setFont(small)
+        self.table.horizontalHeader().setMinimumSectionSize(20)
+        self.table.horizontalHeader().setFont(small)
+        self.table.verticalHeader().setFont(small)
+        self.table_box = table_box
         tl.addWidget(self.table)
         root.addWidget(table_box, 1)
 
@@ -809,7 +820,8 @@ class SpineAnnotationWidget(QWidget):
                 vector_style="line", opacity=0.95)
         if self.labels_layer is None or self.labels_layer not in self.viewer.layers:
             self.labels_layer = self.viewer.add_points(
-                np.zeros((0, 2)), name="levels", scale=scale, units=units, size=0,
+                np.zeros((0, 2)), name="levels", scale=scale, units=units, size=1,
+                face_color="transparent", border_color="transparent", border_width=0,
                 text={"string": "{label}", "size": 11, "color": "#e8eef2"},
                 features={"label": np.array([], dtype=str)})
         if self.preview_layer is None or self.preview_layer not in self.viewer.layers:
@@ -1233,14 +1245,16 @@ class SpineAnnotationWidget(QWidget):
         t0 = time.perf_counter()
         self._syncing = True
         try:
-            self._refresh_layers(ctl, force_points)
+            fm = ctl.measurements()  # once per redraw: table and on-film grades
+            self._refresh_layers(ctl, force_points, fm)
             self._refresh_controls(ctl)
-            self._refresh_table(ctl)
+            self._refresh_table(ctl, fm)
         finally:
             self._syncing = False
         self.last_refresh_ms = (time.perf_counter() - t0) * 1000.0
 
-    def _refresh_layers(self, ctl: AnnotationController, force_points: bool) -> None:
+    def _refresh_layers(self, ctl: AnnotationController, force_points: bool,
+                        fm: Any) -> None:
         data, features, colours, keys = _layers.landmark_arrays(ctl)
         lay = self.landmarks_layer
         # a click: napari already holds the new point where the controller put it, so the
@@ -1270,11 +1284,19 @@ class SpineAnnotationWidget(QWidget):
                 self.endplates_layer.edge_color = np.array(seg_colours)
 
         pos, text = _layers.level_label_points(ctl)
+        grades = _layers.grade_labels(fm, [t.split()[0] for t in text])
+        text = [f"{t} {g}".rstrip() for t, (g, _c) in zip(text, grades, strict=True)]
+        colours = [c for _g, c in grades]
         # level names sit beside the body: moved only when the body moved by >= 8 px, so a
-        # drag redraws the endplates and the table, not the labels
-        if self._changed_cache("labels", (np.round(pos / 8.0), text)):
+        # drag redraws the endplates and the table, not the labels (the text follows)
+        if self._changed_cache("labels", np.round(pos / 8.0)) or len(pos) != len(
+                self.labels_layer.data):
             self.labels_layer.data = pos
-            self.labels_layer.features = {"label": np.array(text, dtype=str)}
+            self._cache.pop("label_text", None)
+        if self._changed_cache("label_text", (text, colours)):
+            self.labels_layer.features = {"label": np.array(text, dtype=str),
+                                          "colour": np.array(colours, dtype=str)}
+            self.labels_layer.text.color = {"feature": "colour"}
 
         prev = ctl.preview()
         nxt = ctl.next_point()
@@ -1372,10 +1394,11 @@ class SpineAnnotationWidget(QWidget):
         else:
             self._status(f"{ctl.last_message} · {where}: {saved}".strip(" ·"))
 
-    def _refresh_table(self, ctl: AnnotationController) -> None:
-        fm = ctl.measurements()
+    def _refresh_table(self, ctl: AnnotationController, fm: Any) -> None:
         levels = list(fm.vertebrae)
-        cal_src = _SOURCE_SHORT.get(fm.calibration_source, fm.calibration_source)
+        cal_src = _SOURCE_LONG.get(fm.calibration_source, fm.calibration_source)
+        unit = "px" if ctl.calibration.spacing is None else "mm"
+        self.table_box.setTitle(f"Measurements · lengths in {unit} ({cal_src})")
         t = self.table
         t.setRowCount(len(TABLE_ROWS))
         t.setColumnCount(len(levels))
@@ -1394,23 +1417,21 @@ class SpineAnnotationWidget(QWidget):
                 if r is None:
                     continue
                 unit = r.unit
-                value = r.value
-                text = _fmt(value, r.unit)
-                if name == "genant_grade" and value is not None:
-                    shape = fm.vertebrae[lv].get("genant_shape")
-                    if shape is not None and shape.value:
-                        text += f" {shape.value}"
+                text = _fmt(r.value, r.unit)
+                if name == "genant_shape":
+                    text = _SHAPE_SHORT.get(str(r.value), text) if r.value else "—"
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight
                                       | Qt.AlignmentFlag.AlignVCenter)
+                if name in ("genant_grade", "genant_shape"):
+                    g = fm.vertebrae[lv].get("genant_grade")
+                    colour = _layers.grade_colour(None if g is None else g.value)
+                    item.setForeground(QColor(colour))
                 tip = r.reason or ""
                 if r.neighbours:
                     tip = (tip + "; " if tip else "") + f"reference: {', '.join(r.neighbours)}"
                 item.setToolTip(tip)
                 t.setItem(i, j, item)
             u = _UNIT_TEXT.get(unit, unit)
-            if unit in ("mm", "px"):
-                labels.append(f"{label} ({u}, {cal_src})")
-            else:
-                labels.append(f"{label}" + (f" ({u})" if u else ""))
+            labels.append(f"{label}" + (f" ({u})" if u and unit not in ("grade",) else ""))
         t.setVerticalHeaderLabels(labels)
