@@ -155,3 +155,46 @@ def test_reopening_resumes_at_the_next_unannotated_level(make_napari_viewer, qtb
     assert widget2.prompt_label.text().startswith("L2 · As")
     prev = widget2.controller.preview()
     assert prev is not None and 0 <= prev[0] < 1008 and 0 <= prev[1] < 500
+
+
+def test_seven_levels_fit_and_grades_show_on_the_film(make_napari_viewer, qtbot, postop_film):
+    """Seven vertebrae clicked: the table shows all seven columns without a horizontal
+    scroll bar in the docked widget, and the film shows the fractured vertebra's Genant grade
+    and shape in the grade colour (normal ones: the level name alone)."""
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1500, 1000)
+    widget = open_film(viewer, postop_film)
+    viewer.reset_view()
+    focus_canvas(qtbot, viewer)
+    widget.select_level("T10")
+    for lv in ("T10", "T11", "T12", "L1", "L2", "L3", "L4"):
+        _place(qtbot, viewer, widget, postop_film, lv)
+    # L1 anterior-superior corner dragged down by 30 % of its anterior height: a wedge
+    p = widget.controller.points("L1")
+    ha = p["Ai"][0] - p["As"][0]
+    drag(qtbot, viewer, widget.landmarks_layer, p["As"], (p["As"][0] + 0.3 * ha, p["As"][1]))
+    qtbot.wait(100)
+    t = widget.table
+    assert t.columnCount() == 7, ([t.horizontalHeaderItem(j).text() for j in range(t.columnCount())], widget.controller.points("L1"), p, widget.status_label.text())
+    assert not t.horizontalScrollBar().isVisible()
+    fm = widget.controller.measurements()
+    worst = max(fm.vertebrae, key=lambda lv: fm.get(lv, "genant_grade").value or 0)
+    g = fm.get(worst, "genant_grade").value
+    shape = fm.get(worst, "genant_shape").value
+    text = list(widget.labels_layer.features["label"])
+    colours = list(widget.labels_layer.features["colour"])
+    i = [x.split()[0] for x in text].index(worst)
+    from napari_spine_measure._layers import GRADE_COLOURS
+
+    assert g >= 1 and text[i] == f"{worst} G{g} {shape}" and colours[i] == GRADE_COLOURS[g]
+    from napari_spine_measure._layers import to_rgba
+
+    drawn = np.asarray(widget.labels_layer.text.color.array)
+    assert np.allclose(drawn[i], to_rgba(GRADE_COLOURS[g]))
+    normal = [x for x in text if
+              fm.get(x.split()[0], "genant_grade").value == 0]
+    assert normal and all(len(x.split()) == 1 for x in normal)
+    row = [t.verticalHeaderItem(r).text() for r in range(t.rowCount())].index("Genant shape")
+    col = [t.horizontalHeaderItem(j).text().split()[0] for j in range(7)].index(worst)
+    assert t.item(row, col).text() == {"biconcave": "bicon."}.get(shape, shape)
+    widget.controller.dirty = False

@@ -16,7 +16,7 @@ from napari_spine_measure.controller import AnnotationController
 from spine_measure.landmarks import LEVELS
 
 __all__ = ["endplate_paths", "grade_colour", "grade_labels", "landmark_arrays",
-           "level_label_points"]
+           "level_label_points", "to_rgba"]
 
 _INDEX = {name: i for i, name in enumerate(LEVELS)}
 
@@ -104,6 +104,12 @@ def level_label_points(ctl: AnnotationController) -> tuple[np.ndarray, list[str]
 #: 1 mild yellow, 2 moderate orange, 3 severe red; not graded: grey)
 GRADE_COLOURS = {0: "#e8eef2", 1: "#ffd54f", 2: "#ff9f43", 3: "#ff5c5c"}
 _SHAPE_TEXT = {"wedge": "wedge", "biconcave": "biconcave", "crush": "crush"}
+
+
+def to_rgba(colour: str) -> tuple[float, float, float, float]:
+    """``"#rrggbb"`` -> RGBA floats in [0, 1]."""
+    h = colour.lstrip("#")
+    return (int(h[0:2], 16) / 255, int(h[2:4], 16) / 255, int(h[4:6], 16) / 255, 1.0)
 
 
 def grade_colour(grade: object) -> str:

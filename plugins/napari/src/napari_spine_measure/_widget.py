@@ -45,6 +45,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_spine_measure import _layers
+from napari_spine_measure._layers import to_rgba
 from napari_spine_measure.controller import FLAGS, AnnotationController, SessionError
 from spine_measure.errors import SpineMeasureError
 from spine_measure.io.annotation import (
@@ -823,7 +824,8 @@ class SpineAnnotationWidget(QWidget):
                 np.zeros((0, 2)), name="levels", scale=scale, units=units, size=1,
                 face_color="transparent", border_color="transparent", border_width=0,
                 text={"string": "{label}", "size": 11, "color": "#e8eef2"},
-                features={"label": np.array([], dtype=str)})
+                features={"label": np.array([], dtype=str),
+                          "colour": np.array([], dtype=str)})
         if self.preview_layer is None or self.preview_layer not in self.viewer.layers:
             self.preview_layer = self.viewer.add_points(
                 np.zeros((0, 2)), name="next point", scale=scale, units=units, symbol="ring", size=14,
@@ -1296,7 +1298,10 @@ class SpineAnnotationWidget(QWidget):
         if self._changed_cache("label_text", (text, colours)):
             self.labels_layer.features = {"label": np.array(text, dtype=str),
                                           "colour": np.array(colours, dtype=str)}
-            self.labels_layer.text.color = {"feature": "colour"}
+            # one colour per label (Genant grade); new rows get the plain colour
+            self.labels_layer.text.color = {
+                "array": np.array([to_rgba(c) for c in colours]).reshape(-1, 4),
+                "default": "#e8eef2"}
 
         prev = ctl.preview()
         nxt = ctl.next_point()
