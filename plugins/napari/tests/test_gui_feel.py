@@ -198,3 +198,90 @@ def test_seven_levels_fit_and_grades_show_on_the_film(make_napari_viewer, qtbot,
     col = [t.horizontalHeaderItem(j).text().split()[0] for j in range(7)].index(worst)
     assert t.item(row, col).text() == {"biconcave": "bicon."}.get(shape, shape)
     widget.controller.dirty = False
+
+
+def _shades(layer, mask) -> float:
+    """Share of the masked pixels drawn in the single most common of 256 grey shades."""
+    lo, hi = layer.contrast_limits
+    v = np.clip((np.asarray(layer.data)[mask] - lo) / (hi - lo), 0, 1)
+    if layer.colormap.name == "gray_r":
+        v = 1 - v
+    counts = np.bincount(np.round(v * 255).astype(int), minlength=256)
+    return counts.max() / counts.sum()
+
+
+def test_window_level_on_modality_values_never_changes_measurements(window, qtbot,
+                                                                     postop_film):
+    from napari_samples import truth_cement
+    from qtpy.QtCore import QEvent, QPointF
+    from qtpy.QtGui import QMouseEvent
+    from qtpy.QtWidgets import QApplication
+
+    from napari_gui import canvas, to_canvas
+
+    viewer, widget = window
+    film = widget._image_layer
+    r = film.metadata["radiograph"]
+    c, w = r.window.center, r.window.width
+    assert film.contrast_limits == pytest.approx([c - w / 2, c + w / 2], rel=1e-5)
+    cement = truth_cement(postop_film)
+    # the old pre-windowed display put most cement pixels in one shade; the cement preset
+    # spreads them out
+    old = np.round(r.display[cement] * 255).astype(int)
+    assert np.bincount(old).max() / old.size > 0.5
+    qtbot.mouseClick(widget.window_buttons["cement"], Qt.MouseButton.LeftButton)
+    assert _shades(film, cement) < 0.2
+    qtbot.mouseClick(widget.window_buttons["bone"], Qt.MouseButton.LeftButton)
+    bone = tuple(film.contrast_limits)
+    widget.select_level("L1")
+    _place(qtbot, viewer, widget, postop_film, "L1")
+    before = widget.controller.measurements()
+    n_points = len(widget.landmarks_layer.data)
+    # a right-drag on the canvas: wider and lower; no point is placed
+    native = canvas(viewer).native
+    p0 = to_canvas(viewer, widget.landmarks_layer, 300, 200)
+
+    def send(kind, pos, button, buttons):
+        QApplication.sendEvent(native, QMouseEvent(
+            kind, QPointF(pos), QPointF(native.mapToGlobal(pos)), button, buttons,
+            Qt.KeyboardModifier.NoModifier))
+        qtbot.wait(5)
+
+    right = Qt.MouseButton.RightButton
+    send(QEvent.Type.MouseButtonPress, p0, right, right)
+    for k in range(1, 6):
+        send(QEvent.Type.MouseMove, p0 + type(p0)(20 * k, 10 * k), Qt.MouseButton.NoButton,
+             right)
+    send(QEvent.Type.MouseButtonRelease, p0 + type(p0)(100, 50), right,
+         Qt.MouseButton.NoButton)
+    lo, hi = film.contrast_limits
+    assert hi - lo > bone[1] - bone[0] and (lo + hi) / 2 < (bone[0] + bone[1]) / 2
+    assert len(widget.landmarks_layer.data) == n_points
+    after = widget.controller.measurements()
+    for name, res in before.vertebrae["L1"].items():
+        assert after.get("L1", name).value == res.value or (
+            res.value != res.value and after.get("L1", name).value != after.get(
+                "L1", name).value), name
+    qtbot.mouseClick(widget.window_buttons["film"], Qt.MouseButton.LeftButton)
+    assert film.contrast_limits == pytest.approx([c - w / 2, c + w / 2], rel=1e-5)
+
+
+def test_reading_mode_and_preferred_dicom_reader(window, qtbot, postop_film, tmp_path):
+    from napari.settings import get_settings
+
+    viewer, widget = window
+    qt_viewer = viewer.window._qt_viewer
+    assert get_settings().plugins.extension2reader["*.dcm"] == "napari-spine-measure"
+    qtbot.mouseClick(widget.reading_button, Qt.MouseButton.LeftButton)
+    assert not qt_viewer.dockLayerList.isVisible()
+    assert not qt_viewer.dockLayerControls.isVisible()
+    key(qtbot, viewer, "]")  # the plugin's keys still work
+    qtbot.mouseClick(widget.reading_button, Qt.MouseButton.LeftButton)
+    assert qt_viewer.dockLayerList.isVisible()
+    # File > Open of a .dcm without choosing a reader: this plugin reads it
+    from napari_samples import copy_film
+
+    other = copy_film(tmp_path, "SM002", "SM002_postop")
+    viewer.window._qt_viewer._qt_open([str(other)], stack=False)  # File > Open, no reader chosen
+    qtbot.waitUntil(lambda: widget.controller.image.file_name == other.name, timeout=5000)
+    assert "radiograph" in widget._image_layer.metadata

@@ -135,7 +135,7 @@ def test_file_open_of_a_second_film_keeps_layers_on_top_and_follows(
     viewer = make_napari_viewer(show=True)
     widget = open_film(viewer, a)
     # what File > Open does once a file is chosen (the plugin as reader)
-    viewer.open(str(b), plugin="napari-spine-measure")
+    viewer.window._qt_viewer._qt_open([str(b)], stack=False)  # File > Open after the dialog
     qtbot.waitUntil(lambda: widget.controller.image.file_name == b.name, timeout=5000)
     qtbot.wait(50)
     names = [ly.name for ly in viewer.layers]

@@ -209,6 +209,23 @@ def _settings() -> QSettings:
     return QSettings("spine_measure", "napari-spine-measure")
 
 
+READER_PATTERNS = ("*.dcm", "*.dicom")
+
+
+def prefer_this_reader() -> None:
+    """Make this plugin napari's reader for DICOM files (napari's own cannot open JPEG 2000
+    films), unless the user already chose a reader for them in napari's preferences."""
+    try:
+        from napari.settings import get_settings
+    except ImportError:
+        return
+    plugins = get_settings().plugins
+    current = dict(plugins.extension2reader)
+    missing = {p: "napari-spine-measure" for p in READER_PATTERNS if p not in current}
+    if missing:
+        plugins.extension2reader = {**current, **missing}
+
+
 def _inside(poly: np.ndarray, p: np.ndarray) -> bool:
     """Point ``p`` inside polygon ``poly`` (even-odd rule)."""
     r, c = p
@@ -290,6 +307,9 @@ class SpineAnnotationWidget(QWidget):
         self._bind_keys()
         self.viewer.layers.events.inserted.connect(self._layer_inserted)
         self.viewer.layers.events.removed.connect(self._films_changed)
+        prefer_this_reader()
+        if _settings().value("reading_mode", False, type=bool):
+            self.set_reading_mode(True)
         self._close_guard = _CloseGuard(self)
         qt_window = getattr(getattr(self.viewer, "window", None), "_qt_window", None)
         if qt_window is not None:
@@ -337,6 +357,27 @@ class SpineAnnotationWidget(QWidget):
         self.calibration_label = QLabel("")
         self.calibration_label.setWordWrap(True)
         root.addWidget(self.calibration_label)
+
+        # display only (measurements and cement read the film's values, never the screen)
+        view_row = QHBoxLayout()
+        view_row.addWidget(QLabel("Window"))
+        self.window_buttons: dict[str, QPushButton] = {}
+        for name, tip in (("film", "the film's own window (DICOM)"),
+                          ("bone", "bone and soft tissue"),
+                          ("cement", "the densest 3 %: the inside of the cement")):
+            b = QPushButton(name.capitalize())
+            b.setToolTip(f"Contrast: {tip}. Right-drag on the film: left/right = width, "
+                         "up/down = level")
+            b.clicked.connect(lambda _=False, n=name: self.set_window(n))
+            self.window_buttons[name] = b
+            view_row.addWidget(b)
+        view_row.addStretch(1)
+        self.reading_button = QPushButton("Reading mode")
+        self.reading_button.setCheckable(True)
+        self.reading_button.setToolTip("Hide napari's layer list and layer controls")
+        self.reading_button.toggled.connect(self.set_reading_mode)
+        view_row.addWidget(self.reading_button)
+        root.addLayout(view_row)
 
         # next point, big and unmistakable
         self.prompt_label = QLabel("Open a film")
@@ -765,6 +806,53 @@ class SpineAnnotationWidget(QWidget):
         self.notice_label.setText("\n".join(lines))
         self.notice_label.setVisible(bool(lines))
 
+    def set_window(self, preset: str) -> None:
+        """Contrast of the film on screen: ``film``, ``bone`` or ``cement`` (display only)."""
+        if self._image_layer is None:
+            return
+        from napari_spine_measure._reader import window_preset
+
+        lo, hi = window_preset(self._image_layer.metadata["radiograph"], preset)
+        self._set_contrast(lo, hi)
+
+    def _set_contrast(self, lo: float, hi: float) -> None:
+        layer = self._image_layer
+        rng = layer.contrast_limits_range
+        if lo < rng[0] or hi > rng[1]:
+            layer.contrast_limits_range = (min(lo, rng[0]), max(hi, rng[1]))
+        layer.contrast_limits = (float(lo), float(hi))
+
+    def set_reading_mode(self, on: bool) -> None:
+        """Reading mode: napari's layer list and layer controls hidden (the film, the widget
+        and the plugin's keys only)."""
+        qt_viewer = getattr(getattr(self.viewer, "window", None), "_qt_viewer", None)
+        for name in ("dockLayerList", "dockLayerControls"):
+            dock = getattr(qt_viewer, name, None)
+            if dock is not None:
+                dock.setVisible(not on)
+        if self.reading_button.isChecked() != bool(on):
+            self.reading_button.blockSignals(True)
+            self.reading_button.setChecked(bool(on))
+            self.reading_button.blockSignals(False)
+        _settings().setValue("reading_mode", bool(on))
+
+    def _window_level_drag(self, event: Any) -> Any:
+        """Right-drag: horizontal = window width, vertical = level (centre), as on a PACS
+        workstation; on the film's modality values, display only."""
+        layer = self._image_layer
+        lo, hi = layer.contrast_limits
+        rng = layer.contrast_limits_range
+        span = max(float(rng[1] - rng[0]), 1e-6)
+        x0, y0 = np.asarray(event.pos, dtype=float)[:2]
+        yield
+        while event.type == "mouse_move":
+            x, y = np.asarray(event.pos, dtype=float)[:2]
+            centre = (lo + hi) / 2.0 - (y - y0) * span / 500.0
+            width = max((hi - lo) + (x - x0) * span / 500.0, span / 1000.0)
+            self._set_contrast(centre - width / 2.0, centre + width / 2.0)
+            event.handled = True
+            yield
+
     def set_reader(self, reader: str | None) -> None:
         """Reader id written into the annotations saved from now on (remembered)."""
         reader = (reader or "").strip() or None
@@ -1135,6 +1223,18 @@ class SpineAnnotationWidget(QWidget):
         move goes to the controller, so the endplate lines and the table follow the mouse
         (napari's select-drag reports a move only on release). The release closes the undo
         step: one drag is one undo."""
+        if getattr(event, "button", 1) == 2 and self._image_layer is not None:
+            mode_cb = layer._drag_modes[layer._mode]
+            held = mode_cb in layer.mouse_drag_callbacks
+            if held:
+                layer.mouse_drag_callbacks.remove(mode_cb)  # no point on a right-drag
+            try:
+                yield from self._window_level_drag(event)
+            finally:
+                if held and mode_cb not in layer.mouse_drag_callbacks \
+                        and layer._drag_modes[layer._mode] is mode_cb:
+                    layer.mouse_drag_callbacks.append(mode_cb)
+            return
         ctl = self.controller
         grabbed = None
         mode_cb = None
