@@ -285,3 +285,21 @@ def test_reading_mode_and_preferred_dicom_reader(window, qtbot, postop_film, tmp
     viewer.window._qt_viewer._qt_open([str(other)], stack=False)  # File > Open, no reader chosen
     qtbot.waitUntil(lambda: widget.controller.image.file_name == other.name, timeout=5000)
     assert "radiograph" in widget._image_layer.metadata
+
+
+def test_view_follows_to_the_next_vertebra(window, qtbot, postop_film):
+    """Zoomed in on T12: once its six points are clicked the view pans to L1's ring."""
+    viewer, widget = window
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    widget.select_level("T12")
+    p = truth_points(postop_film, "T12")
+    centre = np.mean([p[n] for n in ("As", "Ps", "Pi", "Ai")], axis=0)
+    scale = np.asarray(widget.landmarks_layer.scale)
+    camera.zoom *= 4
+    camera.center = tuple(centre * scale)
+    qtbot.wait(50)
+    _place(qtbot, viewer, widget, postop_film, "T12")
+    ring = widget.controller.preview()
+    assert widget.controller.level == "L1" and ring is not None
+    assert np.allclose(np.asarray(camera.center)[-2:], np.asarray(ring) * scale, atol=1e-6)
+    widget.controller.dirty = False

@@ -1405,6 +1405,10 @@ class SpineAnnotationWidget(QWidget):
 
         prev = ctl.preview()
         nxt = ctl.next_point()
+        if ctl.level != self._cache.get("followed_level", _MISSING):
+            self._cache["followed_level"] = ctl.level
+            if prev is not None:
+                self._follow(prev)
         pv = (np.array([prev]) if prev is not None and nxt is not None else np.zeros((0, 2)),
               [f"next: {nxt[0]} {nxt[1]}"] if prev is not None and nxt is not None else [])
         if self._changed_cache("preview", pv):
@@ -1435,6 +1439,24 @@ class SpineAnnotationWidget(QWidget):
                     f"({mask.source}); paint or erase in the 'cement' layer to correct\n"
                     + self._cement_features_text(ctl, level, mask))
         self.cement_label.setText(text)
+
+    def _follow(self, point: tuple[float, float]) -> None:
+        """Auto-pan: when the next point (a new vertebra) is off screen or near its edge,
+        centre the view on it; the zoom is kept."""
+        camera = getattr(getattr(self.viewer, "scene", None), "camera", None) or \
+            self.viewer.camera
+        qt_viewer = getattr(getattr(self.viewer, "window", None), "_qt_viewer", None)
+        native = getattr(getattr(qt_viewer, "canvas", None), "native", None)
+        if native is None or camera.zoom <= 0:
+            return
+        world = np.asarray(point, dtype=float) * np.asarray(self.landmarks_layer.scale)
+        centre = np.asarray(camera.center, dtype=float)[-2:]
+        half = np.array([native.height(), native.width()], dtype=float) / 2.0 / camera.zoom
+        if np.all(np.abs(world - centre) <= 0.7 * half):
+            return
+        new = list(camera.center)
+        new[-2:] = world.tolist()
+        camera.center = tuple(new)
 
     def _cement_features_text(self, ctl: AnnotationController, level: str, mask: Any) -> str:
         """:func:`cement_summary` of ``level``'s mask, recomputed only when the mask, the
