@@ -65,11 +65,9 @@ def _qtbot():
 
 def bench_click_and_drag(size: int, clicks: int) -> dict[str, float]:
     import napari
-    from napari_gui import canvas, click, drag, open_film, to_canvas
+    from napari_gui import LEFT, _send, canvas, click, drag, open_film, to_canvas  # noqa: F401
     from qtpy.QtCore import QEvent
     from qtpy.QtTest import QTest
-
-    from napari_gui import LEFT, _send  # noqa: F401
 
     bot = _qtbot()
     truth = json.loads(SAMPLE.with_suffix(".truth.json").read_text())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from napari_gui import answer_next_question, click, drag, focus_canvas, key, open_film
+from napari_gui import answer_next_question, click, focus_canvas, key, open_film
 from napari_samples import copy_film, truth_points
 
 from spine_measure.io.annotation import load_annotation

@@ -7,12 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
-from napari_samples import SAMPLES, truth_points
+from napari_samples import SAMPLES
 
 from napari_spine_measure._reader import assign_time_points, get_reader, read_paths
-from napari_spine_measure.controller import AnnotationController
-from spine_measure.io.annotation import AnnotationConflictError, load_annotation, save_annotation
-from spine_measure.io.radiograph import load_radiograph
 
 
 def test_manifest_declares_every_contribution():

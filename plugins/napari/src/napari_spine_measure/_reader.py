@@ -4,7 +4,8 @@ This is the boundary between spine_measure's films and napari layers. Everything
 the toolkit: :func:`spine_measure.io.radiograph.load_radiograph` decodes; the layer shows the
 modality values (``Radiograph.values``, never clipped, so cement keeps its grey levels) with
 the film's window as the initial contrast limits (:func:`initial_window`) and MONOCHROME1
-shown inverted (``gray_r``); its calibration gives the layer ``scale`` (``(row_mm, col_mm)``, or 1 px when
+shown inverted (``gray_r``); its calibration gives the layer ``scale``
+(``(row_mm, col_mm)``, or 1 px when
 uncalibrated); :func:`spine_measure.io.scan.scan_folder` finds and groups the DICOM files of a
 folder without decoding them.
 

@@ -899,7 +899,8 @@ class SpineAnnotationWidget(QWidget):
             self.cement_layer.events.paint.connect(self._cement_painted)
         if self.calibration_layer is None or self.calibration_layer not in self.viewer.layers:
             self.calibration_layer = self.viewer.add_shapes(
-                name="calibration line", scale=scale, units=units, edge_color="#ffb347", edge_width=2,
+                name="calibration line", scale=scale,
+                units=units, edge_color="#ffb347", edge_width=2,
                 shape_type="line")
         if self.endplates_layer is None or self.endplates_layer not in self.viewer.layers:
             # endplate polylines as segments of a Vectors layer: cheap to redraw while a
@@ -916,14 +917,16 @@ class SpineAnnotationWidget(QWidget):
                           "colour": np.array([], dtype=str)})
         if self.preview_layer is None or self.preview_layer not in self.viewer.layers:
             self.preview_layer = self.viewer.add_points(
-                np.zeros((0, 2)), name="next point", scale=scale, units=units, symbol="ring", size=14,
+                np.zeros((0, 2)), name="next point", scale=scale,
+                units=units, symbol="ring", size=14,
                 face_color="#ffc24d", border_width=0,
                 text={"string": "{name}", "size": 9, "color": "#ffc24d",
                       "anchor": "upper_left", "translation": (-10, 8)},
                 features={"name": np.array([], dtype=str)})
         if self.landmarks_layer is None or self.landmarks_layer not in self.viewer.layers:
             self.landmarks_layer = self.viewer.add_points(
-                np.zeros((0, 2)), name="landmarks", scale=scale, units=units, size=7, border_width=0.1,
+                np.zeros((0, 2)), name="landmarks", scale=scale,
+                units=units, size=7, border_width=0.1,
                 border_color="#10202a", face_color="#8cccff",
                 features={"level": np.array([], dtype=str), "point": np.array([], dtype=str),
                           "label": np.array([], dtype=str)},
