@@ -217,7 +217,7 @@ def test_batch_refuses_a_clinical_column_named_like_a_measured_one(tmp_path, cap
                  "--pseudonym-key", KEY, "--no-progress", "--no-overlays"])
     err = " ".join(capsys.readouterr().err.split())
     assert code == 2
-    assert err.startswith(f'{table}: column(s) "{name}"')
+    assert err.startswith(f'Error: {table}: column(s) "{name}"')
     assert "never replaces or duplicates a measurement: rename it" in err
     assert "Traceback" not in err and not out.exists()
 

@@ -101,6 +101,18 @@ def test_key_sources_and_refusals(tmp_path, no_key, monkeypatch):
     assert not no_key.exists()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+def test_a_key_file_readable_by_others_is_warned_about(tmp_path, no_key, caplog):
+    kf = tmp_path / "k.key"
+    kf.write_text("secret\n")
+    kf.chmod(0o600)
+    assert resolve_key(None, tmp_path / "o", key_file=kf).key == b"secret"
+    assert "readable by other users" not in caplog.text
+    kf.chmod(0o644)
+    resolve_key(None, tmp_path / "o", key_file=kf)
+    assert f"{kf}: the pseudonymisation key is readable by other users (mode 0644)" in caplog.text
+
+
 def test_python_api_run_writes_no_key(tmp_path, no_key):
     src = copy_sample(tmp_path / "in", ["SM003"])
     s = run_batch(BatchOptions(str(src), str(tmp_path / "o"), overlays=False))

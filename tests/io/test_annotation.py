@@ -25,7 +25,6 @@ from spine_measure.io.annotation import (
     AnnotationConflictError,
     AnnotationError,
     AnnotationFileError,
-    AnnotationMismatchError,
     CalibrationLine,
     CementMask,
     Findings,
@@ -33,7 +32,6 @@ from spine_measure.io.annotation import (
     annotation_from_json,
     annotation_schema,
     annotation_to_json,
-    find_annotation,
     index_annotations,
     load_annotation,
     merge_cement_mask,
@@ -203,7 +201,7 @@ def test_file_text_layout():
 def test_docs_schema_copy_is_the_packaged_schema():
     import jsonschema
 
-    packaged = (REPO / "src/spine_measure/schemas/annotation-1.schema.json").read_text()
+    packaged = (REPO / "src/spine_measure/schemas/annotation-2.schema.json").read_text()
     assert (REPO / "docs/annotation.schema.json").read_text() == packaged
     jsonschema.Draft202012Validator.check_schema(annotation_schema())
     assert annotation_schema()["properties"]["schema"]["const"] == SCHEMA_ID
@@ -243,7 +241,7 @@ def _broken(base: dict, path: tuple, value) -> dict:
          "$.landmarks.vertebrae[0].points.As[0]: 'a' is not of type 'number'"),
         (("findings", "goutallier_grade"), 7,
          "$.findings.goutallier_grade: 7 is greater than the maximum of 4"),
-        (("schema",), "spine_measure.annotation/2", 'version "spine_measure.annotation/2" is '
+        (("schema",), "spine_measure.annotation/9", 'version "spine_measure.annotation/9" is '
                                                     "not supported"),
         (("schema",), "other.thing/1", "not a spine_measure annotation file"),
         (("readr",), "x", '$: unknown field "readr"; did you mean "reader"?'),
@@ -502,48 +500,6 @@ def test_read_image_reference_dicom_and_png(tmp_path):
     with pytest.raises(Exception, match=r"c\.dcm: ") as info:
         read_image_reference(tmp_path / "c.dcm")
     assert "\n" not in str(info.value)
-
-
-def test_find_annotation_sidecar_folder_and_uid(tmp_path):
-    images = tmp_path / "images"
-    notes = tmp_path / "notes"
-    images.mkdir()
-    notes.mkdir()
-    uid_a = make_dicom(images / "a.dcm")
-    uid_b = make_dicom(images / "b.dcm")
-    uid_c = make_dicom(images / "c.dcm")
-    # a: sidecar next to the image
-    save_annotation(simple_annotation(uid_a), images / "a.sm.json")
-    assert find_annotation(images / "a.dcm") == images / "a.sm.json"
-    assert find_annotation(images / "a.dcm", sop_instance_uid=uid_a) == images / "a.sm.json"
-    # b: in the annotations folder under an unrelated name, found by UID
-    save_annotation(simple_annotation(uid_b), notes / "reader1_0007.sm.json")
-    assert find_annotation(images / "b.dcm") is None  # no folder given
-    assert find_annotation(images / "b.dcm", notes, sop_instance_uid=uid_b) == \
-        notes / "reader1_0007.sm.json"
-    # ... and without the UID given: read from the DICOM header
-    assert find_annotation(images / "b.dcm", notes) == notes / "reader1_0007.sm.json"
-    # c: no annotation anywhere
-    assert find_annotation(images / "c.dcm", notes) is None
-    # a sidecar that names another image is an error, never silently used
-    save_annotation(simple_annotation(uid_b), images / "c.sm.json")
-    with pytest.raises(AnnotationMismatchError, match=f"annotates SOPInstanceUID {uid_b}, but "
-                                                      f"c.dcm has {uid_c}"):
-        find_annotation(images / "c.dcm", sop_instance_uid=uid_c)
-
-
-def test_find_annotation_by_pixel_hash(tmp_path):
-    from PIL import Image
-
-    pixels = (np.arange(16 * 16) % 256).astype(np.uint8).reshape(16, 16)
-    Image.fromarray(pixels).save(tmp_path / "film.png")
-    notes = tmp_path / "notes"
-    notes.mkdir()
-    ref = read_image_reference(tmp_path / "film.png")
-    lm = SpineLandmarks("lateral", (lateral("L3", 1.0, 1.0),))
-    save_annotation(Annotation(ref, lm), notes / "whatever.sm.json")
-    assert find_annotation(tmp_path / "film.png", notes) == notes / "whatever.sm.json"
-    assert find_annotation(tmp_path / "film.png", notes, pixel_sha256="f" * 64) is None
 
 
 def test_index_maps_uids_and_reports_orphans_duplicates_and_errors(tmp_path):

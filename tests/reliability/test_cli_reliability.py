@@ -68,6 +68,12 @@ def test_cli_end_to_end_with_images(sim, tmp_path, capsys):
     assert set(thr["verdict"]) <= {"threshold exceeds MDC", "threshold within measurement error"}
     summary = (out / "summary.md").read_text()
     assert "2 complete series" in summary and "Thresholds versus MDC95" in summary
+    # the unit of analysis and the counts are stated; 2 patients: no bootstrap, and it says so
+    assert "6 paired film(s) of 2 patient(s)" in summary and "optimistic" in summary
+    assert rel.loc["ha_mm", "n_patients"] == 2 and rel.loc["ha_mm", "n_films"] == 6
+    assert rel.loc["ha_mm", "cluster_unit"] == "patient"
+    assert rel.loc["ha_mm", "n_vertebrae"] < rel.loc["ha_mm", "n_pairs"]
+    assert set(pairs["patient"]) == {"P01", "P02"}   # pseudonymous, no PatientID
     err = capsys.readouterr().err
     assert "broken.sm.json" in err and "6 paired film(s), 1 unpaired, 1 error(s)" in err
 
@@ -89,11 +95,13 @@ def test_cli_without_images_skips_longitudinal_with_reason(sim, tmp_path):
     assert "pass --images" in (out / "summary.md").read_text()
 
 
-def test_cli_all_clean_exits_ok(tmp_path):
+def test_cli_all_clean_exits_ok(tmp_path, capsys):
     s = simulate_readers(SAMPLES, tmp_path / "in", sd_px=1.0, files=SERIES[:2])
     rc = main(["reliability", str(s.dir_a), str(s.dir_b), "--out", str(tmp_path / "o"),
                "--no-plots"])
     assert rc == EXIT_OK
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Unit of analysis" in out and "patients unknown (pass --images)" in out
 
 
 def test_cli_usage_and_nothing_to_do(tmp_path, capsys):
@@ -108,3 +116,22 @@ def test_cli_usage_and_nothing_to_do(tmp_path, capsys):
     assert main(["reliability", str(empty_a), str(empty_b), "--out",
                  str(tmp_path / "o")]) == EXIT_NOTHING_DONE
     assert (tmp_path / "o" / "reliability.csv").is_file()
+
+
+def test_cli_same_folder_twice_warns(sim, tmp_path, capsys):
+    out = tmp_path / "same"
+    main(["reliability", str(sim.dir_a), str(sim.dir_a), "--out", str(out), "--no-plots"])
+    err = capsys.readouterr().err
+    assert "warning: READER_A_DIR and READER_B_DIR are the same folder" in err
+    assert "perfect by construction" in (out / "summary.md").read_text()
+
+
+def test_cli_copied_annotations_warn(tmp_path, capsys):
+    import shutil
+
+    s = simulate_readers(SAMPLES, tmp_path / "in", sd_px=1.0, files=SERIES[:2])
+    copy = tmp_path / "copy_of_a"
+    shutil.copytree(s.dir_a, copy)
+    main(["reliability", str(s.dir_a), str(copy), "--out", str(tmp_path / "o"), "--no-plots"])
+    err = capsys.readouterr().err
+    assert "byte-identical" in err and "every one of the" in err

@@ -62,7 +62,13 @@ def test_height_error_matches_the_simulated_noise(runs, sd):
     assert r["n_pairs"] >= 60
     assert r["sd_diff"] == pytest.approx(2 * sd, rel=0.2)
     assert r["sem"] == pytest.approx(math.sqrt(2) * sd, rel=0.2)
-    assert r["mdc95"] == pytest.approx(1.96 * r["sd_diff"], rel=1e-12)
+    assert r["mdc95_consistency"] == pytest.approx(1.96 * r["sd_diff"], rel=1e-12)
+    # agreement SEM (de Vet 2006) by hand: sqrt(MS_E + max(0, (MS_C - MS_E) / n))
+    n, bias, sd = r["n_pairs"], r["bias"], r["sd_diff"]
+    mse, msc = sd ** 2 / 2, n * bias ** 2 / 2
+    assert r["sem"] == pytest.approx(math.sqrt(mse + max(0.0, (msc - mse) / n)), rel=1e-12)
+    assert r["mdc95"] == pytest.approx(1.96 * math.sqrt(2) * r["sem"], rel=1e-12)
+    assert r["sem"] >= r["sem_consistency"]
 
 
 def test_systematic_reader_error_is_found_as_bias(tmp_path):
@@ -112,13 +118,15 @@ def test_thresholds_vs_mdc_against_hand_computation(runs):
         100 * norm.sf(10.0 / (math.sqrt(2) * ka["sem"])), rel=1e-9)
     cr = _row(run, "cr_anterior_pct")
     assert thr.loc["compression_rate_increase", "mdc95"] == pytest.approx(cr["mdc95"])
-    # height loss: 1.96 * SD of the relative differences of ha, by hand
+    # height loss: 1.96 sqrt(2) * agreement SEM of the relative differences of ha, by hand
     pairs = run.pairs
     ha = pairs[(pairs["measurement"] == "ha") & pairs["used"].astype(bool)]
     a = ha["value_a"].astype(float).to_numpy()
     b = ha["value_b"].astype(float).to_numpy()
     rel = 100 * (b - a) / ((a + b) / 2)
-    assert thr.loc["height_loss_pct", "mdc95"] == pytest.approx(1.96 * np.std(rel, ddof=1))
+    n, var, bias = rel.size, np.var(rel, ddof=1), rel.mean()
+    sem = math.sqrt(var / 2 + max(0.0, bias ** 2 / 2 - var / (2 * n)))
+    assert thr.loc["height_loss_pct", "mdc95"] == pytest.approx(1.96 * math.sqrt(2) * sem)
     assert thr.loc["height_loss_pct", "n_pairs"] == len(ha)
 
 
@@ -153,6 +161,9 @@ def test_degenerate_sets_give_nan_with_reason(tmp_path):
     assert "residual variance is zero" in r["reason"]
     thr = run.thresholds
     assert (thr["verdict"] == "unknown (MDC not available)").all()
+    # identical readings are named, not silently reported as perfect agreement
+    assert any("identical" in w for w in run.warnings)
+    assert "identical" in (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
     # a pairs table with a single pair
     pairs = pd.DataFrame([{"measurement": "ha", "kind": "length", "scope": "vertebra",
                            "unit": "px", "value_a": 1.0, "value_b": 2.0, "used": True}])
@@ -176,3 +187,54 @@ def test_pairs_are_keyed_by_image_not_file_name(tmp_path):
             for f in FILES[:2]}
     assert set(df["film"]) == uids
     assert "no patient identity" in pv.longitudinal_status
+
+
+def test_landmark_error_of_a_run_recovers_the_simulated_noise_and_feeds_uncertainty(tmp_path):
+    """reliability -> landmark_error.json -> LandmarkErrorModel -> film uncertainty: the
+    chain recovers the 2 px per-coordinate noise the readers were given."""
+    from types import SimpleNamespace
+
+    from spine_measure.io.annotation import load_annotation
+    from spine_measure.io.scan import scan_folder
+    from spine_measure.measurements import measure_annotation
+    from spine_measure.measurements.uncertainty import film_uncertainty
+    from spine_measure.reliability import load_landmark_error_model
+
+    sim = simulate_readers(SAMPLES, tmp_path / "in", sd_px=2.0)
+    run_reliability(sim.dir_a, sim.dir_b, tmp_path / "out", images=SAMPLES, plots=False)
+    lm = pd.read_csv(tmp_path / "out" / "landmark_differences.csv")
+    assert set(lm["unit"]) == {"mm"} and len(lm) > 500
+    # per reader and coordinate: sqrt(mean(d^2) / 2) = 2 px
+    for col in ("d_row_px", "d_col_px"):
+        assert math.sqrt((lm[col] ** 2).mean() / 2) == pytest.approx(2.0, rel=0.08)
+    summary = json.loads((tmp_path / "out" / "landmark_error.json").read_text())
+    spacing = 0.27  # the sample films' spacings lie between 0.25 and 0.30 mm
+    assert summary["sd_isotropic"] == pytest.approx(2.0 * spacing, rel=0.12)
+    assert summary["sd_along"] == pytest.approx(summary["sd_across"], rel=0.15)
+    assert set(summary["per_point"]) == {"As", "Ai", "Ms", "Mi", "Ps", "Pi", "SL", "SR",
+                                         "IL", "IR"}
+    model = load_landmark_error_model(tmp_path / "out")
+    assert model.unit == "mm" and "landmark pairs" in model.source
+    assert "As" in model.per_point and "SL" not in model.per_point   # 1 AP film: < 20 pairs
+    headers = {h.sop_instance_uid: h for h in scan_folder(SAMPLES).images}
+    ann = load_annotation(SAMPLES / "SM001" / "SM001_postop.sm.json")
+    h = headers[ann.image.sop_instance_uid]
+    fm = measure_annotation(SimpleNamespace(calibration=h.calibration, metadata=h.metadata),
+                            ann)
+    u = film_uncertainty(fm, model).get("L1", "ha").u
+    # a height: two points moving across the endplate, 2 px each
+    assert u == pytest.approx(math.sqrt(2) * 2.0 * fm.spacing[0], rel=0.12)
+
+
+def test_uncertainty_from_a_folder_without_a_summary_is_one_clear_error(tmp_path):
+    from spine_measure.reliability import load_landmark_error_model
+
+    with pytest.raises(ValueError, match="landmark_error.json: not found"):
+        load_landmark_error_model(tmp_path)
+    (tmp_path / "landmark_error.json").write_text("{broken", encoding="utf-8")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_landmark_error_model(tmp_path)
+    (tmp_path / "landmark_error.json").write_text('{"sd_along": null, "reason": "0 pairs"}',
+                                                  encoding="utf-8")
+    with pytest.raises(ValueError, match="0 pairs"):
+        load_landmark_error_model(tmp_path)

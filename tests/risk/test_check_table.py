@@ -5,6 +5,7 @@ import math
 import pytest
 from scipy import stats
 
+from spine_measure.cli import main
 from spine_measure.risk.check_table import (
     check_chi2,
     check_logistic_row,
@@ -14,6 +15,7 @@ from spine_measure.risk.check_table import (
     parse_mean_sd,
     parse_number,
     parse_p,
+    verdicts,
 )
 from spine_measure.risk.errors import TableFormatError
 
@@ -101,7 +103,11 @@ def test_an2021_table1_variants(data_dir):
     assert stat.loc["Volume of bone cement injected (ml)", "variant"] == "welch"
     assert stat.loc["Volume of bone cement injected (ml)", "recomputed"] == pytest.approx(
         stats.ttest_ind_from_stats(3.34, 1.26, 82, 4.55, 1.41, 175, equal_var=False).statistic)
-    assert (stat.drop("Volume of bone cement injected (ml)").variant == "student").all()
+    others = stat.drop("Volume of bone cement injected (ml)")
+    assert others.variant.isin(["student", "student+welch"]).all()
+    # where both reproduce, both are named
+    both = others[others.variant == "student+welch"]
+    assert both.note.eq("reproduces with Student's t and with Welch's t").all()
     chi = res[res.check == "chi2.statistic"]
     assert (chi.variant == "pearson").all() and len(chi) == 8
 
@@ -123,11 +129,43 @@ def test_li2021_table4_flags_exactly_the_known_misprints(data_dir):
     assert res[res.check == "wald_joint"].status.tolist() == ["not_checkable"]
 
 
-def test_check_table_errors_name_the_row(tmp_path):
+def test_unparsable_row_is_not_checkable_and_the_rest_is_checked(tmp_path):
     p = tmp_path / "bad.csv"
-    p.write_text("table,item,test,group1,group2,n1,n2,statistic,p\nT,Age,t,74.78,1,82,175,1,0.5\n")
-    with pytest.raises(TableFormatError, match="T / Age"):
-        check_table(p)
+    p.write_text("table,item,test,group1,group2,n1,n2,statistic,p\n"
+                 "T,Age,t,74.78,1,82,175,1,0.5\n"
+                 "T,Pain,t,5 [3-7],6 [4-8],82,175,,0.2\n"
+                 "T,Height,t,74.78±11.76,75.05±11.38,82,175,-0.176,0.860\n")
+    res = check_table(p)
+    bad = res[res["item"].isin(["Age", "Pain"])]
+    assert bad.status.tolist() == ["not_checkable", "not_checkable"]
+    assert bad.note.str.startswith("cannot be checked: ").all()
+    assert "5 [3-7]" in bad.note.iloc[1]
+    assert (res[res["item"] == "Height"].status == "ok").all()
+    v = {x["item"]: x["verdict"] for x in verdicts(res)}
+    assert v == {"Age": "not_checkable", "Pain": "not_checkable", "Height": "ok"}
+    assert main(["risk", "check-table", str(p)]) == 0  # nothing inconsistent
     p.write_text("table,item\nT,Age\n")
     with pytest.raises(TableFormatError, match="missing column"):
         check_table(p)
+
+
+def test_fisher_printed_p_of_a_2x2_row_is_recognised(tmp_path):
+    # [[3, 1], [1, 4]]: Pearson P 0.0833, Yates P 0.2857, Fisher's exact P 0.2063
+    assert stats.fisher_exact([[3, 1], [1, 4]]).pvalue == pytest.approx(0.206349, abs=1e-6)
+    rows = check_chi2("T", "IVC", ["Yes", "No"], ["3", "1"], ["1", "4"], "", "0.206")
+    assert [(r["check"], r["status"], r["variant"]) for r in rows] == [
+        ("chi2.p", "ok", "fisher")]
+    assert rows[0]["note"] == "reproduces with Fisher's exact test only"
+    bad = check_chi2("T", "IVC", ["Yes", "No"], ["3", "1"], ["1", "4"], "", "0.150")
+    assert bad[0]["status"] == "inconsistent" and "Fisher's exact test: 0.2063" in bad[0]["note"]
+
+
+def test_cli_one_verdict_per_item_with_failing_checks(data_dir, capsys):
+    assert main(["risk", "check-table", str(data_dir / "li2021_table4.csv")]) == 1
+    out = capsys.readouterr().out.splitlines()
+    heads = [line for line in out if not line.startswith("    ")][:-1]
+    assert heads == ["Li2021 T4 / Posterior fascia oedema (Yes): inconsistent",
+                     "Li2021 T4 / Paraspinal muscle degeneration: not checkable",
+                     "Li2021 T4 / Cement distribution (Blocky): inconsistent"]
+    odds = next(line for line in out if "logistic.odds_ratio: printed 3.965" in line)
+    assert "recomputed 3.808 [3.806, 3.81]" in odds

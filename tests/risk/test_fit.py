@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import re
 import warnings
 
 import numpy as np
@@ -89,7 +90,7 @@ def test_against_independent_logistic_fit(cohort, li_fit):
     X = np.column_stack([cohort.ivc, cohort.posterior_fascia_oedema,
                          cohort.goutallier_grade == 2, cohort.goutallier_grade >= 3,
                          cohort.cement_distribution_postop == "blocky"]).astype(float)
-    sk = LogisticRegression(penalty=None, tol=1e-10, max_iter=1000).fit(
+    sk = LogisticRegression(C=np.inf, tol=1e-10, max_iter=1000).fit(
         X, cohort.residual_back_pain)
     assert li_fit.params[0] == pytest.approx(sk.intercept_[0], abs=1e-4)
     assert li_fit.params[1:] == pytest.approx(sk.coef_[0], abs=1e-4)
@@ -114,9 +115,13 @@ def test_c_index_apparent_and_corrected_bracket_truth(cohort, li_fit):
     assert v.auc_ci[0] < c_pop < v.auc_ci[1]
     # c-index = AUC (sklearn as the independent reference)
     assert v.auc == pytest.approx(roc_auc_score(v.y, v.p))
-    # in-sample logistic calibration of an ML fit: intercept 0, slope 1 (score equations)
-    assert v.calibration_stats["calibration_slope"] == pytest.approx(1.0, abs=1e-6)
-    assert v.calibration_stats["calibration_intercept"] == pytest.approx(0.0, abs=1e-6)
+    # in-sample logistic calibration of an ML fit: intercept 0, slope 1 (score equations),
+    # which is why only the optimism-corrected values are reported as meaningful
+    s = v.calibration_stats
+    assert s["slope_apparent"] == pytest.approx(1.0, abs=1e-6)
+    assert s["intercept_apparent"] == pytest.approx(0.0, abs=1e-6)
+    assert s["citl_apparent"] == pytest.approx(0.0, abs=1e-6)
+    assert 0.9 < s["slope_corrected"] < 1.0
 
 
 def test_delong_matches_brute_force_placements():
@@ -143,6 +148,7 @@ def test_decision_curve_hand_computed():
     assert d.net_benefit_all == pytest.approx(0.4 - 0.6 * 0.3 / 0.7)
 
 
+@pytest.mark.filterwarnings("ignore::spine_measure.risk.errors.NonConvergenceWarning")
 def test_separation_and_few_events_warnings():
     x = np.r_[np.zeros(20), np.ones(20)]
     df = pd.DataFrame({"x": x, "z": np.tile([0.0, 1.0], 20), "y": x.astype(int)})
@@ -207,6 +213,14 @@ def test_cli_fit_writes_report(cohort, tmp_path):
         assert (out / name).stat().st_size > 0, name
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "DeLong" in html
+    # a heading for every table, no negative zero, numbers never run together
+    assert html.count("<table") == html.count("<caption>") == 5
+    assert "-0.000" not in html
+    cells = re.findall(r"<td>([^<]*)</td>", html)
+    assert not [c for c in cells if re.search(r"\d\.\d+\.\d", c)]
+    assert "no: " in html and "yes: " in html  # category labels, not 0/1
+    # apparent slope 1 / intercept 0 are never the reported calibration result
+    assert "optimism-corrected" in html and "shrinkage factor" in html
     coef = pd.read_csv(out / "coefficients.csv", index_col=0)
     assert list(coef.columns) == ["B", "SE", "Wald", "df", "P", "OR", "CI_low", "CI_high"]
     rc = main(["risk", "apply", str(f), "--model", str(out / "coefficients.json"), "-o",
@@ -214,3 +228,15 @@ def test_cli_fit_writes_report(cohort, tmp_path):
     assert rc == 0
     a = pd.read_csv(tmp_path / "a.csv")
     assert a.fit_probability.notna().all()
+
+
+def test_cli_fit_bad_column_is_one_line_and_writes_nothing(cohort, tmp_path, capsys):
+    f = tmp_path / "cohort.csv"
+    cohort.head(200).to_csv(f, index=False)
+    rc = main(["risk", "fit", str(f), "-y", "residual_back_pain", "-x", "ivc",
+               "--univariate", "ivc,nope", "-o", str(tmp_path / "fit"), "-B", "5",
+               "--no-progress"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "univariate column(s) not in the input: nope" in err and "Traceback" not in err
+    assert not (tmp_path / "fit").exists()

@@ -52,3 +52,30 @@ def test_controller_service_and_commands_agree(film):
     assert a.keys() == b.keys() == c.keys() and len(a) >= 3
     for k in a:
         assert _same(a[k], b[k]) and _same(b[k], c[k]), k
+
+
+def test_cement_of_a_stored_mask_is_the_same_in_the_widget_and_the_commands(tmp_path):
+    """A reader's cement mask saved by the widget: its features in the widget equal what
+    ``measure``/``batch`` report for that film (edited mask, same spacing and tolerance)."""
+    import numpy as np
+    from PIL import Image
+
+    from spine_measure.service import AnnotationChoice
+
+    film = SAMPLE / "SM001" / "SM001_postop.dcm"
+    mask = np.asarray(Image.open(film.with_name("SM001_postop.cement.png"))) > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ctl = controller.AnnotationController.from_radiograph(load_radiograph(film))
+        ctl.load(sidecar_path(film))
+        ctl.set_cement_mask("L1", mask, source="edited")
+        saved = ctl.save(tmp_path / "SM001_postop.sm.json")
+        res = measure_film_file(film, annotation=AnnotationChoice(saved, "given", saved.name))
+    live = ctl.cement_features("L1")
+    row = res.cement["L1"]
+    assert row["cement_mask_source"] == "edited"
+    pairs = {"npec": live.npec, "cement_fill_pct": live.fill_pct,
+             "cement_distribution": live.distribution}
+    for col, want in pairs.items():
+        assert row[col] == want, col
+    assert row["cement_found"] is True and live.found

@@ -81,9 +81,26 @@ def _stat(path: str | None) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
+def no_films_reason(root: str | Path, label: str | None = None) -> str:
+    """Why a batch found no film in ``root``: an empty folder, or only files batch does not
+    read (PNG/JPEG films are measured with ``spine-measure measure``)."""
+    from spine_measure.io.radiograph import PLAIN_IMAGE_SUFFIXES
+    from spine_measure.io.scan import iter_files
+
+    n = n_plain = 0
+    for f in iter_files(root):
+        n += 1
+        n_plain += Path(f).suffix.lower() in PLAIN_IMAGE_SUFFIXES
+    seen = "the folder is empty" if n == 0 else (
+        f"{n} file(s) looked at, {n_plain} of them PNG/JPEG/TIFF images" if n_plain
+        else f"{n} file(s) looked at, none of them DICOM")
+    return (f"no DICOM files found in {label or root} ({seen}); batch reads DICOM; for "
+            "PNG/JPEG films use spine-measure measure")
+
+
 def plan_batch(root: str | Path, *, annotations_dir: str | Path | None = None,
                key: bytes, overlays: bool = True, cement_tolerance_mm: float = 1.0,
-               sr: bool = False, identifiers: bool = False,
+               sr: bool = False, identifiers: bool = False, accept_proposed: bool = False,
                progress: Callable[[str], None] | None = None) -> BatchPlan:
     """Scan ``root`` and build one :class:`FilmTask` per DICOM image.
 
@@ -101,6 +118,9 @@ def plan_batch(root: str | Path, *, annotations_dir: str | Path | None = None,
         plan.issues.append(ErrorRow(_rel(issue.path, root), issue.stage,
                                     "failed" if issue.stage == "read" else "skipped",
                                     issue.reason))
+    if not scan.images and not scan.issues:
+        plan.issues.append(ErrorRow(".", "scan", "failed",
+                                    no_films_reason(root, "the input folder")))
     excluded: set[str] = set()
     for uid, paths in sorted(scan.duplicate_sop_instance_uids().items()):
         paths = sorted(paths, key=lambda p: _rel(p, root))
@@ -174,6 +194,7 @@ def plan_batch(root: str | Path, *, annotations_dir: str | Path | None = None,
                         pseudo_id=pseudonym(m.patient_id or "", key),
                         date=date, overlays=overlays, cement_tolerance_mm=cement_tolerance_mm,
                         sr=sr, identifiers=identifiers, header=h,
+                        accept_proposed=accept_proposed,
                         annotation_source=None if choice is None else choice.source,
                         annotation_file=None if choice is None else choice.relative)
         plan.tasks.append(task)

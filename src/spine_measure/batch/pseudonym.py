@@ -103,6 +103,11 @@ def _read_key_file(path: Path, what: str) -> bytes:
     key = text.strip()
     if not key:
         raise PseudonymKeyError(path, f"{what}: the file is empty")
+    if os.name == "posix":
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning("%s: the pseudonymisation key is readable by other users (mode %04o); "
+                        "restrict it with: chmod 600 %s", path, mode, path)
     return key.encode("utf-8")
 
 

@@ -15,6 +15,12 @@ from typing import Any
 import typer
 
 from spine_measure.cli import EXIT_INTERRUPTED, EXIT_USAGE, app
+from spine_measure.cli.uncertainty_options import (
+    HELP_FROM,
+    HELP_SD,
+    UncertaintyOptionError,
+    resolve_uncertainty,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +56,23 @@ def batch(
     postop_window_days: int = typer.Option(14, "--postop-window-days", min=0, metavar="DAYS",
                                            help="Post-op films within this many days of the "
                                                 "procedure."),
+    cobb: list[str] = typer.Option(
+        [], "--cobb", metavar="SPEC",
+        help='Sagittal Cobb angle measured on every lateral film (repeatable): two '
+             'endplates ("T10s-L2i", "T10:superior,L2:inferior"), "treated" (end endplates '
+             'of the treated segment) or "treated+1" (one vertebra beyond it); '
+             "docs/measurements.md."),
     restart: bool = typer.Option(False, "--restart",
                                  help="Discard the journal in OUT and start again."),
+    accept_proposed: bool = typer.Option(
+        False, "--accept-proposed", help="Also measure vertebrae whose proposed landmarks no "
+                                         "reader has confirmed (rows marked in "
+                                         "landmark_source)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    uncertainty: float | None = typer.Option(None, "--uncertainty", metavar="SD_MM",
+                                             help=HELP_SD),
+    uncertainty_from: Path | None = typer.Option(None, "--uncertainty-from", metavar="DIR",
+                                                 help=HELP_FROM),
 ) -> None:
     """Measure every annotated film of DIR and write the feature tables to OUT."""
     from rich.console import Console
@@ -75,6 +95,19 @@ def batch(
     if clinical is not None and not clinical.exists():     # other oddities: read_clinical
         err.print(f"Error: {clinical}: clinical table not found", markup=False)
         raise typer.Exit(EXIT_USAGE)
+    try:
+        model = resolve_uncertainty(uncertainty, uncertainty_from)
+    except UncertaintyOptionError as exc:
+        err.print(f"Error: {exc}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    from spine_measure.measurements import parse_cobb_spec
+
+    for c in cobb:
+        try:
+            parse_cobb_spec(c)
+        except SpineMeasureError as exc:
+            err.print(f"Error: --cobb: {exc}", markup=False)
+            raise typer.Exit(EXIT_USAGE) from None
     opts = BatchOptions(input_dir=str(input_dir), out_dir=str(out),
                         annotations_dir=None if annotations is None else str(annotations),
                         clinical=None if clinical is None else str(clinical), jobs=jobs,
@@ -83,7 +116,8 @@ def batch(
                         pseudonym_key_file=(None if pseudonym_key_file is None
                                             else str(pseudonym_key_file)),
                         overlays=not no_overlays,
-                        postop_window_days=postop_window_days, restart=restart, sr=sr)
+                        postop_window_days=postop_window_days, restart=restart, sr=sr,
+                        uncertainty=model, cobb=tuple(cobb), accept_proposed=accept_proposed)
     bar = Progress("[progress.description]{task.description}", BarColumn(),
                    MofNCompleteColumn(), TimeRemainingColumn(), console=err,
                    disable=not progress, transient=True)
@@ -109,7 +143,7 @@ def batch(
         err.print(f"Error: {exc}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     except SpineMeasureError as exc:
-        err.print(f"Error: {exc}", markup=False)
+        err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     err.print(f"films: {summary.n_films}  done: {summary.n_done}  failed: {summary.n_failed}  "
               f"skipped: {summary.n_skipped}  warnings: {summary.n_warnings}  "
@@ -123,25 +157,11 @@ def batch(
     if summary.key_path and summary.key_source != "generated":   # generated: logged once
         err.print(f"pseudonym key: {summary.key_path}", soft_wrap=True, markup=False)
     if summary.n_films == 0:
-        err.print(f"Error: {_no_films_reason(input_dir)}", markup=False)
+        from spine_measure.batch.plan import no_films_reason
+
+        err.print(f"Error: {no_films_reason(input_dir)}", markup=False)
     written = ["measurements_long.csv", "errors.csv", "run_manifest.json"]
     written += [d + "/" for d in ("overlays", "sr") if (Path(out) / d).is_dir()]
     err.print(f"outputs: {Path(out) / 'features_wide.csv'}, " + ", ".join(written),
               markup=False)
     raise typer.Exit(summary.exit_code)
-
-
-def _no_films_reason(input_dir: Path) -> str:
-    """Why a batch found no film: nothing at all, or only files batch does not read."""
-    from spine_measure.io.radiograph import PLAIN_IMAGE_SUFFIXES
-    from spine_measure.io.scan import iter_files
-
-    n = n_plain = 0
-    for f in iter_files(input_dir):
-        n += 1
-        n_plain += Path(f).suffix.lower() in PLAIN_IMAGE_SUFFIXES
-    seen = "the folder is empty" if n == 0 else (
-        f"{n} file(s) looked at, {n_plain} of them PNG/JPEG/TIFF images" if n_plain
-        else f"{n} file(s) looked at, none of them DICOM")
-    return (f"no DICOM files found in {input_dir} ({seen}); batch reads DICOM; for "
-            "PNG/JPEG films use spine-measure measure")

@@ -17,10 +17,16 @@ from typing import Any
 import typer
 
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
+from spine_measure.cli.uncertainty_options import (
+    HELP_FROM,
+    HELP_SD,
+    UncertaintyOptionError,
+    resolve_uncertainty,
+)
 from spine_measure.errors import SpineMeasureError
 from spine_measure.measurements import REGISTRY, FilmMeasurements
 from spine_measure.measurements.api import result_value_for_json
-from spine_measure.measurements.context import parse_endplate_pair
+from spine_measure.measurements.context import parse_cobb_spec
 
 
 def _sidecar_images(files: list[Path]) -> set[Path]:
@@ -87,8 +93,19 @@ def report_unused(finder: Any) -> None:
                f"none of the films given, not used: {shown}", err=True)
 
 
-def _json_lines(fm: FilmMeasurements) -> list[str]:
-    lines = [json.dumps(row, sort_keys=False) for row in fm.to_rows()]
+def _json_lines(fm: FilmMeasurements, fu: Any = None,
+                sources: dict[str, str] | None = None) -> list[str]:
+    extra: dict[Any, dict[str, Any]] = {}
+    if fu is not None:
+        from spine_measure.measurements.uncertainty import uncertainty_columns
+
+        extra = uncertainty_columns(fu)
+        for cols in extra.values():
+            cols["uncertainty_model"] = fu.model.describe()
+    sources = sources or {}
+    lines = [json.dumps({**row, "landmark_source": sources.get(row["level"]),
+                         **extra.get(row["level"], {})}, sort_keys=False)
+             for row in fm.to_rows()]
     base = {k: v for k, v in fm.to_records()[0].items()
             if k in ("image", "annotation", "annotation_source", "sop_instance_uid",
                      "study_date")} \
@@ -98,6 +115,9 @@ def _json_lines(fm: FilmMeasurements) -> list[str]:
             **base, "view": fm.view, "level": None,
             "calibration_source": r.calibration_source, r.column: result_value_for_json(r.value),
             "endplates": f'{r.detail.get("upper", "")},{r.detail.get("lower", "")}',
+            **({k: v for k, v in extra.get(None, {}).items()
+                if k in (f"{r.column}_u", f"{r.name}_state", "uncertainty_model")}
+               if fu is not None else {}),
             "reasons": f"{r.name}: {r.reason}" if r.reason else ""}))
     return lines
 
@@ -110,14 +130,25 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _print_table(fm: FilmMeasurements) -> None:
+def _with_u(value: Any, u: Any) -> str:
+    text = _fmt(value)
+    if u is None or text == "-" or not isinstance(u, float) or u != u:
+        return text
+    return f"{text} ± {u:.2f}"
+
+
+def _print_table(fm: FilmMeasurements, fu: Any = None) -> None:
     """The film's values as a table, measurements down, vertebrae across; split into several
     tables of fewer vertebrae when the terminal is too narrow, never cutting a name."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(highlight=False)
     title = f"{fm.metadata.get('image', '')}  ({fm.view}, {fm.calibration_source})"
+    if fm.metadata.get("annotation"):
+        where = str(fm.metadata.get("annotation_source", "")).replace("_", " ")
+        title += f"\nannotation: {fm.metadata['annotation']} ({where})"
     if fm.vertebrae:
         levels = list(fm.vertebrae)
         names = list(next(iter(fm.vertebrae.values())))
@@ -128,7 +159,20 @@ def _print_table(fm: FilmMeasurements) -> None:
             flags = "".join(f for f, on in (("F", v.fractured), ("T", v.treated),
                                             ("X", v.excluded)) if on)
             headers[lv] = f"{lv} {flags}".strip()
-        cells = {lv: [_fmt(fm.get(lv, name).value) for name in names] for lv in levels}
+        def cell(lv: str, name: str) -> str:
+            key = (lv, name)
+            if fu is not None and key in fu.items:
+                return _with_u(fm.get(lv, name).value, fu.items[key].u)
+            return _fmt(fm.get(lv, name).value)
+
+        cells = {lv: [cell(lv, name) for name in names] for lv in levels}
+        if fu is not None:
+            from spine_measure.measurements.uncertainty import film_flag_states
+
+            states = film_flag_states(fu)
+            columns.append("compression >= 38.5 %")
+            for lv in levels:
+                cells[lv].append(states.get(lv, {}).get("compression_ge_38_5_state", "-"))
         first = max(len(c) for c in [*columns, "measurement"]) + 3
         width = {lv: max(len(headers[lv]), *(len(c) for c in cells[lv])) + 3 for lv in levels}
         groups: list[list[str]] = [[]]
@@ -140,7 +184,7 @@ def _print_table(fm: FilmMeasurements) -> None:
             groups[-1].append(lv)
             used += width[lv]
         for i, group in enumerate(groups):
-            table = Table(title=title if i == 0 else None, show_lines=False)
+            table = Table(title=escape(title) if i == 0 else None, show_lines=False)
             table.add_column("measurement", no_wrap=True, min_width=first - 3)
             for lv in group:
                 table.add_column(headers[lv], justify="right", no_wrap=True)
@@ -149,11 +193,23 @@ def _print_table(fm: FilmMeasurements) -> None:
             console.print(table)
         if any(h != lv for lv, h in headers.items()):
             console.print("flags: F fractured, T treated, X excluded (not a reference)")
+    film_u: dict[str, Any] = {}
+    film_states: dict[str, str] = {}
+    if fu is not None:
+        from spine_measure.measurements.uncertainty import film_flag_states
+
+        film_u = {it.column: it.u for (lv, _), it in fu.items.items() if lv is None}
+        film_states = film_flag_states(fu).get(None, {})
     for r in fm.film:
         ends = f' ({r.detail.get("upper")} - {r.detail.get("lower")})' if r.detail.get("upper") \
             else ""
         why = f"  [{r.reason}]" if r.reason else ""
-        console.print(f"{r.column}: {_fmt(r.value)}{ends}{why}", markup=False)
+        state = film_states.get(f"{r.name}_state")
+        state = f" (with uncertainty: {state})" if state else ""
+        console.print(f"{r.column}: {_with_u(r.value, film_u.get(r.column))}{state}{ends}{why}",
+                      markup=False)
+    if fu is not None:
+        console.print(f"± : standard uncertainty from {fu.model.describe()}", markup=False)
 
 
 @app.command("measure")
@@ -167,18 +223,27 @@ def measure(
     as_json: bool = typer.Option(False, "--json", help="JSON lines: one per vertebra, one per "
                                                        "film-level measurement."),
     cobb: list[str] = typer.Option(
-        [], "--cobb", metavar="PAIR", help='Sagittal Cobb angle between two endplates, e.g. '
-                           '"T10:superior,L2:inferior" (repeatable).'),
+        [], "--cobb", metavar="SPEC", help='Sagittal Cobb angle between two endplates, e.g. '
+                           '"T10:superior,L2:inferior" or "T10s-L2i", or "treated" / '
+                           '"treated+1" (the treated segment; repeatable).'),
     with_cement: bool = typer.Option(
         True, "--cement/--no-cement", help="Cement features (docs/cement.md) of treated "
                                            "vertebrae "
                                            "(decodes the pixels of films that have one)."),
+    uncertainty: float | None = typer.Option(None, "--uncertainty", metavar="SD_MM",
+                                             help=HELP_SD),
+    uncertainty_from: Path | None = typer.Option(None, "--uncertainty-from", metavar="DIR",
+                                                 help=HELP_FROM),
+    accept_proposed: bool = typer.Option(
+        False, "--accept-proposed", help="Also measure vertebrae whose proposed landmarks no "
+                                         "reader has confirmed (JSON rows say which in "
+                                         "landmark_source)."),
 ) -> None:
     """Every single-film measurement, per film and vertebra (docs/measurements.md), and the
     cement features of treated vertebrae (docs/cement.md)."""
     try:
         for c in cobb:
-            parse_endplate_pair(c)
+            parse_cobb_spec(c)
     except SpineMeasureError as exc:
         typer.echo(f"Error: --cobb: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
@@ -189,6 +254,11 @@ def measure(
     if annotations is not None and not annotations.is_dir():
         typer.echo(f"Error: --annotations: {annotations}: not a folder", err=True)
         raise typer.Exit(EXIT_USAGE)
+    try:
+        model = resolve_uncertainty(uncertainty, uncertainty_from)
+    except UncertaintyOptionError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     from spine_measure.service import AnnotationFinder, FilmError, measure_film_file
 
     finder = AnnotationFinder(annotations)
@@ -202,7 +272,8 @@ def measure(
     done = failed = 0
     for path in files:
         try:
-            res = measure_film_file(path, finder=finder, cobb=cobb, cement=with_cement)
+            res = measure_film_file(path, finder=finder, cobb=cobb, cement=with_cement,
+                                    accept_proposed=accept_proposed)
         except (FilmError, OSError) as exc:
             failed += 1
             msg = str(exc)
@@ -211,17 +282,30 @@ def measure(
             typer.echo(f"Error: {msg}", err=True)
             continue
         done += 1
+        for msg in res.plausibility:
+            typer.echo(f"warning: {res.choice.relative}: implausible landmarks: {msg}",
+                       err=True)
+        for level, why in res.unconfirmed:
+            if as_json:
+                typer.echo(json.dumps({"image": os.fspath(path), "level": level, "ok": False,
+                                       "stage": "unconfirmed", "error": why}))
+            typer.echo(f"Note: {path}: {why}", err=True)
         fm = res.measurements
+        fu = None
+        if model is not None:
+            from spine_measure.measurements.uncertainty import film_uncertainty
+
+            fu = film_uncertainty(fm, model)
         cement: dict[str, dict[str, Any]] = {
             **res.cement, **{lv: {"cement_error": why} for lv, why in res.cement_errors.items()}}
         if as_json:
-            for line in _json_lines(fm):
+            for line in _json_lines(fm, fu, res.landmark_source):
                 typer.echo(line)
             for level, row in cement.items():
                 typer.echo(json.dumps({"image": os.fspath(path), "level": level,
                                        **{k: result_value_for_json(v) for k, v in row.items()}}))
         else:
-            _print_table(fm)
+            _print_table(fm, fu)
             for level, row in cement.items():
                 shown = ", ".join(f"{k}={_fmt(row.get(k))}" for k in (
                     "cement_found", "npec", "cement_distribution", "cement_fill_pct",

@@ -34,12 +34,15 @@ def _print(run: Any) -> None:
     for col in ("measurement", "n", "ICC(2,1) [95% CI]", "ICC(3,1)", "bias", "95% LoA", "SEM",
                 "MDC95"):
         t.add_column(col, justify="left" if col == "measurement" else "right")
+    from spine_measure.reliability.report import _ci_text, design_sentence
+
     for _, r in run.reliability.iterrows():
         t.add_row(r["column"], str(r["n_pairs"]),
-                  f"{_f(r['icc2_1'], 3)} [{_f(r['icc2_1_ci_low'])}, {_f(r['icc2_1_ci_high'])}]",
+                  f"{_f(r['icc2_1'], 3)} {_ci_text(r.to_dict(), 'icc2_1')}",
                   _f(r["icc3_1"], 3), _f(r["bias"]),
                   f"{_f(r['loa_low'])} to {_f(r['loa_high'])}", _f(r["sem"]), _f(r["mdc95"]))
     console.print(t)
+    console.print(design_sentence(run))
     if len(run.kappa):
         k = Table(title="Categorical: Cohen's kappa")
         for col in ("measurement", "n", "weights", "% agree", "kappa [95% CI]"):
@@ -78,13 +81,20 @@ def reliability(
                                       help="Weights of the Genant-grade kappa: linear or "
                                            "quadratic."),
     site: str = typer.Option("anterior", "--site", help="Site of height loss and compression "
-                                                        "rate increase (SPEC §3)."),
+                                                        "rate increase (docs/measurements.md)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write bland_altman.png."),
+    every_film: bool = typer.Option(
+        False, "--every-film",
+        help="Pair every film, also a second film of a patient at the same time point "
+             "(default: one reading per vertebra per time point; needs --images)."),
+    n_boot: int = typer.Option(2000, "--bootstrap", min=100,
+                               help="Resamples of the patient cluster bootstrap."),
+    seed: int = typer.Option(20240607, "--seed", help="Seed of the cluster bootstrap."),
 ) -> None:
-    """Agreement of two annotation sets of the same films (SPEC §7): ICC, Bland-Altman,
+    """Agreement of two annotation sets of the same films: ICC, Bland-Altman,
     SEM, MDC95, kappa, and every threshold-based flag next to the MDC."""
     from spine_measure.measurements import LongitudinalOptions
-    from spine_measure.reliability.report import run_reliability
+    from spine_measure.reliability.report import BootstrapOptions, run_reliability
 
     for name, p in (("READER_A_DIR", reader_a), ("READER_B_DIR", reader_b)):
         if not p.is_dir():
@@ -103,11 +113,15 @@ def reliability(
     try:
         run = run_reliability(reader_a, reader_b, out, images=images, levels=levels,
                               ordinal_weights=kappa_weights,
-                              long_options=LongitudinalOptions(site=site), plots=plots)
+                              long_options=LongitudinalOptions(site=site), plots=plots,
+                              one_per_time_point=not every_film,
+                              bootstrap=BootstrapOptions(n_boot=n_boot, seed=seed))
     except (SpineMeasureError, OSError) as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(EXIT_NOTHING_DONE) from None
     _print(run)
+    for w in run.warnings:
+        typer.echo(f"warning: {w}", err=True)
     for r in run.unpaired:
         typer.echo(f"unpaired: {r.file}: {r.reason}", err=True)
     for r in run.errors:

@@ -43,6 +43,20 @@ def _parse_map(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _batch_name_hint(absent: list[str], columns) -> str:
+    """'; the batch writes ... (--map age=age_years)' for columns named as in a clinical
+    table but written by ``spine-measure batch`` under their unit-suffixed name."""
+    from spine_measure.batch.clinical import CANONICAL
+
+    maps = []
+    for col in absent:
+        key = col.strip().lower().replace(" ", "_")
+        for canon, aliases in CANONICAL.items():
+            if key in aliases and canon != col and canon in columns:
+                maps.append(f"--map {col}={canon}")
+    return f"; the batch writes them under other names: use {' '.join(maps)}" if maps else ""
+
+
 @risk_app.command("apply")
 def apply_cmd(
     features: Path = typer.Argument(..., help="Feature CSV (batch output)."),
@@ -69,26 +83,44 @@ def apply_cmd(
     cmap = _parse_map(map_)
     try:
         if model.endswith(".json"):
+            if recalibrate or recalibrate_slope:
+                _console.print("[red]--recalibrate-on/--recalibrate-slope apply to the "
+                               "published linear-predictor model an2021, not to a saved "
+                               "fit (it already has its own intercept)[/red]")
+                raise typer.Exit(EXIT_USAGE)
+            if not Path(model).is_file():
+                _console.print(f"[red]{model}: no such file[/red]")
+                raise typer.Exit(EXIT_USAGE)
             fit = LogisticFit.from_json(Path(model))
+            if show:
+                typer.echo(fit.to_json())
             renamed = df.rename(columns={v: k for k, v in cmap.items()})
+            absent = [sp.column for sp in fit.predictors if sp.column not in renamed.columns]
+            if absent:
+                _console.print(f"[red]{features}: the saved model's predictor column(s) "
+                               f"{', '.join(absent)} are not in the input"
+                               f"{_batch_name_hint(absent, df.columns)}[/red]")
+                raise typer.Exit(EXIT_USAGE)
             lp, reasons = fit.linear_predictor(renamed)
             from spine_measure.risk.apply import ID_COLUMNS, expit
             out = df[[c for c in ID_COLUMNS if c in df.columns]].copy()
             out["fit_lp"] = lp
             out["fit_probability"] = expit(lp)
             out["fit_reason"] = reasons
-            missing_rate = (reasons != "").mean()
+            scored = (reasons == "").to_numpy()
         else:
             m = get_model(model)
             if show:
                 typer.echo(m.to_json())
             out, meta = apply_model(m, df, column_map=cmap, recalibration_outcome=recalibrate,
                                     recalibrate_slope=recalibrate_slope)
-            if m.capability == "flags":  # a row is scored when it got any flag
+            if m.capability == "flags":
+                # a row is processed when it got at least one flag; flags whose inputs are
+                # missing are empty and named in flags_reason
                 flags = out[[c for c in out.columns if c.startswith("flag_")]]
-                missing_rate = (~flags.notna().any(axis=1)).mean() if len(out) else 1.0
+                scored = flags.notna().any(axis=1).to_numpy()
             else:
-                missing_rate = (out[f"{m.name}_reason"] != "").mean() if len(out) else 1.0
+                scored = (out[f"{m.name}_reason"] == "").to_numpy()
             if "recalibration" in meta:
                 rc = meta["recalibration"]
                 _console.print(f"recalibrated on {rc['n']} rows ({rc['n_events']} events): "
@@ -100,9 +132,9 @@ def apply_cmd(
         out.to_csv(output, index=False)
     else:
         typer.echo(out.to_csv(index=False), nl=False)
-    if len(out) == 0 or missing_rate == 1.0:
+    if len(out) == 0 or not scored.any():
         raise typer.Exit(EXIT_NOTHING_DONE)
-    raise typer.Exit(EXIT_SOME_FAILED if missing_rate > 0 else EXIT_OK)
+    raise typer.Exit(EXIT_OK if scored.all() else EXIT_SOME_FAILED)
 
 
 @risk_app.command("fit")
@@ -117,26 +149,40 @@ def fit_cmd(
     outdir: Path = typer.Option(Path("risk_fit"), "--outdir", "-o", help="Output folder."),
     n_boot: int = typer.Option(1000, "--bootstrap", "-B", min=0,
                                help="Bootstrap resamples for optimism correction."),
-    seed: int = typer.Option(0, "--seed", help="Random seed of the bootstrap."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the bootstrap (and of a "
+                             "Monte Carlo Fisher test too large to enumerate)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="Progress bar of the bootstrap (stderr)."),
 ) -> None:
     """Univariate tests, multivariable logistic regression, ROC/AUC, c-index with bootstrap
     optimism correction, calibration, decision curve, nomogram and an HTML report."""
     import warnings
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from spine_measure.risk.report import run_fit
 
     df = _read_csv(features)
     preds = [p.strip() for p in predictors.split(",") if p.strip()]
     uni = [c.strip() for c in univariate.split(",")] if univariate else None
+    bar = Progress("[progress.description]{task.description}", BarColumn(),
+                   MofNCompleteColumn(), TimeRemainingColumn(), console=_console,
+                   disable=not progress or n_boot == 0, transient=True)
+    task = bar.add_task("bootstrap", total=n_boot)
+
+    def tick(done: int, total: int) -> None:
+        if done % 10 == 0 or done == total:
+            bar.update(task, completed=done)
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # reported in the summary and the HTML report
+        with warnings.catch_warnings(), bar:
+            warnings.simplefilter("ignore")  # reported once below and in the HTML report
             rep = run_fit(df, outcome, preds, outdir, univariate_columns=uni, n_boot=n_boot,
-                          seed=seed)
+                          seed=seed, progress=tick)
     except SpineMeasureError as exc:
         _console.print(f"[red]{exc}[/red]")
         raise typer.Exit(EXIT_USAGE) from None
-    typer.echo(rep.fit.summary())
+    typer.echo(rep.fit.summary(with_warnings=False))
     typer.echo(rep.validation.summary())
     for w in rep.warnings:
         _console.print(f"[yellow]warning: {w}[/yellow]")
@@ -149,12 +195,16 @@ def check_table_cmd(
     tables: list[Path] = typer.Argument(..., help="Printed-table CSV(s), see "
                                         "docs/check_table.md."),
     output: Path = typer.Option(None, "--output", "-o", help="Write all checks to this CSV."),
-    show_all: bool = typer.Option(False, "--all", help="Print every check, not only the "
-                                  "inconsistent ones."),
+    show_all: bool = typer.Option(False, "--all", help="Print every item, not only the "
+                                  "inconsistent and not checkable ones."),
 ) -> None:
-    """Recompute t / chi-square / Wald statistics, P values, ORs and CIs from the printed
-    summary numbers and flag what cannot be reproduced within their rounding."""
-    from spine_measure.risk.check_table import check_table, summarize
+    """Recompute t / chi-square / Fisher / Wald statistics, P values, ORs and CIs from the
+    printed summary numbers and flag what cannot be reproduced within their rounding.
+
+    One verdict per item (ok / inconsistent / not checkable), the failing checks under it
+    with the recomputed value and its interval. An item that cannot be parsed is reported
+    as not checkable with the reason; the other items are still checked."""
+    from spine_measure.risk.check_table import check_table, summarize, verdicts
 
     frames = []
     for t in tables:
@@ -169,9 +219,27 @@ def check_table_cmd(
     res = pd.concat(frames, ignore_index=True)
     if output:
         res.to_csv(output, index=False)
-    shown = res if show_all else res[res.status == "inconsistent"]
-    cols = ["table", "item", "check", "printed", "recomputed", "variant", "status", "note"]
-    with pd.option_context("display.width", 200, "display.max_colwidth", 90):
-        typer.echo(shown[cols].to_string(index=False) if len(shown) else "no inconsistencies")
+
+    def num(x) -> str:
+        return "" if pd.isna(x) else f"{x:.4g}"
+
+    shown = 0
+    for v in verdicts(res):
+        if v["verdict"] == "ok" and not show_all:
+            continue
+        shown += 1
+        typer.echo(f"{v['table']} / {v['item']}: {v['verdict'].replace('_', ' ')}")
+        for c in v["failing"]:
+            if c["status"] == "not_checkable":
+                typer.echo(f"    {c['check']}: {c['note']}")
+                continue
+            iv = ("" if num(c["recomputed_low"]) == num(c["recomputed_high"]) else
+                  f" [{num(c['recomputed_low'])}, {num(c['recomputed_high'])}]")
+            var = f" ({c['variant']})" if c["variant"] else ""
+            note = f"; {c['note']}" if c["note"] else ""
+            typer.echo(f"    {c['check']}: printed {c['printed']}, recomputed "
+                       f"{num(c['recomputed'])}{iv}{var}{note}")
+    if not shown:
+        typer.echo("no inconsistencies")
     typer.echo(json.dumps(summarize(res)))
     raise typer.Exit(EXIT_SOME_FAILED if (res.status == "inconsistent").any() else EXIT_OK)

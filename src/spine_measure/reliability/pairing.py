@@ -8,12 +8,12 @@ names are never used for matching. Unpaired and unreadable files become rows of
 Each film is measured with :func:`spine_measure.measurements.measure_annotation`, exactly as
 ``spine-measure measure`` does: the spacing comes from the DICOM header when an images folder
 is given (header-only scan), else the film is uncalibrated (lengths in px); a calibration line
-the reader drew comes first either way (SPEC §1.1).
+the reader drew comes first either way (docs/calibration.md).
 
 The result is a long table with one row per (film, level, measurement): both readers' values
-and whether the pair is usable. Longitudinal measurements (SPEC §3) are paired per (patient,
-treated level) when the images folder lets the films be grouped by patient and placed at
-their time points (:func:`spine_measure.batch.timepoints.assign_time_points`).
+and whether the pair is usable. Longitudinal measurements (docs/measurements.md) are paired
+per (patient, treated level) when the images folder lets the films be grouped by patient and
+placed at their time points (:func:`spine_measure.batch.timepoints.assign_time_points`).
 """
 
 from __future__ import annotations
@@ -154,6 +154,8 @@ class PairedValues:
     notes: list[IssueRow] = field(default_factory=list)
     n_films: int = 0
     longitudinal_status: str = ""
+    n_patients: int | None = None   # None: patients unknown (no headers)
+    landmark_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _film_measurements(ann: Annotation, header: Any | None) -> FilmMeasurements:
@@ -226,7 +228,8 @@ def _film_rows(pair: FilmPair, fa: FilmMeasurements, fb: FilmMeasurements,
 
 
 def measure_pairs(pairing: Pairing, *, headers: Mapping[str, Any] | None = None,
-                  long_options: LongitudinalOptions | None = None) -> PairedValues:
+                  long_options: LongitudinalOptions | None = None,
+                  one_per_time_point: bool = True) -> PairedValues:
     """Measure every paired film with both annotations; pair the values.
 
     Parameters
@@ -239,13 +242,21 @@ def measure_pairs(pairing: Pairing, *, headers: Mapping[str, Any] | None = None,
         Without it every film is uncalibrated unless its annotation has a calibration line.
     long_options : LongitudinalOptions, optional
         Site and thresholds of the longitudinal measurements.
+    one_per_time_point : bool
+        The unit of analysis is one reading of a vertebra per time point: when a patient has
+        several films of one view at the same time point (e.g. two post-op films), only the
+        one the time-point rules choose is used and the others' pairs stay in the table with
+        ``used = False`` and the reason. ``False`` pairs every film. Needs ``headers``
+        (patient and dates); without them every film counts.
 
     Returns
     -------
     PairedValues
         ``rows``: one dict per (film, level, measurement) with ``value_a``, ``value_b``,
         ``used`` and ``reason`` (and per (series, treated level, measurement) for the
-        longitudinal measurements); ``errors``: films that could not be measured.
+        longitudinal measurements), and ``patient``: a pseudonymous label (``P01``,
+        ``P02``, ... in the order of the PatientIDs; empty without ``headers``) that the
+        report uses as the cluster; ``errors``: films that could not be measured.
     """
     out = PairedValues()
     measured: dict[str, tuple[Annotation, Annotation, FilmMeasurements, FilmMeasurements]] = {}
@@ -278,6 +289,7 @@ def measure_pairs(pairing: Pairing, *, headers: Mapping[str, Any] | None = None,
         measured[pair.key] = (anns["a"], anns["b"], fms["a"], fms["b"])
     out.n_films = len(measured)
     time_points: dict[str, str] = {}
+    chosen: set[str] | None = None
     long_rows: list[dict[str, Any]] = []
     if headers is None:
         out.longitudinal_status = (
@@ -285,21 +297,61 @@ def measure_pairs(pairing: Pairing, *, headers: Mapping[str, Any] | None = None,
             "--images (the DICOM folder) to group films into pre-op / post-op / follow-up "
             "series")
     else:
-        long_rows, time_points, out.longitudinal_status = _longitudinal(
+        long_rows, time_points, out.longitudinal_status, chosen = _longitudinal(
             pairing, measured, headers, long_options or LongitudinalOptions(), out.notes)
+    patient = _patient_labels(pairing, measured, headers)
+    if headers is not None:
+        out.n_patients = len(set(patient.values()))
+    from spine_measure.reliability.landmark_error import landmark_differences
+
     for pair in pairing.films:
         if pair.key in measured:
             _, _, fa, fb = measured[pair.key]
-            out.rows.extend(_film_rows(pair, fa, fb, time_points.get(pair.key)))
+            same_scale = fa.spacing if fa.spacing == fb.spacing else None
+            for d in landmark_differences(fa.landmarks, fb.landmarks, same_scale):
+                out.landmark_rows.append({"film": pair.key,
+                                          "patient": patient.get(pair.key, ""), **d})
+            rows = _film_rows(pair, fa, fb, time_points.get(pair.key))
+            tp = time_points.get(pair.key)
+            if one_per_time_point and chosen is not None and tp and pair.key not in chosen:
+                why = (f"another {fa.view} film of this patient is used for the {tp} time "
+                       "point (one reading per vertebra per time point)")
+                for r in rows:
+                    if r["used"]:
+                        r["used"], r["reason"] = False, why
+            for r in rows:
+                r["patient"] = patient.get(pair.key, "")
+            out.rows.extend(rows)
+    for r in long_rows:
+        r["patient"] = patient.get(r["film"], "")
     out.rows.extend(long_rows)
     return out
 
 
+def _patient_labels(pairing: Pairing, measured: Mapping[str, Any],
+                    headers: Mapping[str, Any] | None) -> dict[str, str]:
+    """Film key -> pseudonymous patient label ``P01``, ``P02``, ... (PatientID order)."""
+    if headers is None:
+        return {}
+    pid_of: dict[str, str] = {}
+    for pair in pairing.films:
+        if pair.key not in measured or not pair.sop_instance_uid:
+            continue
+        h = headers.get(pair.sop_instance_uid)
+        if h is not None and h.metadata.patient_id:
+            pid_of[pair.key] = str(h.metadata.patient_id)
+    order = {pid: i for i, pid in enumerate(sorted(set(pid_of.values())), start=1)}
+    width = max(2, len(str(len(order))))
+    return {k: f"P{order[pid]:0{width}d}" for k, pid in pid_of.items()}
+
+
 def _longitudinal(pairing: Pairing, measured: Mapping[str, Any], headers: Mapping[str, Any],
                   options: LongitudinalOptions, notes: list[IssueRow]
-                  ) -> tuple[list[dict[str, Any]], dict[str, str], str]:
+                  ) -> tuple[list[dict[str, Any]], dict[str, str], str, set[str]]:
     """Longitudinal pairs: group by PatientID, place films at time points with reader a's
-    annotation (overrides, procedure date, treated flags), measure each reader's series."""
+    annotation (overrides, procedure date, treated flags), measure each reader's series.
+
+    Also returns the film keys the time-point rules chose (one per time point and view)."""
     from spine_measure.batch.timepoints import FilmDate, assign_time_points
 
     by_patient: dict[str, list[str]] = {}
@@ -320,6 +372,7 @@ def _longitudinal(pairing: Pairing, measured: Mapping[str, Any], headers: Mappin
         by_patient.setdefault(pid, []).append(key)
     rows: list[dict[str, Any]] = []
     tps: dict[str, str] = {}
+    chosen: set[str] = set()
     n_series = 0
     for pid in sorted(by_patient):
         keys = sorted(by_patient[pid])
@@ -339,6 +392,8 @@ def _longitudinal(pairing: Pairing, measured: Mapping[str, Any], headers: Mappin
         for k, sev, reason in asg.notes:
             notes.append(IssueRow("", "", k, f"time point ({sev}): {reason}"))
         tps.update(asg.time_point)
+        for slot in asg.slots.values():
+            chosen.update(slot)
         pre, post, follow = asg.film("preop"), asg.film("postop"), asg.followups()
         missing = [n for n, v in (("preop", pre), ("postop", post), ("followup", follow))
                    if not v]
@@ -380,5 +435,5 @@ def _longitudinal(pairing: Pairing, measured: Mapping[str, Any], headers: Mappin
     status = (f"{n_series} complete series (pre-op, post-op, follow-up) paired"
               if n_series else "skipped: no patient has a complete pre-op / post-op / "
                                "follow-up series annotated by both readers")
-    return rows, tps, status
+    return rows, tps, status, chosen
 

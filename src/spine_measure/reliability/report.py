@@ -10,9 +10,14 @@ folders, measure each film once per reader, and write into ``out``:
     One row per categorical measurement (Genant grade: weighted kappa; shape, flags:
     unweighted), with percent agreement and 95 % CI.
 ``thresholds_vs_mdc.csv``
-    Each threshold-based flag of SPEC §3 next to the measurement error of what it thresholds.
+    Each threshold-based longitudinal flag next to the measurement error of what it thresholds.
 ``pairs_long.csv``
     Every (film, level, measurement) with both readers' values and why a pair was not used.
+``landmark_differences.csv``, ``landmark_error.json``
+    Every point both readers placed (``b - a``, along and across its endplate) and the
+    per-reader landmark SD estimated from them
+    (:mod:`spine_measure.reliability.landmark_error`): the error model that
+    ``measure --uncertainty-from OUT`` and :func:`load_landmark_error_model` use.
 ``unpaired.csv``, ``errors.csv``
     Files without a partner, files that could not be read or measured (one-line reasons).
 ``bland_altman.png``, ``summary.md``
@@ -21,6 +26,7 @@ folders, measure each film once per reader, and write into ``out``:
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
@@ -34,6 +40,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from spine_measure.measurements import REGISTRY, LongitudinalOptions
+from spine_measure.reliability.landmark_error import landmark_error_summary, model_from_summary
 from spine_measure.reliability.pairing import (
     CATEGORICAL_KINDS,
     CONTINUOUS_KINDS,
@@ -42,17 +49,25 @@ from spine_measure.reliability.pairing import (
     pair_annotation_dirs,
 )
 from spine_measure.reliability.stats import (
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    MIN_CLUSTERS_BOOTSTRAP,
     Z95,
     bland_altman,
+    cluster_bootstrap,
     cohen_kappa,
     icc_agreement,
     icc_consistency,
     mdc95_from_sem,
     relative_differences,
+    sem_agreement,
     sem_from_sd_diff,
 )
 
 __all__ = [
+    "LANDMARK_ERROR_FILE",
+    "BootstrapOptions",
+    "load_landmark_error_model",
     "ORDINAL_CATEGORIES",
     "XIONG_ICC_BENCHMARK",
     "ReliabilityRun",
@@ -65,7 +80,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Xiong 2021 reports ICC > 0.85 for all its radiographic parameters (SPEC §7).
+#: Xiong 2021 reports ICC > 0.85 for all its radiographic parameters.
 XIONG_ICC_BENCHMARK = 0.85
 
 #: Ordered categories of the ordinal measurements (weighted kappa needs every level).
@@ -79,8 +94,11 @@ NOMINAL_CATEGORIES: dict[str, tuple[Any, ...]] = {
 _SITE_HEIGHT = {"anterior": "ha", "middle": "hm", "posterior": "hp"}
 _SITE_CR = {"anterior": "cr_anterior", "middle": "cr_middle", "posterior": "cr_posterior"}
 
+_CLUSTER_STATS = ("icc2_1", "icc3_1", "bias", "loa_low", "loa_high", "sem", "mdc95")
+
 RELIABILITY_COLUMNS = [
     "measurement", "column", "kind", "scope", "unit", "n_pairs", "n_not_paired",
+    "n_patients", "n_films", "n_vertebrae", "cluster_unit", "n_clusters",
     "mean_a", "mean_b",
     "icc2_1", "icc2_1_ci_low", "icc2_1_ci_high",
     "icc3_1", "icc3_1_ci_low", "icc3_1_ci_high",
@@ -88,7 +106,9 @@ RELIABILITY_COLUMNS = [
     "bias", "bias_ci_low", "bias_ci_high", "sd_diff",
     "loa_low", "loa_low_ci_low", "loa_low_ci_high",
     "loa_high", "loa_high_ci_low", "loa_high_ci_high",
-    "sem", "mdc95", "mdc95_pct_of_mean", "reason",
+    "sem", "mdc95", "mdc95_pct_of_mean", "sem_consistency", "mdc95_consistency",
+    *[f"{st}_cluster_ci_{e}" for st in _CLUSTER_STATS for e in ("low", "high")],
+    "ci_method", "reason",
 ]
 
 KAPPA_COLUMNS = ["measurement", "kind", "scope", "n_pairs", "n_not_paired", "categories",
@@ -121,18 +141,52 @@ def _reasons(*items: str | None) -> str:
     return "; ".join(dict.fromkeys(s for s in items if s))
 
 
+@dataclass(frozen=True)
+class BootstrapOptions:
+    """How :func:`reliability_table` makes its cluster-aware confidence intervals."""
+
+    n_boot: int = BOOTSTRAP_RESAMPLES
+    seed: int = BOOTSTRAP_SEED
+    min_clusters: int = MIN_CLUSTERS_BOOTSTRAP
+
+
 def _continuous_row(name: str, unit: str, scope: str, kind: str, a: np.ndarray, b: np.ndarray,
-                    n_not_paired: int) -> dict[str, Any]:
+                    n_not_paired: int, design: Mapping[str, Any] | None = None,
+                    boot: BootstrapOptions | None = None) -> dict[str, Any]:
     ratings = np.column_stack([a, b]) if a.size else np.empty((0, 2))
     i2 = icc_agreement(ratings)
     i3 = icc_consistency(ratings)
     ba = bland_altman(a, b)
-    sem = sem_from_sd_diff(ba.sd_diff)
+    sem_c = sem_from_sd_diff(ba.sd_diff)
+    sem = sem_agreement(b - a)
     mdc = mdc95_from_sem(sem)
     grand = float(np.mean(np.concatenate([a, b]))) if a.size else math.nan
+    dz = design or {}
+    clusters = dz.get("clusters")
+    unit_name = dz.get("cluster_unit", "film")
+    cb = None
+    if clusters is not None and a.size >= 2:
+        bo = boot or BootstrapOptions()
+        cb = cluster_bootstrap(a, b, clusters, n_boot=bo.n_boot, seed=bo.seed,
+                               min_clusters=bo.min_clusters, unit=f"{unit_name}s")
+    cci = {}
+    for st in _CLUSTER_STATS:
+        key = "sem_agreement" if st == "sem" else st
+        lo, hi = cb.ci[key] if cb is not None else (math.nan, math.nan)
+        cci[f"{st}_cluster_ci_low"], cci[f"{st}_cluster_ci_high"] = lo, hi
+    if cb is not None and cb.reason is None:
+        method = cb.method
+    elif cb is not None:
+        method = ("F-based (ICC) and t-based (bias, LoA) intervals treating the pairs as "
+                  "independent: optimistic")
+    else:
+        method = ""
     return {
         "measurement": name, "column": _column(name, unit), "kind": kind, "scope": scope,
         "unit": unit, "n_pairs": int(a.size), "n_not_paired": int(n_not_paired),
+        "n_patients": dz.get("n_patients", math.nan), "n_films": dz.get("n_films", math.nan),
+        "n_vertebrae": dz.get("n_vertebrae", math.nan), "cluster_unit": unit_name,
+        "n_clusters": cb.n_clusters if cb is not None else math.nan,
         "mean_a": float(a.mean()) if a.size else math.nan,
         "mean_b": float(b.mean()) if b.size else math.nan,
         "icc2_1": i2.icc, "icc2_1_ci_low": i2.ci_low, "icc2_1_ci_high": i2.ci_high,
@@ -149,10 +203,41 @@ def _continuous_row(name: str, unit: str, scope: str, kind: str, a: np.ndarray, 
         "sem": sem, "mdc95": mdc,
         "mdc95_pct_of_mean": 100.0 * mdc / abs(grand) if grand and math.isfinite(grand)
         else math.nan,
+        "sem_consistency": sem_c, "mdc95_consistency": mdc95_from_sem(sem_c),
+        **cci, "ci_method": method,
         "reason": _reasons(i2.reason and f"ICC(2,1): {i2.reason}",
                            i3.reason and f"ICC(3,1): {i3.reason}",
-                           ba.reason and f"Bland-Altman: {ba.reason}"),
+                           ba.reason and f"Bland-Altman: {ba.reason}",
+                           cb.reason if cb is not None else None),
     }
+
+
+def _design(used: pd.DataFrame) -> dict[str, Any]:
+    """Clusters and counts of the used pairs of one (measurement, unit).
+
+    The cluster is the patient when the pairs carry a ``patient`` label (``--images``), else
+    the film. ``n_vertebrae`` counts distinct (patient, level) — with film clusters, distinct
+    (film, level), an upper bound. Longitudinal pairs (``time_point == "series"``) span
+    several films: their ``n_films`` is empty.
+    """
+    n = len(used)
+    film = (used["film"].astype(str).to_numpy() if "film" in used
+            else np.array([f"row{i}" for i in range(n)], dtype=object))
+    pat = (used["patient"].fillna("").astype(str).to_numpy() if "patient" in used
+           else np.full(n, "", dtype=object))
+    level = (used["level"].fillna("").astype(str).to_numpy() if "level" in used
+             else np.full(n, "", dtype=object))
+    known = bool(n) and bool(np.all(pat != ""))
+    clusters = pat if known else film
+    tp = (used["time_point"].fillna("").astype(str).to_numpy() if "time_point" in used
+          else np.full(n, "", dtype=object))
+    films = {f for f, t in zip(film, tp, strict=True) if t != "series"}
+    n_series = int((tp == "series").sum())
+    return {"clusters": clusters, "cluster_unit": "patient" if known else "film",
+            "n_patients": len(set(pat)) if known else math.nan,
+            # a longitudinal pair spans a series of films: counted as series, not films
+            "n_films": len(films) if films or not n_series else math.nan,
+            "n_vertebrae": len(set(zip(clusters, level, strict=True)))}
 
 
 def _ordered_names(pairs: pd.DataFrame) -> list[str]:
@@ -160,12 +245,19 @@ def _ordered_names(pairs: pd.DataFrame) -> list[str]:
     return sorted(pairs["measurement"].unique(), key=lambda n: order.get(n, 10 ** 6))
 
 
-def reliability_table(pairs: pd.DataFrame) -> pd.DataFrame:
+def reliability_table(pairs: pd.DataFrame, *,
+                      bootstrap: BootstrapOptions | None = None) -> pd.DataFrame:
     """One row per continuous (measurement, unit) of a long pairs table.
 
     ``pairs`` needs the columns ``measurement``, ``kind``, ``scope``, ``unit``, ``value_a``,
-    ``value_b`` and ``used`` (as written by :func:`run_reliability`). Lengths in mm and in px
-    are separate rows (they cannot be pooled).
+    ``value_b`` and ``used`` (as written by :func:`run_reliability`); ``film``, ``patient``
+    and ``level``, when present, give the clusters and the counts of patients, films and
+    vertebrae. Lengths in mm and in px are separate rows (they cannot be pooled).
+
+    The ``*_cluster_ci_*`` columns are cluster-bootstrap intervals (resampling patients, or
+    films when patients are unknown) when there are at least ``bootstrap.min_clusters``
+    clusters; ``ci_method`` says which intervals the row has, and ``reason`` warns when only
+    the independent-pairs intervals could be given.
     """
     rows = []
     if pairs.empty:
@@ -181,7 +273,8 @@ def reliability_table(pairs: pd.DataFrame) -> pd.DataFrame:
             b = u["value_b"].astype(float).to_numpy()
             not_paired = int((~sub["used"].astype(bool) & (sub["unit"] == unit)).sum())
             rows.append(_continuous_row(name, unit, str(sub["scope"].iloc[0]),
-                                        str(sub["kind"].iloc[0]), a, b, not_paired))
+                                        str(sub["kind"].iloc[0]), a, b, not_paired,
+                                        _design(u), bootstrap))
     return pd.DataFrame(rows, columns=RELIABILITY_COLUMNS)
 
 
@@ -246,10 +339,12 @@ def thresholds_vs_mdc(pairs: pd.DataFrame, reliability: pd.DataFrame,
                       options: LongitudinalOptions | None = None) -> pd.DataFrame:
     """Each threshold-based flag next to the measurement error of what it thresholds.
 
-    The thresholds (SPEC §3, from ``options``) apply to a change between two films of the same
-    vertebra, each read with error. MDC95 = 1.96 * sqrt(2) * SEM of the single-film
-    measurement is the smallest change between two readings that exceeds that error with
-    95 % confidence, so it is what a change threshold must clear:
+    The thresholds (from ``options``; docs/measurements.md) apply to a change between two
+    films of the same vertebra, each read with error. MDC95 = 1.96 * sqrt(2) * SEM of the
+    single-film measurement is the smallest change between two readings that exceeds that error with
+    95 % confidence, so it is what a change threshold must clear. The SEM is the agreement
+    form (:func:`~spine_measure.reliability.stats.sem_agreement`): a reader bias is error
+    when the films of a series may be read by different readers.
 
     * ``kyphosis_progression`` = KA(follow-up) - KA(post-op): MDC95 of
       ``regional_kyphotic_angle`` (deg).
@@ -257,12 +352,13 @@ def thresholds_vs_mdc(pairs: pd.DataFrame, reliability: pd.DataFrame,
       of ``cr_<site>`` (percentage points).
     * ``height_loss_pct`` = 100 (H(post-op) - H(follow-up)) / H(post-op): with no true
       change it is the relative difference of two readings of one height, so its MDC95 is
-      ``1.96 * SD`` of the relative differences ``100 (b - a) / ((a + b) / 2)`` of the height
-      at the site (``ha`` by default; mm and px films pool, the ratio is unit-free).
+      ``1.96 * sqrt(2) * SEM`` (agreement) of the relative differences
+      ``100 (b - a) / ((a + b) / 2)`` of the height at the site (``ha`` by default; mm and
+      px films pool, the ratio is unit-free).
 
     ``false_flag_pct_if_stable`` = ``100 * P(N(0, MDC/1.96) >= threshold)``: the share of truly
     unchanged vertebrae flagged by measurement error alone. ``direct_noise95`` =
-    ``1.96 * SD_diff / sqrt(2)`` of the change measure itself when complete series were
+    ``1.96 * SEM`` (agreement) of the change measure itself when complete series were
     paired (the same quantity measured directly, with its own n).
     """
     opts = options or LongitudinalOptions()
@@ -283,7 +379,7 @@ def thresholds_vs_mdc(pairs: pd.DataFrame, reliability: pd.DataFrame,
         if len(u) < 2:
             return len(u), math.nan
         d = u["value_b"].astype(float).to_numpy() - u["value_a"].astype(float).to_numpy()
-        return len(u), Z95 * float(np.std(d, ddof=1)) / math.sqrt(2.0)
+        return len(u), Z95 * sem_agreement(d)
 
     specs = [
         ("recompression", "kyphosis_progression", opts.kyphosis_threshold_deg, "deg",
@@ -300,7 +396,8 @@ def thresholds_vs_mdc(pairs: pd.DataFrame, reliability: pd.DataFrame,
             n = int(r["n_pairs"]) if r is not None else 0
             sem = _fnum(r["sem"]) if r is not None else math.nan
             mdc = _fnum(r["mdc95"]) if r is not None else math.nan
-            how = f"MDC95 = 1.96 * sqrt(2) * SEM of {underlying}, SEM = SD_diff / sqrt(2)"
+            how = (f"MDC95 = 1.96 * sqrt(2) * SEM of {underlying}, agreement SEM "
+                   "(reader bias counts as error)")
             why = "" if r is not None else f"no pairs of {underlying}"
             if r is not None and not math.isfinite(mdc):
                 why = str(r["reason"])
@@ -314,11 +411,10 @@ def thresholds_vs_mdc(pairs: pd.DataFrame, reliability: pd.DataFrame,
             else:
                 rel = np.empty(0)
             n = int(rel.size)
-            sd = float(np.std(rel, ddof=1)) if n >= 2 else math.nan
-            sem = sem_from_sd_diff(sd)
+            sem = sem_agreement(rel)
             mdc = mdc95_from_sem(sem)
-            how = (f"MDC95 = 1.96 * SD of 100 (b - a) / ((a + b) / 2) of {h}: the height loss "
-                   "of an unchanged vertebra")
+            how = (f"MDC95 = 1.96 * sqrt(2) * agreement SEM of 100 (b - a) / ((a + b) / 2) of "
+                   f"{h}: the height loss of an unchanged vertebra")
             why = "" if n >= 2 else f"{n} pair(s) of {h}: need at least 2"
         ratio, false_flag, verdict = _verdict(thr, mdc)
         rows.append({"flag": flag, "change_measure": change, "threshold": thr, "unit": unit,
@@ -403,9 +499,46 @@ class ReliabilityRun:
     notes: list[IssueRow] = field(default_factory=list)
     longitudinal_status: str = ""
     files: dict[str, Path] = field(default_factory=dict)
+    n_patients: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    bootstrap: BootstrapOptions = field(default_factory=lambda: BootstrapOptions())
+    landmark_error: dict[str, Any] = field(default_factory=dict)
 
 
-PAIR_COLUMNS = ["film", "file_name", "time_point", "view", "level", "index_vertebra",
+#: The landmark error summary a reliability run writes (read by ``--uncertainty-from``).
+LANDMARK_ERROR_FILE = "landmark_error.json"
+
+
+def load_landmark_error_model(reliability_dir: str | os.PathLike[str]) -> Any:
+    """The landmark error model of a reliability run's output folder.
+
+    Reads ``landmark_error.json`` (written by :func:`run_reliability`) and returns a
+    :class:`~spine_measure.measurements.uncertainty.LandmarkErrorModel` whose ``source``
+    names the folder and the number of landmark pairs.
+
+    Raises
+    ------
+    ValueError
+        The folder has no such file, the file is not valid JSON, or it holds no SD; the
+        message names the file and why.
+    """
+    path = Path(reliability_dir) / LANDMARK_ERROR_FILE
+    if not path.is_file():
+        raise ValueError(f"{path}: not found; --uncertainty-from needs the output folder of "
+                         "spine-measure reliability (a run of this version writes it)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a landmark error summary (a JSON object is expected)")
+    try:
+        return model_from_summary(data, source=f"reliability run {Path(reliability_dir)}")
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+PAIR_COLUMNS = ["film", "patient", "file_name", "time_point", "view", "level", "index_vertebra",
                 "measurement", "kind", "scope", "unit", "value_a", "value_b", "diff_b_minus_a",
                 "calibration_source_a", "calibration_source_b", "used", "reason", "file_a",
                 "file_b"]
@@ -415,6 +548,8 @@ def _pairs_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(list(rows))
     if df.empty:
         return pd.DataFrame(columns=PAIR_COLUMNS)
+    if "patient" not in df:
+        df["patient"] = ""
     cont = df["kind"].isin(CONTINUOUS_KINDS) & df["used"].astype(bool)
     diff = np.full(len(df), np.nan)
     diff[cont.to_numpy()] = (df.loc[cont, "value_b"].astype(float)
@@ -446,35 +581,81 @@ def _fmt(v: Any, nd: int = 3) -> str:
     return "-" if not math.isfinite(f) else f"{f:.{nd}f}"
 
 
+def _ci_text(r: Mapping[str, Any], stat: str, nd: int = 2) -> str:
+    """``[low, high]`` of the cluster bootstrap when it ran, else the independent-pairs CI
+    marked with a dagger (optimistic)."""
+    lo, hi = r.get(f"{stat}_cluster_ci_low"), r.get(f"{stat}_cluster_ci_high")
+    if lo is not None and math.isfinite(_fnum(lo)):
+        return f"[{_fmt(lo, nd)}, {_fmt(hi, nd)}]"
+    lo, hi = r.get(f"{stat}_ci_low"), r.get(f"{stat}_ci_high")
+    if lo is None or not math.isfinite(_fnum(lo)):
+        return ""
+    return f"[{_fmt(lo, nd)}, {_fmt(hi, nd)}]†"
+
+
+def design_sentence(run: ReliabilityRun) -> str:
+    """The unit of analysis and the interval method, in one paragraph."""
+    rel = run.reliability
+    pats = ("patients unknown (pass --images)" if run.n_patients is None
+            else f"{run.n_patients} patient(s)")
+    text = (f"Unit of analysis: one reading of a vertebra per film (one film per time point "
+            f"and view); {run.n_films} paired film(s) of {pats}.")
+    boot = rel[rel["ci_method"].astype(str).str.startswith("cluster bootstrap")] \
+        if len(rel) else rel
+    b = run.bootstrap
+    if len(boot):
+        text += (f" Confidence intervals: cluster bootstrap over "
+                 f"{'patients' if run.n_patients is not None else 'films'} (percentile, "
+                 f"{b.n_boot} resamples, seed {b.seed}); rows marked † have fewer than "
+                 f"{b.min_clusters} clusters and show the intervals that treat pairs as "
+                 "independent.")
+    else:
+        text += (f" Confidence intervals (marked †) treat every pair as independent and are "
+                 f"optimistic: vertebrae of one patient share reading errors, and fewer than "
+                 f"{b.min_clusters} {'patients' if run.n_patients is not None else 'films'} "
+                 "is too few for a cluster bootstrap.")
+    return text
+
+
 def summary_markdown(run: ReliabilityRun, *, title: str = "Reliability") -> str:
     """A short markdown summary of a run (also written as ``summary.md``)."""
-    lines = [f"# {title}", "",
-             f"{run.n_films} paired film(s); {len(run.unpaired)} unpaired file(s); "
-             f"{len(run.errors)} file(s) with errors. Longitudinal measurements: "
-             f"{run.longitudinal_status}.", "",
-             "Differences are reader b - reader a. SEM = SD_diff / sqrt(2); "
-             "MDC95 = 1.96 * sqrt(2) * SEM.", "",
-             "## Continuous measurements", "",
-             "| measurement | n | ICC(2,1) [95% CI] | ICC(3,1) [95% CI] | bias [95% CI] | "
-             "95% LoA | SEM | MDC95 |", "|---|---|---|---|---|---|---|---|"]
-    for _, r in run.reliability.iterrows():
-        def ci(lo: str, hi: str) -> str:
-            return f"[{_fmt(r[lo], 2)}, {_fmt(r[hi], 2)}]"  # noqa: B023
+    lines = [f"# {title}", ""]
+    for w in run.warnings:
+        lines += [f"**Warning:** {w}", ""]
+    lines += [f"{run.n_films} paired film(s); {len(run.unpaired)} unpaired file(s); "
+              f"{len(run.errors)} file(s) with errors. Longitudinal measurements: "
+              f"{run.longitudinal_status}.", "",
+              design_sentence(run), "",
+              "Differences are reader b - reader a. SEM is the agreement SEM "
+              "sqrt(MS_E + max(0, (MS_C - MS_E) / n)), which counts a reader bias as error; "
+              "MDC95 = 1.96 * sqrt(2) * SEM. The consistency forms (SD_diff / sqrt(2)) are in "
+              "reliability.csv.", "",
+              "## Continuous measurements", "",
+              "| measurement | pairs (patients / films / vertebrae) | ICC(2,1) [95% CI] | "
+              "ICC(3,1) [95% CI] | bias [95% CI] | 95% LoA | SEM | MDC95 |",
+              "|---|---|---|---|---|---|---|---|"]
+    for _, row in run.reliability.iterrows():
+        r = row.to_dict()
+        counts = " / ".join(str(int(v)) if math.isfinite(v := _fnum(r[c])) else "-"
+                            for c in ("n_patients", "n_films", "n_vertebrae"))
+        def est(stat: str, nd: int) -> str:
+            return f"{_fmt(r[stat], nd)} {_ci_text(r, stat)}".strip()  # noqa: B023
 
+        loa = (f"{_fmt(r['loa_low'], 2)} to {_fmt(r['loa_high'], 2)}"
+               if math.isfinite(_fnum(r["loa_low"])) else "-")
         lines.append(
-            f"| {r['column']} | {r['n_pairs']} | {_fmt(r['icc2_1'])} "
-            f"{ci('icc2_1_ci_low', 'icc2_1_ci_high')} | {_fmt(r['icc3_1'])} "
-            f"{ci('icc3_1_ci_low', 'icc3_1_ci_high')} | {_fmt(r['bias'], 2)} "
-            f"{ci('bias_ci_low', 'bias_ci_high')} | {_fmt(r['loa_low'], 2)} to "
-            f"{_fmt(r['loa_high'], 2)} | {_fmt(r['sem'], 2)} | {_fmt(r['mdc95'], 2)} |")
+            f"| {r['column']} | {r['n_pairs']} ({counts}) | {est('icc2_1', 3)} | "
+            f"{est('icc3_1', 3)} | {est('bias', 2)} | {loa} | {_fmt(r['sem'], 2)} | "
+            f"{_fmt(r['mdc95'], 2)} |")
     lines += ["", "## Categorical measurements", "",
               "| measurement | n | weights | % agreement | kappa [95% CI] | note |",
               "|---|---|---|---|---|---|"]
     for _, r in run.kappa.iterrows():
+        kap = _fmt(r["kappa"])
+        ci = (f" [{_fmt(r['kappa_ci_low'], 2)}, {_fmt(r['kappa_ci_high'], 2)}]"
+              if math.isfinite(_fnum(r["kappa_ci_low"])) else "")
         lines.append(f"| {r['measurement']} | {r['n_pairs']} | {r['weights']} | "
-                     f"{_fmt(r['pct_agreement'], 1)} | {_fmt(r['kappa'])} "
-                     f"[{_fmt(r['kappa_ci_low'], 2)}, {_fmt(r['kappa_ci_high'], 2)}] | "
-                     f"{r['reason']} |")
+                     f"{_fmt(r['pct_agreement'], 1)} | {kap}{ci} | {r['reason']} |")
     lines += ["", "## Thresholds versus MDC95", "",
               "| flag | change | threshold | underlying | MDC95 | threshold / MDC | "
               "false flags if stable (%) | verdict |", "|---|---|---|---|---|---|---|---|"]
@@ -487,12 +668,48 @@ def summary_markdown(run: ReliabilityRun, *, title: str = "Reliability") -> str:
     return "\n".join(lines)
 
 
+def _input_warnings(dir_a: Path, dir_b: Path, pairing: Any, pairs: pd.DataFrame) -> list[str]:
+    """Inputs that make the agreement meaningless: the same folder twice, identical values."""
+    out = []
+    try:
+        same = dir_a.resolve() == dir_b.resolve()
+    except OSError:
+        same = False
+    if same:
+        out.append(f"READER_A_DIR and READER_B_DIR are the same folder ({dir_a}): every film "
+                   "is compared with itself and agreement is perfect by construction")
+    else:
+        twins = sum(1 for f in pairing.films if _same_bytes(f.path_a, f.path_b))
+        if twins and twins == len(pairing.films):
+            out.append(f"the annotation files of all {twins} paired films are byte-identical "
+                       "in the two folders: reader b's annotations are copies of reader a's")
+        elif twins:
+            out.append(f"{twins} of {len(pairing.films)} paired films have byte-identical "
+                       "annotation files in the two folders (copies, not second readings?)")
+    if not pairs.empty and not same:
+        u = _used(pairs)
+        u = u[u["kind"].isin(CONTINUOUS_KINDS)]
+        if len(u) and bool((u["value_a"].astype(float) == u["value_b"].astype(float)).all()):
+            out.append(f"every one of the {len(u)} paired continuous values is identical for "
+                       "the two readers: there is no measurement error to estimate (are the "
+                       "two folders the same readings?)")
+    return out
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False
+
+
 def run_reliability(dir_a: str | os.PathLike[str], dir_b: str | os.PathLike[str],
                     out_dir: str | os.PathLike[str], *,
                     images: str | os.PathLike[str] | None = None, levels: str = "all",
                     ordinal_weights: str = "linear",
                     long_options: LongitudinalOptions | None = None,
-                    plots: bool = True) -> ReliabilityRun:
+                    plots: bool = True, one_per_time_point: bool = True,
+                    bootstrap: BootstrapOptions | None = None) -> ReliabilityRun:
     """Pair, measure, compute and write every output (list in the module docstring).
 
     Parameters
@@ -510,9 +727,14 @@ def run_reliability(dir_a: str | os.PathLike[str], dir_b: str | os.PathLike[str]
     ordinal_weights : {"linear", "quadratic"}
         Weights of the Genant-grade kappa.
     long_options : LongitudinalOptions, optional
-        Site and thresholds (SPEC §3).
+        Site and thresholds (docs/measurements.md).
     plots : bool
         Write ``bland_altman.png``.
+    one_per_time_point : bool
+        One reading per vertebra per time point (default): extra films of a patient at the
+        same time point and view are listed but not used (needs ``images``).
+    bootstrap : BootstrapOptions, optional
+        Resamples, seed and the fewest patients for the cluster-bootstrap intervals.
     """
     if levels not in ("all", "index"):
         raise ValueError(f'Argument "levels" must be "all" or "index"; got {levels!r}')
@@ -535,16 +757,22 @@ def run_reliability(dir_a: str | os.PathLike[str], dir_b: str | os.PathLike[str]
                                       "image not found in --images: measured uncalibrated "
                                       "(lengths in px unless a calibration line was drawn)"))
     opts = long_options or LongitudinalOptions()
-    pv = measure_pairs(pairing, headers=headers, long_options=opts)
+    pv = measure_pairs(pairing, headers=headers, long_options=opts,
+                       one_per_time_point=one_per_time_point)
     notes.extend(pv.notes)
     pairs = _pairs_frame(pv.rows)
     if levels == "index" and not pairs.empty:
         pairs = pairs[pairs["index_vertebra"].astype(bool)].reset_index(drop=True)
-    rel = reliability_table(pairs)
+    boot = bootstrap or BootstrapOptions()
+    rel = reliability_table(pairs, bootstrap=boot)
     kap = kappa_table(pairs, ordinal_weights=ordinal_weights)
     thr = thresholds_vs_mdc(pairs, rel, opts)
+    warnings = _input_warnings(Path(dir_a), Path(dir_b), pairing, pairs)
+    for w in warnings:
+        log.warning("%s", w)
     run = ReliabilityRun(out, pv.n_films, pairs, rel, kap, thr, list(pairing.unpaired),
-                         [*pairing.errors, *pv.errors], notes, pv.longitudinal_status)
+                         [*pairing.errors, *pv.errors], notes, pv.longitudinal_status,
+                         n_patients=pv.n_patients, warnings=warnings, bootstrap=boot)
     files = {
         "reliability": out / "reliability.csv", "kappa": out / "kappa.csv",
         "thresholds": out / "thresholds_vs_mdc.csv", "pairs": out / "pairs_long.csv",
@@ -553,6 +781,15 @@ def run_reliability(dir_a: str | os.PathLike[str], dir_b: str | os.PathLike[str]
     kap.to_csv(files["kappa"], index=False)
     thr.to_csv(files["thresholds"], index=False)
     pairs.to_csv(files["pairs"], index=False)
+    lm_cols = ["film", "patient", "level", "point", "d_row_px", "d_col_px", "d_along",
+               "d_across", "unit"]
+    lm = pd.DataFrame(pv.landmark_rows, columns=lm_cols)
+    files["landmark_differences"] = out / "landmark_differences.csv"
+    lm.to_csv(files["landmark_differences"], index=False)
+    files["landmark_error"] = out / LANDMARK_ERROR_FILE
+    run.landmark_error = landmark_error_summary(pv.landmark_rows)
+    files["landmark_error"].write_text(
+        json.dumps(run.landmark_error, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     files["unpaired"] = _write_issues(out / "unpaired.csv", run.unpaired)
     files["errors"] = _write_issues(out / "errors.csv", run.errors)
     files["notes"] = _write_issues(out / "notes.csv", run.notes)

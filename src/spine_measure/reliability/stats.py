@@ -1,4 +1,4 @@
-"""Agreement statistics of two readings of the same films (SPEC §7).
+"""Agreement statistics of two readings of the same films (docs/reliability.md).
 
 Pure functions on arrays: ratings in, small frozen result objects out. Degenerate input
 (fewer than two pairs, no variance, a single category) gives ``NaN`` plus a ``reason``,
@@ -58,7 +58,11 @@ __all__ = [
     "icc_consistency",
     "relative_differences",
     "sem_from_sd_diff",
+    "sem_agreement",
     "mdc95_from_sem",
+    "ClusterBootstrap",
+    "cluster_bootstrap",
+    "MIN_CLUSTERS_BOOTSTRAP",
 ]
 
 #: The two-sided 95 % normal quantile used in MDC95 and the limits of agreement.
@@ -323,6 +327,32 @@ def sem_from_sd_diff(sd_diff: float) -> float:
     return float(sd_diff) / math.sqrt(2.0)
 
 
+def sem_agreement(differences: Sequence[float] | np.ndarray) -> float:
+    """Agreement standard error of measurement of one reading, from the differences ``b - a``.
+
+    The reader (column) variance of the two-way ANOVA counts as error (de Vet et al. 2006,
+    "agreement" SEM, the SEM that goes with ICC(2,1))::
+
+        sigma2_readers = max(0, (MS_C - MS_E) / n)
+        SEM_agreement  = sqrt(MS_E + sigma2_readers)
+
+    With two readings per film ``MS_E = SD_diff^2 / 2`` and ``MS_C = n * bias^2 / 2``, so
+    ``SEM_agreement^2 = SD_diff^2 / 2 + max(0, bias^2 / 2 - SD_diff^2 / (2 n))``. Without a
+    reader bias it equals the consistency form ``SD_diff / sqrt(2)``
+    (:func:`sem_from_sd_diff`); a bias makes it larger. NaN with fewer than two differences.
+
+    >>> round(sem_agreement([1.0, 2.0, 3.0]), 6)   # SD 1, bias 2, n 3
+    1.527525
+    """
+    d = np.asarray(differences, float)
+    n = int(d.size)
+    if n < 2:
+        return NAN
+    var = float(d.var(ddof=1))
+    bias = float(d.mean())
+    return math.sqrt(var / 2.0 + max(0.0, bias * bias / 2.0 - var / (2.0 * n)))
+
+
 def mdc95_from_sem(sem: float) -> float:
     """Minimal detectable change at 95 %: ``MDC95 = 1.96 * sqrt(2) * SEM``.
 
@@ -360,7 +390,8 @@ class KappaResult:
     se : float
         Large-sample standard error (Fleiss, Cohen & Everitt 1969; statsmodels).
     ci_low, ci_high : float
-        ``kappa -/+ z_{1-alpha/2} * se`` (not clipped to [-1, 1]).
+        ``kappa -/+ z_{1-alpha/2} * se``, clipped to [-1, 1] (the clipping is named in
+        ``reason``); NaN when the SE is 0 (perfect agreement gives no Wald interval).
     pct_agreement : float
         Percent of pairs in exactly the same category.
     n : int
@@ -369,6 +400,9 @@ class KappaResult:
     categories : tuple
         The categories in order (ordinal order for weighted kappa).
     reason : str or None
+        Why kappa or its CI is missing (``"undefined: reader b used one category ..."``),
+        that the CI was clipped, or that there are fewer than ``2 K^2`` pairs for ``K``
+        categories (Cicchetti 1981), below which the large-sample CI is approximate.
     """
 
     kappa: float
@@ -434,6 +468,13 @@ def cohen_kappa(a: Sequence[object], b: Sequence[object], *,
         return KappaResult(NAN, NAN, NAN, NAN, agree, n, weights, cats,
                            "both readers used a single (the same) category: chance agreement "
                            "is 1 and kappa is undefined")
+    for r, marg in (("a", pa), ("b", pb)):
+        used_cats = [c for c, p in zip(cats, marg, strict=True) if p > 0]
+        if len(used_cats) == 1:
+            # kappa is 0 by arithmetic (p_o = p_e), with SE 0: a number that says nothing
+            return KappaResult(NAN, NAN, NAN, NAN, agree, n, weights, cats,
+                               f"undefined: reader {r} used one category ({used_cats[0]}) "
+                               "for every pair")
     # statsmodels also computes a z test against 0, which divides by 0 for perfect agreement
     with np.errstate(divide="ignore", invalid="ignore"):
         if weights == "none":
@@ -443,9 +484,182 @@ def cohen_kappa(a: Sequence[object], b: Sequence[object], *,
     kappa = float(res.kappa)
     var = float(res.var_kappa)
     z = float(sps.norm.ppf(1 - alpha / 2))
+    notes = []
+    n_min = 2 * len(cats) ** 2
+    if n < n_min:
+        notes.append(f"only {n} pairs for {len(cats)} categories (fewer than 2K^2 = {n_min}, "
+                     "Cicchetti 1981): the large-sample CI is approximate")
     if not (math.isfinite(var) and var >= 0):
         return KappaResult(kappa, NAN, NAN, NAN, agree, n, weights, cats,
-                           "the large-sample variance is not defined for this table")
+                           "; ".join(["the large-sample variance is not defined for this "
+                                      "table", *notes]))
     se = math.sqrt(var)
-    return KappaResult(kappa, se, kappa - z * se, kappa + z * se, agree, n, weights, cats,
-                       "perfect agreement: the large-sample SE is 0" if se == 0 else None)
+    if se == 0:
+        return KappaResult(kappa, se, NAN, NAN, agree, n, weights, cats,
+                           "; ".join([f"perfect agreement on {n} pairs: the large-sample SE "
+                                      "is 0 and gives no interval", *notes]))
+    lo, hi = kappa - z * se, kappa + z * se
+    if lo < -1.0 or hi > 1.0:
+        notes.append(f"CI clipped to [-1, 1] (Wald interval {lo:.3f} to {hi:.3f})")
+        lo, hi = max(lo, -1.0), min(hi, 1.0)
+    return KappaResult(kappa, se, lo, hi, agree, n, weights, cats,
+                       "; ".join(notes) or None)
+
+
+# --------------------------------------------------------------------------- clustering
+
+#: Fewest clusters (patients) for which :func:`cluster_bootstrap` resamples. Percentile
+#: cluster-bootstrap intervals undercover with few clusters (Field & Welsh 2007; Cameron,
+#: Gelbach & Miller 2008 find the problem serious below about 20–30 clusters); below this
+#: number the run reports the independent-pairs intervals and says they are optimistic.
+MIN_CLUSTERS_BOOTSTRAP = 20
+
+#: Default seed and number of resamples of :func:`cluster_bootstrap`.
+BOOTSTRAP_SEED = 20240607
+BOOTSTRAP_RESAMPLES = 2000
+
+_BOOT_STATS = ("icc2_1", "icc3_1", "bias", "loa_low", "loa_high", "sem_agreement", "mdc95")
+
+
+@dataclass(frozen=True)
+class ClusterBootstrap:
+    """Percentile confidence intervals from resampling whole clusters (patients).
+
+    Attributes
+    ----------
+    n_pairs, n_clusters : int
+    n_boot : int
+        Resamples drawn (0 when none was drawn).
+    seed : int
+    ci : dict
+        ``{statistic: (low, high)}`` for ``icc2_1``, ``icc3_1``, ``bias``, ``loa_low``,
+        ``loa_high``, ``sem_agreement`` and ``mdc95`` (agreement form); NaN when not
+        computed.
+    n_degenerate : int
+        Resamples in which a statistic was undefined (e.g. every pair from one cluster
+        with no variance); they are left out of that statistic's percentiles.
+    method : str
+        What the interval is, e.g. ``"cluster bootstrap (percentile), 2000 resamples of 25
+        patients, seed 20240607"``; or ``""``.
+    reason : str or None
+        Why no interval was computed (too few clusters).
+    """
+
+    n_pairs: int
+    n_clusters: int
+    n_boot: int
+    seed: int
+    ci: dict[str, tuple[float, float]]
+    n_degenerate: int = 0
+    method: str = ""
+    reason: str | None = None
+
+
+def _boot_stats(t: np.ndarray) -> dict[str, np.ndarray]:
+    """The statistics of :data:`_BOOT_STATS` from summed sufficient statistics.
+
+    ``t[:, 0..5]`` = n, sum a, sum b, sum a^2, sum b^2, sum ab (one row per resample).
+    Two readings per film (k = 2): ``MS_E = var(d) / 2``, ``MS_C = n bias^2 / 2``,
+    ``MS_R = 2 (sum m^2 - n mean(m)^2) / (n - 1)`` with ``m = (a + b) / 2``.
+    """
+    n, sa, sb, saa, sbb, sab = (t[:, i] for i in range(6))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bias = (sb - sa) / n
+        sdd = sbb - 2.0 * sab + saa
+        var_d = np.maximum(sdd - n * bias ** 2, 0.0) / (n - 1)
+        g = (sa + sb) / (2.0 * n)
+        smm = (saa + 2.0 * sab + sbb) / 4.0
+        msr = 2.0 * np.maximum(smm - n * g ** 2, 0.0) / (n - 1)
+        mse = var_d / 2.0
+        msc = n * bias ** 2 / 2.0
+        icc2 = (msr - mse) / (msr + mse + 2.0 * (msc - mse) / n)
+        icc3 = (msr - mse) / (msr + mse)
+        sd = np.sqrt(var_d)
+        sem = np.sqrt(var_d / 2.0 + np.maximum(0.0, bias ** 2 / 2.0 - var_d / (2.0 * n)))
+    bad = n < 2
+    out = {"icc2_1": icc2, "icc3_1": icc3, "bias": bias, "loa_low": bias - Z95 * sd,
+           "loa_high": bias + Z95 * sd, "sem_agreement": sem,
+           "mdc95": Z95 * math.sqrt(2.0) * sem}
+    for v in out.values():
+        v[bad | ~np.isfinite(v)] = np.nan
+    return out
+
+
+def cluster_bootstrap(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
+                      clusters: Sequence[object] | np.ndarray, *,
+                      n_boot: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                      alpha: float = 0.05, min_clusters: int = MIN_CLUSTERS_BOOTSTRAP,
+                      unit: str = "patients") -> ClusterBootstrap:
+    """Cluster (patient) bootstrap intervals of the agreement statistics of paired readings.
+
+    Vertebrae of one patient are not independent: they share the reader's view of that film
+    (its contrast, positioning, calibration) and the patient's anatomy, so their reading
+    errors correlate. Treating them as independent understates the uncertainty. This
+    resamples whole clusters with replacement (``n_clusters`` draws per resample), recomputes
+    every statistic on the pooled pairs of the drawn clusters and takes the
+    ``alpha/2`` and ``1 - alpha/2`` percentiles (Davison & Hinkley 1997, section 3.8).
+
+    The statistics are computed from per-cluster sums (n, sum a, sum b, sum a^2, sum b^2,
+    sum ab), so a resample is a weighted sum: with every cluster drawn once they equal
+    :func:`icc_agreement`, :func:`icc_consistency`, :func:`bland_altman` and
+    :func:`sem_agreement` exactly.
+
+    Parameters
+    ----------
+    a, b : 1-D arrays of equal length
+        Reader a's and reader b's readings (no NaN).
+    clusters : 1-D array of the same length
+        Cluster label of each pair (patient, or film when patients are unknown).
+    n_boot : int
+        Number of resamples.
+    seed : int
+        Seed of ``numpy.random.default_rng``: the same input and seed give the same interval.
+    alpha : float
+    min_clusters : int
+        Fewer clusters give no interval (``reason`` says why): a percentile cluster
+        bootstrap with a handful of clusters is itself optimistic.
+    unit : str
+        Name of the clusters in ``method`` / ``reason`` ("patients", "films").
+    """
+    x = np.asarray(a, float)
+    y = np.asarray(b, float)
+    cl = np.asarray(clusters, dtype=object).astype(str)
+    if x.shape != y.shape or x.ndim != 1 or cl.shape != x.shape:
+        raise ValueError(f'Arguments "a", "b" and "clusters" must be 1-D of equal length; '
+                         f"got {x.shape}, {y.shape} and {cl.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError('Arguments "a" and "b" must be finite (drop incomplete pairs first)')
+    if n_boot < 1:
+        raise ValueError(f'Argument "n_boot" must be >= 1; got {n_boot}')
+    labels, inv = np.unique(cl, return_inverse=True)
+    n_cl = int(labels.size)
+    empty = {s: (NAN, NAN) for s in _BOOT_STATS}
+    if n_cl < min_clusters:
+        return ClusterBootstrap(int(x.size), n_cl, 0, int(seed), empty, reason=(
+            f"{x.size} pairs from only {n_cl} {unit} (a cluster bootstrap needs at least "
+            f"{min_clusters}): the intervals treat the pairs as independent and are "
+            f"optimistic, because readings of one {unit[:-1]} share errors"))
+    centre = float(np.concatenate([x, y]).mean())  # shift-invariant statistics; less rounding
+    xc, yc = x - centre, y - centre
+    per = np.zeros((n_cl, 6))
+    for j, v in enumerate((np.ones_like(xc), xc, yc, xc * xc, yc * yc, xc * yc)):
+        per[:, j] = np.bincount(inv, weights=v, minlength=n_cl)
+    rng = np.random.default_rng(int(seed))
+    draws = rng.integers(0, n_cl, size=(int(n_boot), n_cl))
+    w = np.zeros((int(n_boot), n_cl))
+    np.add.at(w, (np.repeat(np.arange(int(n_boot)), n_cl), draws.ravel()), 1.0)
+    stats = _boot_stats(w @ per)
+    ci = {}
+    n_bad = 0
+    for s in _BOOT_STATS:
+        v = stats[s]
+        ok = np.isfinite(v)
+        n_bad = max(n_bad, int((~ok).sum()))
+        if ok.sum() < 2:
+            ci[s] = (NAN, NAN)
+            continue
+        lo, hi = np.quantile(v[ok], [alpha / 2, 1 - alpha / 2])
+        ci[s] = (float(lo), float(hi))
+    return ClusterBootstrap(int(x.size), n_cl, int(n_boot), int(seed), ci, n_bad,
+                            f"cluster bootstrap (percentile), {int(n_boot)} resamples of "
+                            f"{n_cl} {unit}, seed {int(seed)}")

@@ -1,4 +1,4 @@
-"""Risk models for vertebral augmentation studies (SPEC §5).
+"""Risk models for vertebral augmentation studies (``docs/risk_models.md``).
 
 * :mod:`~spine_measure.risk.published` — Li 2021, An 2021, Xiong 2021 and the rule flags of
   Zeng 2025 / Yassavoly 2025 as data with provenance.
@@ -21,13 +21,13 @@ from spine_measure.risk.errors import (
     TableFormatError,
 )
 from spine_measure.risk.fit import LogisticFit, PredictorSpec, fit_logistic, parse_predictors
-from spine_measure.risk.published import MODELS, PublishedModel, RuleSet, get_model
+from spine_measure.risk.published import MODELS, PublishedModel, RuleSet, get_model, model_names
 from spine_measure.risk.simulate import simulate_li2021
 from spine_measure.risk.univariate import univariate_table
 from spine_measure.risk.validate import Validation, delong_auc, validate
 
 __all__ = [
-    "MODELS", "PublishedModel", "RuleSet", "get_model", "apply_model", "recalibrate",
+    "MODELS", "PublishedModel", "RuleSet", "get_model", "model_names", "apply_model", "recalibrate",
     "Recalibration", "check_table", "LogisticFit", "PredictorSpec", "fit_logistic",
     "parse_predictors", "univariate_table", "Validation", "validate", "delong_auc",
     "simulate_li2021", "RiskModelError", "RiskInputError", "TableFormatError", "RiskWarning",

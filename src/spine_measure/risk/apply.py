@@ -41,6 +41,27 @@ ID_COLUMNS = ("patient_pseudo_id", "level")
 
 _TRUE = {"1", "1.0", "yes", "y", "true", "t", "present"}
 _FALSE = {"0", "0.0", "no", "n", "false", "f", "absent"}
+#: Unambiguous boolean spellings (``spine-measure batch`` writes ``true``/``false``; pandas
+#: writes ``True``/``False``; clinical tables often hold ``yes``/``no`` or 0/1).
+BOOL_TRUE = frozenset({"1", "true", "yes"})
+BOOL_FALSE = frozenset({"0", "false", "no"})
+
+
+def bool_code(raw) -> str | None:
+    """``"1"``/``"0"`` for a boolean spelling (0/1, true/false, True/False, yes/no), else
+    ``None``.
+
+    >>> bool_code("True"), bool_code("false"), bool_code(1.0), bool_code("blocky")
+    ('1', '0', '1', None)
+    """
+    if isinstance(raw, (bool, np.bool_)):
+        return "1" if raw else "0"
+    t = _norm_text(raw)
+    if t in BOOL_TRUE:
+        return "1"
+    if t in BOOL_FALSE:
+        return "0"
+    return None
 
 
 def expit(x):
@@ -88,6 +109,8 @@ def code_value(coding: Coding, raw) -> tuple[float, str | None]:
     if coding.kind == "indicator":
         t = _norm_text(raw)
         allowed = {a.lower() for a in coding.allowed}
+        if allowed and allowed <= {"0", "1"} and t not in allowed:
+            t = bool_code(raw) or t  # batch writes 0/1 indicators as true/false
         if allowed and t not in allowed:
             return math.nan, f"{col} = {raw!r} is not one of {', '.join(coding.allowed)}"
         return (1.0 if t in {lv.lower() for lv in coding.levels} else 0.0), None
@@ -184,11 +207,19 @@ def recalibrate(lp, y, *, slope: bool = False) -> Recalibration:
         Also estimate a calibration slope (full logistic recalibration).
     """
     lp = np.asarray(lp, dtype=float)
-    y = np.asarray(pd.to_numeric(pd.Series(y), errors="coerce"), dtype=float)
+    yv = []
+    for i, v in enumerate(list(y)):
+        if _is_missing(v):
+            yv.append(np.nan)
+            continue
+        code = bool_code(v)
+        if code is None:
+            raise RiskInputError(f"recalibration outcome: row {i + 1} value {v!r} is not 0/1 "
+                                 "(or true/false, yes/no)")
+        yv.append(float(code))
+    y = np.array(yv, dtype=float)
     ok = np.isfinite(lp) & np.isfinite(y)
     lp, y = lp[ok], y[ok]
-    if not set(np.unique(y)) <= {0.0, 1.0}:
-        raise RiskInputError("recalibration outcome must be 0/1")
     if len(y) < 2 or y.min() == y.max():
         raise RiskInputError(
             f"recalibration needs both outcomes among complete rows; got {len(y)} rows, "

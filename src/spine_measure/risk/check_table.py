@@ -43,6 +43,7 @@ import pandas as pd
 from scipy import stats
 
 from spine_measure.risk.errors import TableFormatError
+from spine_measure.risk.exact import fisher_exact_rxc
 
 __all__ = [
     "Printed",
@@ -54,6 +55,7 @@ __all__ = [
     "check_chi2",
     "check_logistic_row",
     "check_table",
+    "verdicts",
     "read_table_csv",
     "CHECK_COLUMNS",
 ]
@@ -258,9 +260,14 @@ def check_t_test(
         chosen = (ok_variants or flip_variants or ["student"])[0]
         lo, hi = results[chosen][idx], results[chosen][idx + 1]
         rec = point[chosen][0] if check == "statistic" else t_p_point[chosen]
+        label = chosen
         if ok_variants:
             status = "ok"
-            note = "" if "student" in ok_variants else "reproduces with Welch's t only"
+            if len(ok_variants) == 2:
+                label = "student+welch"
+                note = "reproduces with Student's t and with Welch's t"
+            else:
+                note = "" if "student" in ok_variants else "reproduces with Welch's t only"
         elif flip_variants:
             status = "ok"
             note = "reproduces with the groups in the other order (sign differs)"
@@ -274,13 +281,13 @@ def check_t_test(
                 else f"{other} P in [{results[other][2]:.4g}, {results[other][3]:.4g}]"
             )
         out.append(
-            _row(table, item, f"t_test.{check}", printed.text, rec, lo, hi, chosen, status, note)
+            _row(table, item, f"t_test.{check}", printed.text, rec, lo, hi, label, status, note)
         )
     if pr_t is not None and pr_p is not None:
         # P implied by the printed statistic itself (locates which of the two is off), with
         # the df of the variant that reproduced the statistic (Welch's df from the point values).
         stat_rows = [r for r in out if r["check"] == "t_test.statistic"]
-        variant = stat_rows[0]["variant"] if stat_rows else "student"
+        variant = stat_rows[0]["variant"].split("+")[0] if stat_rows else "student"
         df_s = point[variant][1]
         p_lo = _p_from_t(max(abs(pr_t.low), abs(pr_t.high)), df_s)
         p_hi = (_p_from_t(min(abs(pr_t.low), abs(pr_t.high)), df_s)
@@ -304,13 +311,16 @@ def check_t_test(
 
 
 def _chi2_stats(counts: np.ndarray) -> dict[str, tuple[float, float]]:
-    """Pearson (and Yates for 2x2) chi-square statistic and P value of a table."""
+    """Pearson (and Yates for 2x2) chi-square statistic and P value of a table, and the P of
+    Fisher's exact test (Freeman–Halton for r x c; no statistic, NaN)."""
     res = {}
     stat, p, _, _ = stats.chi2_contingency(counts, correction=False)
     res["pearson"] = (float(stat), float(p))
     if counts.shape == (2, 2):
         stat, p, _, _ = stats.chi2_contingency(counts, correction=True)
         res["yates"] = (float(stat), float(p))
+    fr = fisher_exact_rxc(counts.astype(int), seed=0)
+    res["fisher"] = (math.nan, fr.pvalue)
     return res
 
 
@@ -367,14 +377,18 @@ def check_chi2(
     for check, printed, idx in (("statistic", pr_s, 0), ("p", pr_p, 1)):
         if printed is None:
             continue
-        ok = [v for v, sp in variants.items() if printed.overlaps(sp[idx], sp[idx])]
-        chosen = ok[0] if ok else "pearson"
-        val = variants[chosen][idx]
+        ok = [v for v, sp in variants.items()
+              if math.isfinite(sp[idx]) and printed.overlaps(sp[idx], sp[idx])]
+        chosen = "+".join(ok) if ok else "pearson"
+        val = variants[ok[0] if ok else "pearson"][idx]
         note = ""
         if not ok:
-            note = "; ".join(f"{v}: {sp[idx]:.4g}" for v, sp in variants.items())
+            note = "; ".join(f"{_VARIANT_NAME[v]}: {sp[idx]:.4g}" for v, sp in variants.items()
+                             if math.isfinite(sp[idx]))
+        elif len(ok) > 1:
+            note = "reproduces with " + " and with ".join(_VARIANT_NAME[v] for v in ok)
         elif chosen != "pearson":
-            note = "reproduces with Yates' continuity correction only"
+            note = f"reproduces with {_VARIANT_NAME[chosen]} only"
         out.append(_row(table, item, f"chi2.{check}", printed.text, val, val, val, chosen,
                         "ok" if ok else "inconsistent", note))
     return out
@@ -483,6 +497,10 @@ def check_logistic_row(
     return out
 
 
+_VARIANT_NAME = {"pearson": "Pearson chi-square", "yates": "Yates' continuity correction",
+                 "fisher": "Fisher's exact test", "student": "Student's t",
+                 "welch": "Welch's t"}
+
 _TABLE_COLUMNS = ["table", "item", "level", "test", "group1", "group2", "n1", "n2",
                   "statistic", "p", "b", "se", "wald", "or", "ci_low", "ci_high"]
 
@@ -565,10 +583,41 @@ def check_table(table: pd.DataFrame | str | Path) -> pd.DataFrame:
             else:
                 raise TableFormatError(f"{where}: unknown test {test!r} (t, chi2, logistic, "
                                        "wald_joint)")
-        except TableFormatError as exc:
+        except TableFormatError as exc:  # one unreadable item never costs the others
             msg = str(exc)
-            raise TableFormatError(msg if msg.startswith(where) else f"{where}: {msg}") from exc
+            msg = msg[len(where) + 2:] if msg.startswith(where + ": ") else msg
+            rows.append(_row(key[0], key[1], f"{test or 'row'}.parse", "", math.nan, math.nan,
+                             math.nan, "", "not_checkable", f"cannot be checked: {msg}"))
     return pd.DataFrame(rows, columns=CHECK_COLUMNS)
+
+
+def verdicts(results: pd.DataFrame) -> list[dict]:
+    """One verdict per item: ``inconsistent`` when any check fails, ``not_checkable`` when no
+    check could be made, else ``ok``; with the failing (or not checkable) checks under it.
+
+    Percentage checks of a ``chi2`` item (item ``"Gender: Male"``) belong to the item
+    (``"Gender"``).
+    """
+    out: list[dict] = []
+    index: dict[tuple[str, str], dict] = {}
+    items = {(t, i) for t, i, c in zip(results["table"], results["item"], results["check"],
+                                       strict=True) if not str(c).startswith("percent.")}
+    for r in results.to_dict("records"):
+        key = (r["table"], r["item"])
+        if str(r["check"]).startswith("percent."):
+            base = [i for t, i in items if t == r["table"] and r["item"].startswith(i + ": ")]
+            if base:
+                key = (r["table"], max(base, key=len))
+        if key not in index:
+            index[key] = {"table": key[0], "item": key[1], "checks": []}
+            out.append(index[key])
+        index[key]["checks"].append(r)
+    for v in out:
+        st = [c["status"] for c in v["checks"]]
+        v["verdict"] = ("inconsistent" if "inconsistent" in st else
+                        "not_checkable" if all(s == "not_checkable" for s in st) else "ok")
+        v["failing"] = [c for c in v["checks"] if c["status"] != "ok"]
+    return out
 
 
 def inconsistent(results: pd.DataFrame) -> pd.DataFrame:

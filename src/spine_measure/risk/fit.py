@@ -34,7 +34,7 @@ from statsmodels.tools.sm_exceptions import (
     PerfectSeparationWarning,
 )
 
-from spine_measure.risk.apply import _norm_text, expit
+from spine_measure.risk.apply import _norm_text, bool_code, expit
 from spine_measure.risk.errors import (
     FewEventsWarning,
     NonConvergenceWarning,
@@ -79,6 +79,17 @@ class PredictorSpec:
         return self.column
 
 
+def _level(raw) -> str:
+    """Normalised level text; boolean spellings (true/false, yes/no, 0/1) become 1/0, so a
+    model fitted on 0/1 reads ``spine-measure batch``'s true/false and vice versa."""
+    return bool_code(raw) or _norm_text(raw)
+
+
+def _is_boolean(series: pd.Series) -> bool:
+    vals = series[series.astype(str).str.strip() != ""]
+    return bool(len(vals)) and all(bool_code(v) is not None for v in vals)
+
+
 def _is_numeric(series: pd.Series) -> bool:
     vals = series[series.astype(str).str.strip() != ""]
     return bool(len(vals)) and pd.to_numeric(vals, errors="coerce").notna().all()
@@ -101,6 +112,8 @@ def parse_predictors(tokens: Sequence[str], df: pd.DataFrame) -> tuple[Predictor
             if len(groups) < 2:
                 raise RiskInputError(f"predictor {tok!r}: give at least two level groups")
             specs.append(PredictorSpec(col, "categorical", groups))
+        elif _is_boolean(present):
+            specs.append(PredictorSpec(col, "binary"))
         elif _is_numeric(present):
             vals = set(pd.to_numeric(present).unique())
             kind = "binary" if vals <= {0, 1} else "continuous"
@@ -124,21 +137,24 @@ def encode(specs: Sequence[PredictorSpec], df: pd.DataFrame) -> tuple[pd.DataFra
             raise RiskInputError(f"predictor column {sp.column!r} not in the input")
         raw = df[sp.column].tolist()
         if sp.kind == "categorical":
-            known = {lv for g in sp.groups for lv in g}
+            groups = [{_level(lv) for lv in g} for g in sp.groups]
+            known = set().union(*groups)
             mats = {t: np.full(len(df), np.nan) for t in sp.terms}
             for i, r in enumerate(raw):
                 if r is None or (isinstance(r, float) and math.isnan(r)) or str(r).strip() == "":
                     reasons[i].append(f"{sp.column} is empty")
                     continue
-                t = _norm_text(r)
+                t = _level(r)
                 if t not in known:
                     reasons[i].append(f"{sp.column} = {r!r} is in no level group")
                     continue
-                for g, name in zip(sp.groups[1:], sp.terms, strict=True):
+                for g, name in zip(groups[1:], sp.terms, strict=True):
                     mats[name][i] = 1.0 if t in g else 0.0
             cols.update(mats)
         else:
-            v = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float)
+            coded = [bool_code(r) or r for r in raw] if sp.kind == "binary" else raw
+            v = pd.to_numeric(pd.Series(coded, dtype=object), errors="coerce").to_numpy(
+                dtype=float)
             for i in np.flatnonzero(~np.isfinite(v)):
                 r = raw[i]
                 empty = r is None or str(r).strip() in ("", "nan")
@@ -254,11 +270,13 @@ class LogisticFit:
         Columns: ``B, SE, Wald, df, P, OR, CI_low, CI_high``; the constant is last.
         """
         rows = []
-        ci = np.exp(self.conf_int)
+        with np.errstate(over="ignore"):  # separation: exp of a huge B is inf, shown as such
+            ci = np.exp(self.conf_int)
+            ors = self.odds_ratios
         def row(i: int, label: str) -> dict:
             return {"term": label, "B": self.params[i], "SE": self.bse[i],
                     "Wald": self.wald[i], "df": 1, "P": self.pvalues[i],
-                    "OR": self.odds_ratios[i], "CI_low": ci[i, 0], "CI_high": ci[i, 1]}
+                    "OR": ors[i], "CI_low": ci[i, 0], "CI_high": ci[i, 1]}
         for sp in self.predictors:
             if sp.kind == "categorical" and len(sp.terms) > 1:
                 w, d, p = self.joint_wald(sp)
@@ -272,24 +290,36 @@ class LogisticFit:
         rows.append(c)
         return pd.DataFrame(rows).set_index("term")
 
-    def summary(self) -> str:
-        """Plain-text table (B, SE, Wald, df, P, OR (95 % CI)) plus sample and warnings."""
+    def summary(self, *, with_warnings: bool = True) -> str:
+        """Plain-text table (B, SE, Wald, df, P, OR (95 % CI)) plus sample and warnings.
+
+        Columns are separated by at least two spaces; values too large for a fixed
+        format (separation) are printed in exponent form, so numbers never run together.
+        """
         t = self.table()
         def fmt_p(p: float) -> str:
-            return "<0.001" if p < 0.001 else f"{p:.3f}"
+            return "" if np.isnan(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
+        def num(x: float) -> str:
+            if not np.isfinite(x):
+                return "" if np.isnan(x) else ("inf" if x > 0 else "-inf")
+            return f"{x:.3f}" if abs(x) < 1e4 else f"{x:.3g}"
+        rows = [("", "B", "SE", "Wald", "df", "P", "OR (95% CI)")]
+        for name, r in t.iterrows():
+            orr = num(r.OR)
+            if not np.isnan(r.CI_low):
+                orr += f" ({num(r.CI_low)} to {num(r.CI_high)})"
+            rows.append((str(name), num(r.B), num(r.SE), num(r.Wald), str(int(r.df)),
+                         fmt_p(r.P), orr))
+        widths = [max(len(r[j]) for r in rows) for j in range(6)]
         lines = [f"Logistic regression of {self.outcome}: n = {self.n} "
                  f"({self.n_events} events; {self.n_dropped} rows dropped for missing "
-                 f"inputs), converged = {self.converged}",
-                 f"{'':34s}{'B':>9s}{'SE':>8s}{'Wald':>9s}{'df':>4s}{'P':>8s}  OR (95% CI)"]
-        for name, r in t.iterrows():
-            b = "" if np.isnan(r.B) else f"{r.B:9.3f}"
-            se = "" if np.isnan(r.SE) else f"{r.SE:8.3f}"
-            orr = "" if np.isnan(r.OR) else f"{r.OR:.3f}"
-            if not np.isnan(r.CI_low):
-                orr += f" ({r.CI_low:.3f}~{r.CI_high:.3f})"
-            lines.append(f"{str(name)[:34]:34s}{b:>9s}{se:>8s}{r.Wald:9.3f}{int(r.df):4d}"
-                         f"{fmt_p(r.P):>8s}  {orr}")
-        lines += [f"WARNING: {w}" for w in self.warnings]
+                 f"inputs), converged = {self.converged}"]
+        for r in rows:
+            cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:6], widths[1:],
+                                                                       strict=True)]
+            lines.append("  ".join(cells) + "  " + r[6])
+        if with_warnings:
+            lines += [f"WARNING: {w}" for w in self.warnings]
         return "\n".join(lines)
 
     # --- prediction ---------------------------------------------------------------------

@@ -17,8 +17,8 @@ coefficient as printed and the coefficient used, and what the model can give:
 ``flags``
     threshold rules (Zeng 2025, Yassavoly 2025).
 
-SPEC §5 fixes the coefficients; the printed numbers that disagree with each other are kept
-in :attr:`PublishedModel.inconsistencies` (``docs/risk_models.md`` lists them).
+The coefficients are the papers' printed ones; printed numbers that disagree with each other
+are kept in :attr:`PublishedModel.inconsistencies` (``docs/risk_models.md`` lists them).
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ LI2021 = PublishedModel(
         "CI, and the text calls blocky a risk factor, so B = +0.800 is used.",
         "Posterior fascia oedema: B = 1.337 gives OR exp(1.337) = 3.81, not the printed 3.965; "
         "the printed OR, CI (1.218-12.907) and Wald 5.232 all agree with B = 1.377 (SE 0.602), "
-        "so 1.337 looks like a transposition of 1.377. SPEC §5 keeps the printed B = 1.337.",
+        "so 1.337 looks like a transposition of 1.377. The printed B = 1.337 is kept.",
         "The abstract and Figure 8 give AUC 0.780 (0.7799) while the c-index is 0.774; for a "
         "binary outcome Harrell's c equals the AUC, so the two should be identical.",
     ),
@@ -306,7 +306,7 @@ AN2021 = PublishedModel(
         "'Not in contact with the endplates' is read as 'not touching both endplates' "
         "(cement_contacts_both_postop == 0), i.e. any NPEC pattern.",
         "Recovery of anterior column height is taken as AVHR(postop) - AVHR(preop) in "
-        "percentage points (SPEC §3 avhr_recovery).",
+        "percentage points (avhr_recovery_pct, docs/data_dictionary.csv).",
         "Odds ratios between patients: exp(lp_a - lp_b). Probabilities after logistic "
         "recalibration on the user's cohort: logit p = a + lp (intercept only) or a + b*lp.",
     ),
@@ -386,7 +386,8 @@ RULES = RuleSet(
     combined={"hu_ratio_high_and_adjacent_low": ("hu_ratio_gt_15_18", "adjacent_hu_lt_66_9")},
     notes=(
         "Zeng 2025 reports the HU finding as the combination of a high augmented/adjacent HU "
-        "ratio (> 15.18) and a low adjacent HU (< 66.9); SPEC §5 words it 'adjacent/augmented'. "
+        "ratio (> 15.18) and a low adjacent HU (< 66.9); it is sometimes worded "
+        "'adjacent/augmented'. "
         "A threshold of 15.18 only makes sense for the augmented (cemented) vertebra over the "
         "adjacent one, so treated_hu / adjacent_hu is used; the combined flag is "
         "hu_ratio_high_and_adjacent_low.",
