@@ -871,7 +871,6 @@ class SpineAnnotationWidget(QWidget):
             centre = (lo + hi) / 2.0 - (y - y0) * span / 500.0
             width = max((hi - lo) + (x - x0) * span / 500.0, span / 1000.0)
             self._set_contrast(centre - width / 2.0, centre + width / 2.0)
-            event.handled = True
             yield
 
     def set_reader(self, reader: str | None) -> None:
@@ -1281,7 +1280,6 @@ class SpineAnnotationWidget(QWidget):
                     now = np.asarray(layer.world_to_data(event.position), dtype=float)[-2:]
                     r, c = origin + (now - start)
                     self.move_point(grabbed[0], grabbed[1], float(r), float(c))
-                    event.handled = True
                 yield
         finally:
             if mode_cb is not None and mode_cb not in layer.mouse_drag_callbacks \
@@ -1545,7 +1543,9 @@ class SpineAnnotationWidget(QWidget):
         else:
             self._status(f"{ctl.last_message} · {where}: {saved}".strip(" ·"))
 
-    def _refresh_table(self, ctl: AnnotationController, fm: Any) -> None:
+    def _refresh_table(self, ctl: AnnotationController, fm: Any = None) -> None:
+        if fm is None:
+            fm = ctl.measurements()
         levels = list(fm.vertebrae)
         cal_src = _SOURCE_LONG.get(fm.calibration_source, fm.calibration_source)
         unit = "px" if ctl.calibration.spacing is None else "mm"
