@@ -122,7 +122,8 @@ def test_drag_while_placing_and_table_follows_mid_drag(window, qtbot, postop_fil
 
     # placing mode (no E): the press lands on L1 Ai, the drag moves it 12 px down
     assert widget.landmarks_layer.mode == "add"
-    drag(qtbot, viewer, widget.landmarks_layer, ai, (ai[0] + 12, ai[1]), steps=6, during=mid)
+    # 20 moves: a long drag keeps following (marking moves handled once froze it after 5)
+    drag(qtbot, viewer, widget.landmarks_layer, ai, (ai[0] + 12, ai[1]), steps=20, during=mid)
     assert len(widget.landmarks_layer.data) == n_points  # no point added
     assert ctl.points("L1")["Ai"][0] == pytest.approx(ai[0] + 12, abs=1.5)
     assert seen[2] != before and len(set(seen)) >= 3  # the table moved before the release
@@ -134,7 +135,7 @@ def test_drag_while_placing_and_table_follows_mid_drag(window, qtbot, postop_fil
     key(qtbot, viewer, "E")
     assert widget.landmarks_layer.mode == "select"
     seen.clear()
-    drag(qtbot, viewer, widget.landmarks_layer, ai, (ai[0] - 10, ai[1]), steps=6, during=mid)
+    drag(qtbot, viewer, widget.landmarks_layer, ai, (ai[0] - 10, ai[1]), steps=20, during=mid)
     assert ctl.points("L1")["Ai"][0] == pytest.approx(ai[0] - 10, abs=1.5)
     assert seen[2] != before and len(set(seen)) >= 3
 
