@@ -59,8 +59,9 @@ def test_info_imports_only_the_readers(extra: list[str]) -> None:
 
 def test_every_command_still_registers() -> None:
     """Lazy imports must not lose a subcommand: the help lists each one."""
-    from spine_measure.cli import app
     from typer.main import get_command
+
+    from spine_measure.cli import app
 
     names = set(get_command(app).commands)  # type: ignore[attr-defined]
     assert {"annotate", "batch", "export-sr", "import-landmarks", "info", "measure",

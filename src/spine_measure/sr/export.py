@@ -521,8 +521,17 @@ def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike
                   finder: Any = None,
                   cobb: Iterable[str] = (), with_cement: bool = True,
                   file_name: str | None = None,
-                  taken: Mapping[str, Any] | None = None) -> SrWritten:
+                  taken: Mapping[str, Any] | None = None,
+                  include_identifiers: bool = False,
+                  pseudonym_key: bytes | None = None) -> SrWritten:
     """Measure one DICOM film with its annotation and write its SR into ``out_dir``.
+
+    The SR is pseudonymised unless ``include_identifiers``: the patient's name and ID become
+    the keyed pseudonym ``batch`` gives the same PatientID with the same key
+    (:func:`spine_measure.batch.pseudonym.pseudonym`), birth date and accession number are
+    emptied. ``pseudonym_key`` defaults to the key ``batch`` would use
+    (:func:`spine_measure.batch.pseudonym.resolve_key`: the environment variables, else the
+    user's key file, generated once); it is never written into ``out_dir``.
 
     The film is measured by :func:`spine_measure.service.measure_film_file`, as
     ``spine-measure measure`` and ``batch`` measure it (same annotation precedence, same
@@ -534,8 +543,10 @@ def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike
     Raises
     ------
     FileError
-        Not a DICOM image, no annotation or another image's, unreadable file, or the SR
-        cannot be written (one line naming the file).
+        Not a DICOM image, no annotation or another image's, unreadable file, the SR
+        cannot be written, or the pseudonymisation key cannot be used
+        (:class:`~spine_measure.batch.pseudonym.PseudonymKeyError`; one line naming the
+        file).
     """
     from spine_measure.io.radiograph import looks_like_dicom
     from spine_measure.service import AnnotationFinder, measure_film_file
@@ -550,7 +561,14 @@ def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike
     if finder is None:
         finder = AnnotationFinder(annotations_dir)
     result = measure_film_file(path, finder=finder, cobb=list(cobb), cement=with_cement)
-    sr, skipped = film_sr(result)
+    pseudo = None
+    if not include_identifiers:
+        from spine_measure.batch.pseudonym import pseudonym, resolve_key
+
+        if pseudonym_key is None:
+            pseudonym_key = resolve_key(None, out).key
+        pseudo = pseudonym(result.metadata.patient_id or "", pseudonym_key)
+    sr, skipped = film_sr(result, pseudonym=pseudo)
     if not out.is_dir():
         raise FileError(out, "output folder does not exist")
     name = file_name or sr_file_name(str(result.metadata.sop_instance_uid or ""))
