@@ -175,7 +175,7 @@ def test_cement_on_the_radiograph_equals_on_its_density() -> None:
 
 def _quickstart_batch_argv(out: str) -> list[str]:
     script = (ROOT / "scripts" / "quickstart.sh").read_text(encoding="utf-8")
-    cmd = re.search(r"\.venv/bin/spine-measure (batch .*?)\n\n", script, re.S)
+    cmd = re.search(r"\.venv/bin/spine-measure (batch (?:.*\\\n)*.*)\n", script)
     assert cmd, "quickstart.sh: no spine-measure batch command"
     argv = shlex.split(cmd.group(1).replace("\\\n", " "))
     return [out if a == "$out" else a for a in argv]
@@ -215,7 +215,13 @@ def test_readme_risk_example(quickstart: Path, capsys) -> None:
     assert rc == EXIT_OK, err
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     shown = re.search(r"\(e\.g\. (0\.\d+) for the patient", readme).group(1)
-    assert shown in out
+    import csv
+
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 7  # one per patient x treated level of the quick start
+    assert all(r["li2021_probability"] or r["li2021_missing_inputs"] for r in rows)
+    assert f"{float(shown):.3f}" in {f"{float(r['li2021_probability']):.3f}" for r in rows
+                                     if r["li2021_probability"]}
 
 
 def test_batch_python_example(workdir: Path, monkeypatch) -> None:
