@@ -129,3 +129,15 @@ def test_key_inside_the_output_folder_is_refused(films: Path, tmp_path: Path, ca
     err = capsys.readouterr().err
     assert rc == EXIT_USAGE and "inside the output folder" in err and "Traceback" not in err
     assert not list(out.glob("*.sr.dcm"))
+
+
+def test_pseudonym_name_raises_no_person_name_warning(films: Path, tmp_path: Path,
+                                                      capsys) -> None:
+    """A pseudonym is a one-component name on purpose: no highdicom warning per film."""
+    dcm = films / "SM001" / f"{FILM}.dcm"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["export-sr", str(dcm), "--out", str(tmp_path / "sr"),
+                     "--pseudonym-key", "k"]) == EXIT_OK
+    assert not [w for w in caught if "person name" in str(w.message)]
+    capsys.readouterr()

@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -551,8 +552,13 @@ def film_sr(result: Any, *, pseudonym: str | None = None,
 
         fu = film_uncertainty(result.measurements, uncertainty)
     try:
-        sr = build_sr(header, result.measurements, result.annotation, cement=result.cement,
-                      skipped=skipped, uncertainty=fu)
+        with warnings.catch_warnings():
+            # a pseudonym is a one-component name on purpose; highdicom would warn per film
+            warnings.filterwarnings("ignore", category=UserWarning,
+                                    message=r'The string "P[0-9a-f]{16}" is unlikely to '
+                                            r'represent the intended person name')
+            sr = build_sr(header, result.measurements, result.annotation,
+                          cement=result.cement, skipped=skipped, uncertainty=fu)
     except (SpineMeasureError, ValueError, TypeError, AttributeError) as exc:
         raise FileError(path, f"cannot build the SR: {exc}") from None
     return sr, skipped
