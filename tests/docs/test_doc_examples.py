@@ -328,3 +328,32 @@ def test_the_option_check_can_fail() -> None:
 def test_command_line_in_docs_names_real_options(where: str, text: str) -> None:
     path, unknown = _unknown_options(text)
     assert not unknown, f"{where}: spine-measure {' '.join(path)}: unknown {unknown}: {text}"
+
+
+# --- architecture.md, reliability.md --------------------------------------------------------
+
+def test_architecture_tree_names_real_files() -> None:
+    """Every file and folder in architecture.md's tree exists where the tree puts it."""
+    block = block_with(DOCS / "architecture.md", "src/spine_measure/")
+    stack: list[tuple[int, Path]] = [(-1, ROOT)]
+    checked = 0
+    for ln in block.body.splitlines():
+        name = ln.strip().split()[0] if ln.strip() else ""
+        if not re.fullmatch(r"[\w./-]+", name) or not (name.endswith("/") or "." in name):
+            continue  # a continuation line of a description
+        indent = len(ln) - len(ln.lstrip())
+        while stack[-1][0] >= indent:
+            stack.pop()
+        path = stack[-1][1] / name.rstrip("/")
+        assert path.exists(), f"architecture.md: {path.relative_to(ROOT)} does not exist"
+        checked += 1
+        if name.endswith("/"):
+            stack.append((indent, path))
+    assert checked >= 20
+
+
+def test_reliability_simulation_example(workdir: Path) -> None:
+    block = block_with(DOCS / "reliability.md", "simulate_readers(", "python")
+    run_python(block.body, workdir)
+    made = sorted(p.relative_to(workdir / "sim") for p in (workdir / "sim").rglob("*.sm.json"))
+    assert made, "the example wrote no annotation"
