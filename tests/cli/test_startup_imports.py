@@ -44,7 +44,7 @@ def test_version_imports_neither_numpy_nor_pydicom() -> None:
     assert res["rc"] == 0
     assert res["out"].startswith("spine-measure ")
     loaded = set(res["modules"])
-    assert not loaded & {*HEAVY, "numpy", "pydicom", "PIL"}, sorted(loaded & {*HEAVY})
+    assert not loaded & {*HEAVY, "numpy", "pydicom", "PIL", "concurrent"}, sorted(loaded)
 
 
 @pytest.mark.parametrize("extra", [[], ["--header-only"]])
@@ -66,3 +66,18 @@ def test_every_command_still_registers() -> None:
     names = set(get_command(app).commands)  # type: ignore[attr-defined]
     assert {"annotate", "batch", "export-sr", "import-landmarks", "info", "measure",
             "reliability", "risk"} <= names
+
+
+def test_version_is_the_installed_metadata() -> None:
+    """``__version__`` is a literal (no importlib.metadata at start-up); pyproject.toml takes
+    the package version from it, so the two agree."""
+    import importlib.metadata
+    import tomllib
+
+    import spine_measure
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "version" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "spine_measure.__version__"}
+    assert importlib.metadata.version("spine-measure") == spine_measure.__version__
