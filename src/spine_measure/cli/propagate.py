@@ -75,7 +75,6 @@ def _refine_job(job: tuple[str, str | None, str, float | None, float | None]
 
     from spine_measure.errors import FileError, SpineMeasureError
     from spine_measure.io.annotation import (
-        find_annotation,
         load_annotation,
         save_annotation,
         sidecar_path,
@@ -85,7 +84,10 @@ def _refine_job(job: tuple[str, str | None, str, float | None, float | None]
 
     rec: dict[str, Any] = {"film": film, "rows": [], "error": None, "written": None}
     try:
-        ann_path = find_annotation(film, annotations)
+        from spine_measure.service import AnnotationFinder
+
+        found = AnnotationFinder(annotations).find(film)
+        ann_path = None if found is None else found.path
         if ann_path is None:
             raise FileError(film, "no annotation (looked next to the film"
                                   + (f" and in {annotations})" if annotations else ")"))

@@ -25,7 +25,6 @@ from spine_measure.io.annotation import (
     Annotation,
     ImageRef,
     LevelReview,
-    find_annotation,
     load_annotation,
 )
 
@@ -160,8 +159,11 @@ def propose_for_film(source_path: str | os.PathLike[str], target_path: str | os.
 
     from spine_measure.errors import FileError
     from spine_measure.io.radiograph import load_radiograph
+    from spine_measure.service import AnnotationFinder
 
-    src_ann_path = find_annotation(source_path, annotations_dir)
+    finder = AnnotationFinder(annotations_dir)   # the one precedence rule: folder, then sidecar
+    found = finder.find(source_path)
+    src_ann_path = None if found is None else found.path
     if src_ann_path is None:
         where = f" or in {annotations_dir}" if annotations_dir else ""
         raise FileError(source_path, f"the source film has no annotation (looked next to it"
@@ -176,7 +178,8 @@ def propose_for_film(source_path: str | os.PathLike[str], target_path: str | os.
                                       f"image; {Path(source_path).name} is "
                                       f"{source.shape[0]}x{source.shape[1]}")
     existing = None
-    tgt_ann_path = find_annotation(target_path, annotations_dir)
+    found = finder.find(target_path)
+    tgt_ann_path = None if found is None else found.path
     if tgt_ann_path is not None:
         existing = load_annotation(tgt_ann_path)
     try:
@@ -217,20 +220,19 @@ def plan_folder(root: str | os.PathLike[str], *,
     Films are DICOM (PatientID and dates from the header only). Films without PatientID,
     patients without any annotated film and unreadable files are listed in ``unpaired``.
     """
-    from spine_measure.io.annotation import index_annotations
     from spine_measure.io.scan import scan_folder
+    from spine_measure.service import AnnotationFinder
 
     scan = scan_folder(root)
     plan = FolderPlan()
     for issue in scan.issues:
         if issue.stage == "read":
             plan.unpaired.append((str(issue.path), str(issue.reason)))
-    index = index_annotations(annotations_dir) if annotations_dir is not None else None
+    finder = AnnotationFinder(annotations_dir)
     by_patient: dict[str, list[tuple[Any, bool]]] = {}
     for h in sorted(scan.images, key=lambda h: h.path):
         m = h.metadata
-        ann = find_annotation(h.path, annotations_dir, sop_instance_uid=m.sop_instance_uid,
-                              index=index)
+        ann = finder.find(h.path, sop_instance_uid=m.sop_instance_uid)
         if not m.patient_id:
             if ann is None:
                 plan.unpaired.append((h.path, "no PatientID: cannot find the patient's "
