@@ -13,7 +13,6 @@ import typer
 
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
 from spine_measure.io.files import describe_os_error
-from spine_measure.io.landmark_csv import LandmarkCsvError, import_landmark_csv
 
 _HELP = (
     "Import landmarks from a CSV made in another tool into annotation files (*.sm.json). "
@@ -42,6 +41,8 @@ def import_landmarks(
              "'corner' (0.5 px is subtracted).")] = "center",
 ) -> None:
     """Import landmarks from a CSV into annotation files (see ``_HELP``)."""
+    from spine_measure.io.landmark_csv import LandmarkCsvError, import_landmark_csv
+
     if pixel_origin not in ("center", "corner"):
         typer.echo(f'error: --pixel-origin must be "center" or "corner"; got "{pixel_origin}"',
                    err=True)

@@ -6,25 +6,47 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
-from rich.console import Console
 
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
 from spine_measure.errors import SpineMeasureError
 from spine_measure.io.annotation import atomic_write_text
 from spine_measure.io.files import describe_os_error, working_on
 
+if TYPE_CHECKING:  # pandas is imported when a command runs (fast start-up)
+    import pandas as pd
+
 risk_app = typer.Typer(help="Risk models: apply published models, fit your own, check tables.",
                        no_args_is_help=True)
 app.add_typer(risk_app, name="risk")
 
 log = logging.getLogger(__name__)
-_console = Console(stderr=True)
+
+
+class _StderrConsole:
+    """rich's stderr console, made on first use (importing rich slows every command)."""
+
+    _real = None
+
+    def real(self):  # noqa: ANN201 - rich.console.Console, imported lazily
+        if self._real is None:
+            from rich.console import Console
+
+            self._real = Console(stderr=True)
+        return self._real
+
+    def print(self, *args, **kwargs) -> None:  # noqa: ANN002,ANN003
+        self.real().print(*args, **kwargs)
+
+
+_console = _StderrConsole()
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     if not path.is_file():
         _console.print(f"[red]{path}: no such file[/red]")
         raise typer.Exit(EXIT_USAGE)
@@ -195,7 +217,7 @@ def fit_cmd(
     preds = [p.strip() for p in predictors.split(",") if p.strip()]
     uni = [c.strip() for c in univariate.split(",")] if univariate else None
     bar = Progress("[progress.description]{task.description}", BarColumn(),
-                   MofNCompleteColumn(), TimeRemainingColumn(), console=_console,
+                   MofNCompleteColumn(), TimeRemainingColumn(), console=_console.real(),
                    disable=not progress or n_boot == 0, transient=True)
     task = bar.add_task("bootstrap", total=n_boot)
 
@@ -233,6 +255,8 @@ def check_table_cmd(
     One verdict per item (ok / inconsistent / not checkable), the failing checks under it
     with the recomputed value and its interval. An item that cannot be parsed is reported
     as not checkable with the reason; the other items are still checked."""
+    import pandas as pd
+
     from spine_measure.risk.check_table import check_table, summarize, verdicts
 
     frames = []
