@@ -353,6 +353,15 @@ class FilmResult:
         Level -> why its cement could not be analysed.
     radiograph : Radiograph or None
         The decoded film when pixels were needed (cement, or ``decode=True``).
+    plausibility : tuple of str
+        Problems of the landmarks (``spine_measure.measurements.plausibility``): refused
+        vertebrae and warnings, one line each; callers report them.
+    unconfirmed : tuple of (level, reason)
+        Vertebrae a reader has not confirmed, left out of ``annotation`` and
+        ``measurements`` (none with ``accept_proposed``; ``docs/propagation.md``).
+    landmark_source : dict
+        Level -> ``reader``, ``propagated``, ``refined`` or ``mixed``, for the measured
+        vertebrae.
     """
 
     path: Path
@@ -365,6 +374,9 @@ class FilmResult:
     cement_masks: dict[str, Any] = field(default_factory=dict)
     cement_errors: dict[str, str] = field(default_factory=dict)
     radiograph: Radiograph | None = None
+    plausibility: tuple[str, ...] = ()
+    unconfirmed: tuple[tuple[str, str], ...] = ()
+    landmark_source: dict[str, str] = field(default_factory=dict)
 
 
 def _film_identity(path: Path, header: DicomHeader | None
@@ -410,7 +422,7 @@ def measure_film_file(path: str | os.PathLike[str], *,
                       cobb: Iterable[str | tuple[Any, Any]] = (),
                       cement: bool = True,
                       cement_tolerance_mm: float = 1.0,
-                      decode: bool = False) -> FilmResult:
+                      decode: bool = False, accept_proposed: bool = False) -> FilmResult:
     """Measure the film at ``path`` with the annotation that belongs to it.
 
     Parameters
@@ -424,11 +436,15 @@ def measure_film_file(path: str | os.PathLike[str], *,
     header : DicomHeader, optional
         The film's header when already read (the batch's scan).
     cobb : iterable of str, optional
-        Sagittal Cobb endplate pairs (``"T10:superior,L2:inferior"``).
+        Sagittal Cobb angles: endplate pairs (``"T10:superior,L2:inferior"``, ``"T10s-L2i"``)
+        or keywords the film's flags resolve (``"treated"``, ``"treated+1"``).
     cement : bool
         Measure the cement of :func:`cement_levels` (decodes the pixels when there are any).
     decode : bool
         Decode the pixels even without cement (the batch's overlays).
+    accept_proposed : bool
+        Also measure vertebrae no reader has confirmed (proposals); by default they are left
+        out and listed in :attr:`FilmResult.unconfirmed`.
 
     Raises
     ------
@@ -471,6 +487,8 @@ def measure_film_file(path: str | os.PathLike[str], *,
         raise FilmError(exc.path, exc.reason, "annotation") from None
     except SpineMeasureError as exc:
         raise FilmError(choice.path, str(exc), "annotation") from None
+    ann, unconfirmed = ann.for_measurement(accept_proposed=accept_proposed)
+    sources = {lv: ann.landmark_source(lv) for lv in ann.landmarks.levels()}
     metadata = {"image": os.fspath(p), "annotation": choice.relative,
                 "annotation_source": choice.source}
     for key in ("sop_instance_uid", "study_date", "acquisition_date"):
@@ -502,5 +520,9 @@ def measure_film_file(path: str | os.PathLike[str], *,
         rows_c, masks, errors = measure_cement_levels(radiograph, ann, fm.spacing,
                                                       levels=levels,
                                                       tolerance_mm=cement_tolerance_mm)
+    from spine_measure.measurements.plausibility import check_landmarks
+
+    problems = tuple(check_landmarks(ann.landmarks, (ann.image.rows, ann.image.cols))
+                     .messages())
     return FilmResult(p, choice, ann, meta, src.calibration, fm, rows_c, masks, errors,
-                      radiograph)
+                      radiograph, problems, unconfirmed, sources)

@@ -34,6 +34,8 @@ def ws(tmp_path_factory):
     (d / "pngs").mkdir()
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(d / "pngs" / "film.png")
     (d / "empty").mkdir()
+    (d / "bare").mkdir()  # a film of SM001 without annotation (a propagation target)
+    shutil.copy(SAMPLE / "SM001" / "SM001_followup.dcm", d / "bare")
     # a batch with one failing film: its annotation claims another image size
     shutil.copytree(d / "good", d / "onebad")
     p = d / "onebad" / "SM001_preop.sm.json"
@@ -108,6 +110,22 @@ CASES: dict[str, list[tuple[str, tuple[str, ...], int]]] = {
     ],
     "risk check-table": [
         ("a missing table", ("risk", "check-table", "{ws}/nope.csv"), 2),
+    ],
+    "propagate": [
+        ("every vertebra proposed", ("propagate", "{ws}/good/SM001_postop.dcm",
+                                     "{ws}/bare/SM001_followup.dcm", "--out", "{tmp}/p"), 0),
+        ("one target is a text file", ("propagate", "{ws}/good/SM001_postop.dcm",
+                                       "{ws}/bare/SM001_followup.dcm", "{ws}/text.dcm",
+                                       "--out", "{tmp}/p"), 1),
+        ("a missing file", ("propagate", "{ws}/nope.dcm", "{film}", "--out", "{tmp}/p"), 2),
+        ("an empty folder", ("propagate", "{ws}/empty", "--out", "{tmp}/p"), 3),
+    ],
+    "refine": [
+        ("an annotated film", ("refine", "{ws}/good/SM001_preop.dcm", "--out", "{tmp}/r"), 0),
+        ("annotated and unannotated", ("refine", "{ws}/good/SM001_preop.dcm",
+                                       "{ws}/lonely/lonely.dcm", "--out", "{tmp}/r"), 1),
+        ("a missing file", ("refine", "{ws}/nope.dcm", "--out", "{tmp}/r"), 2),
+        ("an unannotated film", ("refine", "{ws}/lonely/lonely.dcm", "--out", "{tmp}/r"), 3),
     ],
     "annotate": [
         ("a missing file", ("annotate", "{ws}/nope.dcm"), 2),

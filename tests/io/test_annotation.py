@@ -201,7 +201,7 @@ def test_file_text_layout():
 def test_docs_schema_copy_is_the_packaged_schema():
     import jsonschema
 
-    packaged = (REPO / "src/spine_measure/schemas/annotation-1.schema.json").read_text()
+    packaged = (REPO / "src/spine_measure/schemas/annotation-2.schema.json").read_text()
     assert (REPO / "docs/annotation.schema.json").read_text() == packaged
     jsonschema.Draft202012Validator.check_schema(annotation_schema())
     assert annotation_schema()["properties"]["schema"]["const"] == SCHEMA_ID
@@ -241,7 +241,7 @@ def _broken(base: dict, path: tuple, value) -> dict:
          "$.landmarks.vertebrae[0].points.As[0]: 'a' is not of type 'number'"),
         (("findings", "goutallier_grade"), 7,
          "$.findings.goutallier_grade: 7 is greater than the maximum of 4"),
-        (("schema",), "spine_measure.annotation/2", 'version "spine_measure.annotation/2" is '
+        (("schema",), "spine_measure.annotation/9", 'version "spine_measure.annotation/9" is '
                                                     "not supported"),
         (("schema",), "other.thing/1", "not a spine_measure annotation file"),
         (("readr",), "x", '$: unknown field "readr"; did you mean "reader"?'),

@@ -100,7 +100,7 @@ def no_films_reason(root: str | Path, label: str | None = None) -> str:
 
 def plan_batch(root: str | Path, *, annotations_dir: str | Path | None = None,
                key: bytes, overlays: bool = True, cement_tolerance_mm: float = 1.0,
-               sr: bool = False, identifiers: bool = False,
+               sr: bool = False, identifiers: bool = False, accept_proposed: bool = False,
                progress: Callable[[str], None] | None = None) -> BatchPlan:
     """Scan ``root`` and build one :class:`FilmTask` per DICOM image.
 
@@ -194,6 +194,7 @@ def plan_batch(root: str | Path, *, annotations_dir: str | Path | None = None,
                         pseudo_id=pseudonym(m.patient_id or "", key),
                         date=date, overlays=overlays, cement_tolerance_mm=cement_tolerance_mm,
                         sr=sr, identifiers=identifiers, header=h,
+                        accept_proposed=accept_proposed,
                         annotation_source=None if choice is None else choice.source,
                         annotation_file=None if choice is None else choice.relative)
         plan.tasks.append(task)

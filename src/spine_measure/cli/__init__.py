@@ -70,6 +70,7 @@ from spine_measure.cli import export_sr as _export_sr  # noqa: E402,F401
 from spine_measure.cli import import_landmarks as _import_landmarks  # noqa: E402,F401
 from spine_measure.cli import info as _info  # noqa: E402,F401
 from spine_measure.cli import measure as _measure  # noqa: E402,F401
+from spine_measure.cli import propagate as _propagate  # noqa: E402,F401
 from spine_measure.cli import reliability as _reliability  # noqa: E402,F401
 from spine_measure.cli import risk as _risk  # noqa: E402,F401
 

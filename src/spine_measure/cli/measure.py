@@ -26,7 +26,7 @@ from spine_measure.cli.uncertainty_options import (
 from spine_measure.errors import SpineMeasureError
 from spine_measure.measurements import REGISTRY, FilmMeasurements
 from spine_measure.measurements.api import result_value_for_json
-from spine_measure.measurements.context import parse_endplate_pair
+from spine_measure.measurements.context import parse_cobb_spec
 
 
 def _sidecar_images(files: list[Path]) -> set[Path]:
@@ -93,7 +93,8 @@ def report_unused(finder: Any) -> None:
                f"none of the films given, not used: {shown}", err=True)
 
 
-def _json_lines(fm: FilmMeasurements, fu: Any = None) -> list[str]:
+def _json_lines(fm: FilmMeasurements, fu: Any = None,
+                sources: dict[str, str] | None = None) -> list[str]:
     extra: dict[Any, dict[str, Any]] = {}
     if fu is not None:
         from spine_measure.measurements.uncertainty import uncertainty_columns
@@ -101,7 +102,9 @@ def _json_lines(fm: FilmMeasurements, fu: Any = None) -> list[str]:
         extra = uncertainty_columns(fu)
         for cols in extra.values():
             cols["uncertainty_model"] = fu.model.describe()
-    lines = [json.dumps({**row, **extra.get(row["level"], {})}, sort_keys=False)
+    sources = sources or {}
+    lines = [json.dumps({**row, "landmark_source": sources.get(row["level"]),
+                         **extra.get(row["level"], {})}, sort_keys=False)
              for row in fm.to_rows()]
     base = {k: v for k, v in fm.to_records()[0].items()
             if k in ("image", "annotation", "annotation_source", "sop_instance_uid",
@@ -220,8 +223,9 @@ def measure(
     as_json: bool = typer.Option(False, "--json", help="JSON lines: one per vertebra, one per "
                                                        "film-level measurement."),
     cobb: list[str] = typer.Option(
-        [], "--cobb", metavar="PAIR", help='Sagittal Cobb angle between two endplates, e.g. '
-                           '"T10:superior,L2:inferior" (repeatable).'),
+        [], "--cobb", metavar="SPEC", help='Sagittal Cobb angle between two endplates, e.g. '
+                           '"T10:superior,L2:inferior" or "T10s-L2i", or "treated" / '
+                           '"treated+1" (the treated segment; repeatable).'),
     with_cement: bool = typer.Option(
         True, "--cement/--no-cement", help="Cement features (docs/cement.md) of treated "
                                            "vertebrae "
@@ -230,12 +234,16 @@ def measure(
                                              help=HELP_SD),
     uncertainty_from: Path | None = typer.Option(None, "--uncertainty-from", metavar="DIR",
                                                  help=HELP_FROM),
+    accept_proposed: bool = typer.Option(
+        False, "--accept-proposed", help="Also measure vertebrae whose proposed landmarks no "
+                                         "reader has confirmed (JSON rows say which in "
+                                         "landmark_source)."),
 ) -> None:
     """Every single-film measurement, per film and vertebra (docs/measurements.md), and the
     cement features of treated vertebrae (docs/cement.md)."""
     try:
         for c in cobb:
-            parse_endplate_pair(c)
+            parse_cobb_spec(c)
     except SpineMeasureError as exc:
         typer.echo(f"Error: --cobb: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
@@ -264,7 +272,8 @@ def measure(
     done = failed = 0
     for path in files:
         try:
-            res = measure_film_file(path, finder=finder, cobb=cobb, cement=with_cement)
+            res = measure_film_file(path, finder=finder, cobb=cobb, cement=with_cement,
+                                    accept_proposed=accept_proposed)
         except (FilmError, OSError) as exc:
             failed += 1
             msg = str(exc)
@@ -273,6 +282,14 @@ def measure(
             typer.echo(f"Error: {msg}", err=True)
             continue
         done += 1
+        for msg in res.plausibility:
+            typer.echo(f"warning: {res.choice.relative}: implausible landmarks: {msg}",
+                       err=True)
+        for level, why in res.unconfirmed:
+            if as_json:
+                typer.echo(json.dumps({"image": os.fspath(path), "level": level, "ok": False,
+                                       "stage": "unconfirmed", "error": why}))
+            typer.echo(f"Note: {path}: {why}", err=True)
         fm = res.measurements
         fu = None
         if model is not None:
@@ -282,7 +299,7 @@ def measure(
         cement: dict[str, dict[str, Any]] = {
             **res.cement, **{lv: {"cement_error": why} for lv, why in res.cement_errors.items()}}
         if as_json:
-            for line in _json_lines(fm, fu):
+            for line in _json_lines(fm, fu, res.landmark_source):
                 typer.echo(line)
             for level, row in cement.items():
                 typer.echo(json.dumps({"image": os.fspath(path), "level": level,

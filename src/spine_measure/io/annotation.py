@@ -1,11 +1,16 @@
-"""Annotation files (``*.sm.json``, schema ``spine_measure.annotation/1``).
+"""Annotation files (``*.sm.json``, schema ``spine_measure.annotation/2``).
 
 One file per radiograph holds everything a reader adds to it: landmarks, an optional
 calibration line, the reader findings of SPEC §1.4, a time-point override, cement masks,
 the reader id, timestamps and a revision counter. The format is described field by field in
 ``docs/annotation_format.md``; its JSON Schema (draft 2020-12) ships as package data
-(``spine_measure/schemas/annotation-1.schema.json``) and is copied to
+(``spine_measure/schemas/annotation-2.schema.json``) and is copied to
 ``docs/annotation.schema.json`` by :func:`export_schema`.
+
+* Version 2 adds, per vertebra, whether a reader ``confirmed`` it and, per point, its
+  ``point_source`` (``reader``, ``propagated``, ``refined``) and ``confidence``
+  (:class:`LevelReview`). Version-1 files still load (validated against the version-1
+  schema, every point ``reader``, every vertebra confirmed) and are written as version 2.
 
 * A file is tied to its image by the DICOM ``SOPInstanceUID`` and, for images that are not
   DICOM, by :func:`pixel_hash` of the decoded pixel array.
@@ -66,6 +71,8 @@ __all__ = [
     "CementMask",
     "CementMergeResult",
     "Findings",
+    "LevelReview",
+    "POINT_SOURCES",
     "ImageRef",
     "annotation_from_json",
     "annotation_schema",
@@ -83,8 +90,17 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SCHEMA_ID = "spine_measure.annotation/1"
-"""Value of the ``schema`` key of every annotation file this version writes and reads."""
+SCHEMA_ID = "spine_measure.annotation/2"
+"""Value of the ``schema`` key of every annotation file this version writes."""
+
+SCHEMA_V1 = "spine_measure.annotation/1"
+"""The previous version, still read (and upgraded to :data:`SCHEMA_ID` on save)."""
+
+READABLE_SCHEMAS = {SCHEMA_ID: "annotation-2.schema.json", SCHEMA_V1: "annotation-1.schema.json"}
+
+POINT_SOURCES = ("reader", "propagated", "refined")
+"""Where a point comes from: placed by a reader, carried from another film, or moved to the
+image edge by the click refinement (``docs/propagation.md``)."""
 
 SIDECAR_SUFFIX = ".sm.json"
 """Suffix of annotation files; ``X.dcm`` is annotated by ``X.sm.json``."""
@@ -601,6 +617,66 @@ def merge_cement_mask(existing: CementMask | None, incoming: CementMask) -> Ceme
     return CementMergeResult(incoming, "replaced", "a new automatic result replaces the old one")
 
 
+# --------------------------------------------------------------------------- review state
+
+
+@dataclass(frozen=True)
+class LevelReview:
+    """Review state of one vertebra: whether a reader confirmed it, and each point's source.
+
+    Parameters
+    ----------
+    confirmed : bool
+        False for a proposal a reader has not accepted yet: ``measure`` and ``batch`` leave
+        it out unless ``--accept-proposed`` is given.
+    point_source : Mapping[str, str]
+        Point name -> one of :data:`POINT_SOURCES`; a point not listed is ``reader``.
+    confidence : Mapping[str, float]
+        Point name -> confidence in [0, 1] of a propagated point (``docs/propagation.md``).
+    """
+
+    confirmed: bool = True
+    point_source: Mapping[str, str] = field(default_factory=dict)
+    confidence: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.confirmed, bool | np.bool_):
+            raise AnnotationError(f'"confirmed" must be true or false; got {self.confirmed!r}')
+        object.__setattr__(self, "confirmed", bool(self.confirmed))
+        src: dict[str, str] = {}
+        for name, value in dict(self.point_source).items():
+            if value not in POINT_SOURCES:
+                raise AnnotationError(f'point_source of "{name}" must be reader, propagated or '
+                                      f"refined; got {value!r}")
+            src[str(name)] = value
+        conf: dict[str, float] = {}
+        for name, value in dict(self.confidence).items():
+            v = _finite_float(value, f"confidence.{name}")
+            if not 0.0 <= v <= 1.0:
+                raise AnnotationError(f'"confidence.{name}" must be in [0, 1]; got {v}')
+            conf[str(name)] = v
+        object.__setattr__(self, "point_source", types.MappingProxyType(src))
+        object.__setattr__(self, "confidence", types.MappingProxyType(conf))
+
+    def source(self, point: str) -> str:
+        """The source of ``point`` (``reader`` when not recorded)."""
+        return self.point_source.get(point, "reader")
+
+    def summary(self, points: Iterable[str]) -> str:
+        """One word for a set of points: their common source, or ``mixed``."""
+        found = {self.source(p) for p in points}
+        return found.pop() if len(found) == 1 else "mixed"
+
+    @property
+    def is_default(self) -> bool:
+        """True for a confirmed vertebra whose points were all placed by a reader."""
+        return (self.confirmed and not self.confidence
+                and all(v == "reader" for v in self.point_source.values()))
+
+
+_READER_REVIEW = LevelReview()
+
+
 # --------------------------------------------------------------------------- annotation
 
 
@@ -629,6 +705,10 @@ class Annotation:
         0 for an annotation never saved; :func:`save_annotation` increments it.
     spine_measure_version : str
         Version that wrote the file (set by :func:`save_annotation`).
+    review : Mapping[str, LevelReview]
+        Level -> review state; a level not listed was placed by a reader and is confirmed.
+        Entries follow the landmarks: those of levels or points no longer annotated are
+        dropped (a deleted vertebra has no review state).
     """
 
     image: ImageRef
@@ -644,6 +724,7 @@ class Annotation:
     modified: dt.datetime | None = None
     revision: int = 0
     spine_measure_version: str = __version__
+    review: Mapping[str, LevelReview] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.image, ImageRef):
@@ -688,6 +769,68 @@ class Annotation:
         object.__setattr__(self, "revision", int(r))
         if not isinstance(self.spine_measure_version, str) or not self.spine_measure_version:
             raise AnnotationError('"spine_measure_version" must be a non-empty string')
+        if not isinstance(self.review, Mapping):
+            raise AnnotationError(f'"review" must map level -> LevelReview; '
+                                  f"got {type(self.review).__name__}")
+        review: dict[str, LevelReview] = {}
+        for level, state in self.review.items():
+            if not isinstance(state, LevelReview):
+                raise AnnotationError(f'{level}: review state must be a LevelReview; '
+                                      f"got {type(state).__name__}")
+            v = self.landmarks.get(level)
+            if v is None:
+                continue
+            keep = set(v.points)
+            state = LevelReview(
+                confirmed=state.confirmed,
+                point_source={k: x for k, x in state.point_source.items() if k in keep},
+                confidence={k: x for k, x in state.confidence.items() if k in keep})
+            if not state.is_default:
+                review[level] = state
+        object.__setattr__(self, "review", types.MappingProxyType(
+            {k: review[k] for k in sorted(review, key=_LEVEL_INDEX.__getitem__)}))
+
+    def review_of(self, level: str) -> LevelReview:
+        """The review state of ``level`` (reader-placed and confirmed when not recorded)."""
+        return self.review.get(level, _READER_REVIEW)
+
+    def unconfirmed_levels(self) -> tuple[str, ...]:
+        """Annotated levels whose points a reader has not confirmed, cranial to caudal."""
+        return tuple(lv for lv in self.landmarks.levels() if not self.review_of(lv).confirmed)
+
+    def landmark_source(self, level: str) -> str:
+        """``reader``, ``propagated``, ``refined`` or ``mixed`` for the points of ``level``."""
+        return self.review_of(level).summary(self.landmarks[level].points)
+
+    def with_review(self, level: str, state: LevelReview) -> Annotation:
+        """A copy with the review state of ``level`` replaced."""
+        if level not in self.landmarks:
+            raise AnnotationError(f"{level}: level not annotated; cannot set its review state")
+        return dataclasses.replace(self, review={**self.review, level: state})
+
+    def for_measurement(self, *, accept_proposed: bool = False
+                        ) -> tuple[Annotation, tuple[tuple[str, str], ...]]:
+        """``(annotation to measure, ((level, reason), ...) left out)``: by default the
+        unconfirmed vertebrae are left out (``measure`` / ``batch`` list them with stage
+        ``unconfirmed``); with ``accept_proposed`` nothing is left out."""
+        left_out = () if accept_proposed else self.unconfirmed_levels()
+        if not left_out:
+            return self, ()
+        notes = tuple((lv, self.unconfirmed_reason(lv)) for lv in left_out)
+        return self.replace(landmarks=self.confirmed_landmarks()), notes
+
+    def unconfirmed_reason(self, level: str) -> str:
+        """The one-line note for an unconfirmed vertebra left out of the measurements."""
+        return (f"{level}: {self.landmark_source(level)} landmarks not confirmed by a reader; "
+                "not measured (confirm them, or pass --accept-proposed)")
+
+    def confirmed_landmarks(self) -> SpineLandmarks:
+        """The landmarks of the confirmed vertebrae only (what is measured by default)."""
+        unconfirmed = set(self.unconfirmed_levels())
+        if not unconfirmed:
+            return self.landmarks
+        return SpineLandmarks(self.landmarks.view,
+                              tuple(v for v in self.landmarks if v.level not in unconfirmed))
 
     @property
     def view(self) -> str:
@@ -708,13 +851,24 @@ class Annotation:
         """``dataclasses.replace`` (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    def _landmarks_dict(self) -> dict[str, Any]:
+        data = self.landmarks.to_dict()
+        for entry in data["vertebrae"]:
+            state = self.review_of(entry["level"])
+            entry["confirmed"] = state.confirmed
+            entry["point_source"] = {n: state.source(n) for n in entry["points"]}
+            if state.confidence:
+                entry["confidence"] = {n: state.confidence[n] for n in entry["points"]
+                                       if n in state.confidence}
+        return data
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict in the file format (``schema`` key first)."""
         return {
             "schema": SCHEMA_ID,
             "image": self.image.to_dict(),
             "view": self.view,
-            "landmarks": self.landmarks.to_dict(),
+            "landmarks": self._landmarks_dict(),
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "findings": self.findings.to_dict(),
             "time_point": self.time_point,
@@ -741,8 +895,9 @@ class Annotation:
             problem = validate_annotation_dict(data)
             if problem:
                 raise AnnotationError(problem)
+        lm_data, review = _split_review(data.get("landmarks"))
         try:
-            landmarks = SpineLandmarks.from_dict(data["landmarks"])
+            landmarks = SpineLandmarks.from_dict(lm_data)
         except LandmarkError as exc:
             raise AnnotationError(f"$.landmarks: {exc}") from None
         if data.get("view", landmarks.view) != landmarks.view:
@@ -762,21 +917,46 @@ class Annotation:
             modified=data["modified"],
             revision=data["revision"],
             spine_measure_version=data["spine_measure_version"],
+            review=review,
         )
+
+
+_REVIEW_KEYS = ("confirmed", "point_source", "confidence")
+
+
+def _split_review(landmarks: Any) -> tuple[Any, dict[str, LevelReview]]:
+    """Split the version-2 review keys off the vertebra entries of a ``landmarks`` block."""
+    if not isinstance(landmarks, Mapping) or not isinstance(landmarks.get("vertebrae"), list):
+        return landmarks, {}
+    entries = []
+    review: dict[str, LevelReview] = {}
+    for entry in landmarks["vertebrae"]:
+        if isinstance(entry, Mapping) and any(k in entry for k in _REVIEW_KEYS):
+            level = entry.get("level")
+            try:
+                review[level] = LevelReview(confirmed=entry.get("confirmed", True),
+                                            point_source=entry.get("point_source") or {},
+                                            confidence=entry.get("confidence") or {})
+            except AnnotationError as exc:
+                raise AnnotationError(f"$.landmarks: {level}: {exc}") from None
+            entry = {k: v for k, v in entry.items() if k not in _REVIEW_KEYS}
+        entries.append(entry)
+    return {**landmarks, "vertebrae": entries}, review
 
 
 # --------------------------------------------------------------------------- schema
 
 
-@lru_cache(maxsize=1)
-def _schema_text() -> str:
-    return (resources.files("spine_measure") / "schemas" / "annotation-1.schema.json").read_text(
+@lru_cache(maxsize=2)
+def _schema_text(version: str = SCHEMA_ID) -> str:
+    return (resources.files("spine_measure") / "schemas" / READABLE_SCHEMAS[version]).read_text(
         encoding="utf-8")
 
 
-def annotation_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of ``spine_measure.annotation/1`` (a fresh copy)."""
-    return json.loads(_schema_text())
+def annotation_schema(version: str = SCHEMA_ID) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of ``spine_measure.annotation/2`` (or of a readable
+    older ``version``), a fresh copy."""
+    return json.loads(_schema_text(version))
 
 
 def export_schema(path: str | os.PathLike[str]) -> Path:
@@ -791,11 +971,11 @@ def export_schema(path: str | os.PathLike[str]) -> Path:
     return out
 
 
-@lru_cache(maxsize=1)
-def _validator() -> Any:
+@lru_cache(maxsize=2)
+def _validator(version: str = SCHEMA_ID) -> Any:
     import jsonschema
 
-    return jsonschema.Draft202012Validator(annotation_schema())
+    return jsonschema.Draft202012Validator(annotation_schema(version))
 
 
 def _describe(error: Any) -> str:
@@ -841,10 +1021,10 @@ def validate_annotation_dict(data: Any) -> str | None:
     schema = data.get("schema")
     if schema is None:
         return '$: no "schema" key; not a spine_measure annotation file'
-    if schema != SCHEMA_ID:
+    if schema not in READABLE_SCHEMAS:
         if isinstance(schema, str) and schema.startswith("spine_measure.annotation/"):
             return (f'$.schema: version "{schema}" is not supported by spine_measure '
-                    f'{__version__} (it reads "{SCHEMA_ID}")')
+                    f'{__version__} (it reads "{SCHEMA_ID}" and "{SCHEMA_V1}")')
         return f'$.schema: "{schema}" is not "{SCHEMA_ID}"; not a spine_measure annotation file'
     image = data.get("image")
     if isinstance(image, Mapping) and image.get("sop_instance_uid") is None \
@@ -852,21 +1032,21 @@ def validate_annotation_dict(data: Any) -> str | None:
         # the schema says so with anyOf, whose best_match message would be obscure
         return "$.image: needs a sop_instance_uid (DICOM) or a pixel_sha256 (other images)"
     try:  # fast path: a compiled validator says "valid" in ~0.2 ms instead of ~7 ms
-        _fast_validator()(data)
+        _fast_validator(schema)(data)
         return None
     except Exception:  # invalid (or the fast validator cannot decide): explain with jsonschema
         pass
-    error = best_match(_validator().iter_errors(data))
+    error = best_match(_validator(schema).iter_errors(data))
     return None if error is None else _describe(error)
 
 
-@functools.lru_cache(maxsize=1)
-def _fast_validator() -> Any:
+@functools.lru_cache(maxsize=2)
+def _fast_validator(version: str = SCHEMA_ID) -> Any:
     """The schema compiled to Python by fastjsonschema (used only to accept valid files
     quickly; every error message comes from jsonschema)."""
     import fastjsonschema
 
-    return fastjsonschema.compile(annotation_schema())
+    return fastjsonschema.compile(annotation_schema(version))
 
 
 # --------------------------------------------------------------------------- text / files
@@ -877,12 +1057,20 @@ def _fast_validator() -> Any:
 _NUMBER_LIST = re.compile(r"\[\n\s*(-?[0-9][0-9.eE+-]*(?:,\n\s*-?[0-9][0-9.eE+-]*)*)\n\s*\]")
 
 
+# A vertebra's per-point review maps (point name -> source or confidence), kept on one line.
+_POINT_MAP = re.compile(r'("(?:point_source|confidence)": )\{\n((?:\s*"[A-Za-z]{2}": '
+                        r'(?:"[a-z]+"|[0-9.eE+-]+),?\n)+)\s*\}')
+
+
 def annotation_to_json(annotation: Annotation) -> str:
-    """Serialise as the file text: indented UTF-8, lists of numbers (points, boxes) on one
-    line, floats written with ``repr`` (so they read back exactly)."""
+    """Serialise as the file text: indented UTF-8, lists of numbers (points, boxes) and the
+    per-point review maps on one line, floats written with ``repr`` (so they read back
+    exactly)."""
     text = json.dumps(annotation.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
     text = _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(","))
                             + "]", text)
+    text = _POINT_MAP.sub(lambda m: m.group(1) + "{" + ", ".join(
+        x.strip().rstrip(",") for x in m.group(2).strip().splitlines()) + "}", text)
     return text + "\n"
 
 
@@ -1096,8 +1284,8 @@ def sidecar_path(image_path: str | os.PathLike[str]) -> Path:
 def _peek_image(path: Path) -> dict[str, Any]:
     """The ``image`` block of an annotation file, checked only for its schema key."""
     data = _read_json(path)
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA_ID:
-        raise AnnotationFileError(path, f'not a "{SCHEMA_ID}" file')
+    if not isinstance(data, dict) or data.get("schema") not in READABLE_SCHEMAS:
+        raise AnnotationFileError(path, f'not a "{SCHEMA_ID}" (or "{SCHEMA_V1}") file')
     image = data.get("image")
     if not isinstance(image, dict):
         raise AnnotationFileError(path, '$.image: missing or not an object')
