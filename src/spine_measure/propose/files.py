@@ -25,7 +25,6 @@ from spine_measure.io.annotation import (
     Annotation,
     ImageRef,
     LevelReview,
-    find_annotation,
     load_annotation,
 )
 
@@ -34,6 +33,7 @@ __all__ = [
     "FolderPlan",
     "ProposalResult",
     "RefineResult",
+    "find_film_annotation",
     "plan_folder",
     "propose_annotation",
     "propose_for_film",
@@ -148,6 +148,28 @@ def propose_annotation(source: Any, source_annotation: Annotation, target: Any, 
     return ProposalResult(ann, tuple(rows), gconf)
 
 
+def find_film_annotation(film: str | os.PathLike[str],
+                         annotations_dir: str | os.PathLike[str] | None = None, *,
+                         finder: Any = None) -> tuple[Path, Annotation] | None:
+    """The film's annotation (path and content), found with the precedence of every command
+    (:class:`spine_measure.service.AnnotationFinder`: the annotations folder first, then the
+    sidecar) and checked to belong to the film (UID / pixel hash, size); None when it has
+    none. Raises ``FileError`` subclasses for an unreadable or foreign annotation."""
+    from spine_measure.io.annotation import read_image_reference
+    from spine_measure.service import AnnotationFinder, check_identity
+
+    ref = read_image_reference(film)
+    finder = finder or AnnotationFinder(annotations_dir)
+    choice = finder.find(film, sop_instance_uid=ref.sop_instance_uid,
+                         pixel_sha256=ref.pixel_sha256)
+    if choice is None:
+        return None
+    ann = load_annotation(choice.path)
+    check_identity(ann, choice.path, film=film, sop_instance_uid=ref.sop_instance_uid,
+                   pixel_sha256=ref.pixel_sha256, rows=ref.rows, cols=ref.cols)
+    return choice.path, ann
+
+
 def propose_for_film(source_path: str | os.PathLike[str], target_path: str | os.PathLike[str],
                      *, annotations_dir: str | os.PathLike[str] | None = None,
                      options: Any = None) -> tuple[ProposalResult, Path]:
@@ -161,12 +183,12 @@ def propose_for_film(source_path: str | os.PathLike[str], target_path: str | os.
     from spine_measure.errors import FileError
     from spine_measure.io.radiograph import load_radiograph
 
-    src_ann_path = find_annotation(source_path, annotations_dir)
-    if src_ann_path is None:
+    found = find_film_annotation(source_path, annotations_dir)
+    if found is None:
         where = f" or in {annotations_dir}" if annotations_dir else ""
         raise FileError(source_path, f"the source film has no annotation (looked next to it"
                                      f"{where})")
-    src_ann = load_annotation(src_ann_path)
+    src_ann_path, src_ann = found
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         source = load_radiograph(source_path)
@@ -175,10 +197,8 @@ def propose_for_film(source_path: str | os.PathLike[str], target_path: str | os.
         raise FileError(src_ann_path, f"annotates a {src_ann.image.rows}x{src_ann.image.cols} "
                                       f"image; {Path(source_path).name} is "
                                       f"{source.shape[0]}x{source.shape[1]}")
-    existing = None
-    tgt_ann_path = find_annotation(target_path, annotations_dir)
-    if tgt_ann_path is not None:
-        existing = load_annotation(tgt_ann_path)
+    tgt = find_film_annotation(target_path, annotations_dir)
+    existing = None if tgt is None else tgt[1]
     try:
         result = propose_annotation(source, src_ann, target, existing=existing, options=options)
     except ValueError as exc:
@@ -217,20 +237,19 @@ def plan_folder(root: str | os.PathLike[str], *,
     Films are DICOM (PatientID and dates from the header only). Films without PatientID,
     patients without any annotated film and unreadable files are listed in ``unpaired``.
     """
-    from spine_measure.io.annotation import index_annotations
     from spine_measure.io.scan import scan_folder
+    from spine_measure.service import AnnotationFinder
 
     scan = scan_folder(root)
     plan = FolderPlan()
     for issue in scan.issues:
         if issue.stage == "read":
             plan.unpaired.append((str(issue.path), str(issue.reason)))
-    index = index_annotations(annotations_dir) if annotations_dir is not None else None
+    finder = AnnotationFinder(annotations_dir)
     by_patient: dict[str, list[tuple[Any, bool]]] = {}
     for h in sorted(scan.images, key=lambda h: h.path):
         m = h.metadata
-        ann = find_annotation(h.path, annotations_dir, sop_instance_uid=m.sop_instance_uid,
-                              index=index)
+        ann = finder.find(h.path, sop_instance_uid=m.sop_instance_uid)
         if not m.patient_id:
             if ann is None:
                 plan.unpaired.append((h.path, "no PatientID: cannot find the patient's "
