@@ -13,8 +13,10 @@ The method, in three stages (documented for users in ``docs/propagation.md``):
    the body is ~:attr:`ProposeOptions.local_body_px` pixels. Segments move relative to each
    other when kyphosis changes; this stage follows them.
 3. **Per-point refinement** of the vertebrae whose shape changes between time points (flagged
-   ``fractured`` or ``treated`` on the source film, e.g. height restored by the procedure): a
-   small patch around each point is registered by translation alone, starting from stage 2.
+   ``fractured`` or ``treated`` on the source film, e.g. height restored by the procedure):
+   each endplate point starts where the well-fitted neighbour across its disc carries it (the
+   disc keeps its height while the body's changes; else from stage 2), and a small patch
+   around it is registered by rotation and translation.
 
 Cement is much brighter than bone and is new on the post-operative film. Every film is
 normalised to its 1st-99.5th percentile and clipped there (cement saturates instead of
