@@ -33,6 +33,7 @@ from spine_measure.errors import SpineMeasureError
 
 __all__ = [
     "AP_POINTS",
+    "GENANT_SHAPES",
     "LATERAL_POINTS",
     "LEVELS",
     "LandmarkError",
@@ -146,6 +147,30 @@ def _as_flag(level: str, name: str, value: Any) -> bool:
     raise LandmarkError(f'{level}: flag "{name}" must be true or false; got {value!r}')
 
 
+#: Genant shapes a reader may record (as the computed ``genant_shape``).
+GENANT_SHAPES: tuple[str, ...] = ("none", "wedge", "biconcave", "crush")
+_READER_FIELDS = ("genant_grade_reader", "genant_shape_reader")
+
+
+def _reader_genant(level: str, grade: Any, shape: Any) -> tuple[int | None, str | None]:
+    """Validate a reader's Genant grade/shape override (either may be None)."""
+    if grade is not None:
+        if isinstance(grade, bool | np.bool_) or not isinstance(grade, int | np.integer) \
+                or not 0 <= int(grade) <= 3:
+            raise LandmarkError(f'{level}: "genant_grade_reader" must be an integer 0-3 or '
+                                f"null; got {grade!r}")
+        grade = int(grade)
+    if shape is not None:
+        if shape not in GENANT_SHAPES:
+            raise LandmarkError(f'{level}: "genant_shape_reader" must be one of '
+                                f"{', '.join(GENANT_SHAPES)} or null; got {shape!r}"
+                                + _suggest(str(shape), GENANT_SHAPES))
+        if grade is not None and (grade == 0) != (shape == "none"):
+            raise LandmarkError(f'{level}: reader Genant grade {grade} and shape "{shape}" '
+                                'contradict each other (shape "none" goes with grade 0 only)')
+    return grade, shape
+
+
 @dataclass(frozen=True)
 class Vertebra:
     """One annotated vertebral body.
@@ -160,8 +185,13 @@ class Vertebra:
         Point name -> ``(row, col)`` in pixels of the stored image. Lateral: ``As Ai Ps Pi``
         required, ``Ms Mi`` optional; S1: ``As Ps`` only; AP: ``SL SR IL IR``.
     fractured, treated, excluded : bool
-        Reader flags. ``excluded`` vertebrae never serve as a height reference for a
-        neighbour (e.g. a neighbour that is itself fractured).
+        Reader flags. A vertebra flagged with any of them never serves as a height reference
+        for a neighbour (``excluded``: abnormal for another reason, e.g. a congenital
+        anomaly or a fracture the reader does not want to flag).
+    genant_grade_reader : int 0-3 or None
+        The reader's own Genant grade, when it overrides the computed one (kept beside it).
+    genant_shape_reader : {"none", "wedge", "biconcave", "crush"} or None
+        The reader's own Genant shape, when it overrides the computed one.
 
     Raises
     ------
@@ -176,6 +206,8 @@ class Vertebra:
     fractured: bool = False
     treated: bool = False
     excluded: bool = False
+    genant_grade_reader: int | None = None
+    genant_shape_reader: str | None = None
 
     def __post_init__(self) -> None:
         level = _validate_level(self.level)
@@ -203,6 +235,11 @@ class Vertebra:
         object.__setattr__(self, "points", types.MappingProxyType(ordered))
         for flag in ("fractured", "treated", "excluded"):
             object.__setattr__(self, flag, _as_flag(level, flag, getattr(self, flag)))
+        if self.genant_grade_reader is not None or self.genant_shape_reader is not None:
+            grade, shape = _reader_genant(level, self.genant_grade_reader,
+                                          self.genant_shape_reader)
+            object.__setattr__(self, "genant_grade_reader", grade)
+            object.__setattr__(self, "genant_shape_reader", shape)
 
     def point(self, name: str) -> np.ndarray:
         """Return point ``name`` as a float array ``(row, col)`` of shape (2,)."""
@@ -232,31 +269,35 @@ class Vertebra:
             raise LandmarkError(f"{self.level}: transform must return shape {arr.shape}; "
                                 f"got {out.shape}")
         return Vertebra(self.level, self.view, {n: tuple(out[i]) for i, n in enumerate(names)},
-                        self.fractured, self.treated, self.excluded)
+                        self.fractured, self.treated, self.excluded,
+                        self.genant_grade_reader, self.genant_shape_reader)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict ``{"level", "fractured", "treated", "excluded", "points"}``."""
-        return {
+        """JSON-ready dict ``{"level", "fractured", "treated", "excluded", "points"}``, plus
+        ``genant_grade_reader`` / ``genant_shape_reader`` when the reader set them."""
+        out: dict[str, Any] = {
             "level": self.level,
             "fractured": self.fractured,
             "treated": self.treated,
             "excluded": self.excluded,
-            "points": {n: [p[0], p[1]] for n, p in self.points.items()},
         }
+        for name in _READER_FIELDS:
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        out["points"] = {n: [p[0], p[1]] for n, p in self.points.items()}
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], view: str) -> Vertebra:
         """Build from :meth:`to_dict` output (flags default to false)."""
         if not isinstance(data, Mapping):
             raise LandmarkError(f"vertebra entry must be an object; got {type(data).__name__}")
-        unknown = set(data) - {"level", "fractured", "treated", "excluded", "points", "view"}
+        known = ["level", "fractured", "treated", "excluded", *_READER_FIELDS, "points"]
+        unknown = set(data) - {*known, "view"}
         level = data.get("level")
         if unknown:
             key = sorted(unknown)[0]
-            raise LandmarkError(
-                f'{level}: unknown vertebra field "{key}"'
-                + _suggest(key, ["level", "fractured", "treated", "excluded", "points"])
-            )
+            raise LandmarkError(f'{level}: unknown vertebra field "{key}"' + _suggest(key, known))
         if "level" not in data:
             raise LandmarkError("vertebra entry has no \"level\"")
         if "points" not in data:
@@ -268,6 +309,8 @@ class Vertebra:
             fractured=data.get("fractured", False),
             treated=data.get("treated", False),
             excluded=data.get("excluded", False),
+            genant_grade_reader=data.get("genant_grade_reader"),
+            genant_shape_reader=data.get("genant_shape_reader"),
         )
 
 

@@ -353,6 +353,9 @@ class FilmResult:
         Level -> why its cement could not be analysed.
     radiograph : Radiograph or None
         The decoded film when pixels were needed (cement, or ``decode=True``).
+    plausibility : tuple of str
+        Problems of the landmarks (``spine_measure.measurements.plausibility``): refused
+        vertebrae and warnings, one line each; callers report them.
     unconfirmed : tuple of (level, reason)
         Vertebrae a reader has not confirmed, left out of ``annotation`` and
         ``measurements`` (none with ``accept_proposed``; ``docs/propagation.md``).
@@ -371,6 +374,7 @@ class FilmResult:
     cement_masks: dict[str, Any] = field(default_factory=dict)
     cement_errors: dict[str, str] = field(default_factory=dict)
     radiograph: Radiograph | None = None
+    plausibility: tuple[str, ...] = ()
     unconfirmed: tuple[tuple[str, str], ...] = ()
     landmark_source: dict[str, str] = field(default_factory=dict)
 
@@ -432,7 +436,8 @@ def measure_film_file(path: str | os.PathLike[str], *,
     header : DicomHeader, optional
         The film's header when already read (the batch's scan).
     cobb : iterable of str, optional
-        Sagittal Cobb endplate pairs (``"T10:superior,L2:inferior"``).
+        Sagittal Cobb angles: endplate pairs (``"T10:superior,L2:inferior"``, ``"T10s-L2i"``)
+        or keywords the film's flags resolve (``"treated"``, ``"treated+1"``).
     cement : bool
         Measure the cement of :func:`cement_levels` (decodes the pixels when there are any).
     decode : bool
@@ -515,5 +520,9 @@ def measure_film_file(path: str | os.PathLike[str], *,
         rows_c, masks, errors = measure_cement_levels(radiograph, ann, fm.spacing,
                                                       levels=levels,
                                                       tolerance_mm=cement_tolerance_mm)
+    from spine_measure.measurements.plausibility import check_landmarks
+
+    problems = tuple(check_landmarks(ann.landmarks, (ann.image.rows, ann.image.cols))
+                     .messages())
     return FilmResult(p, choice, ann, meta, src.calibration, fm, rows_c, masks, errors,
-                      radiograph, unconfirmed, sources)
+                      radiograph, problems, unconfirmed, sources)

@@ -106,7 +106,7 @@ def test_missing_and_conflicting_dates(bad_run):
 def test_missing_neighbour_is_flagged(bad_run):
     _src, out, _s = bad_run
     assert _has(_errors(out), "SM001/SM001_postop.dcm", "measure", "warning",
-                "L1 cr_anterior: L1: no non-excluded neighbour")
+                "L1 cr_anterior: L1: no normal neighbour")
     wide = pd.read_csv(out / "features_wide.csv", dtype=str, keep_default_na=False)
     row = wide[wide.patient_pseudo_id == pseudonym("SM001", b"test-key")].iloc[0]
     assert row["cr_anterior_pct_postop"] == "" and row["ha_mm_postop"] != ""

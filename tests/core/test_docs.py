@@ -55,11 +55,23 @@ def test_data_dictionary_has_a_row_per_column():
     for r in rows:
         assert all(r[k].strip() for k in ("name", "column", "unit", "family", "required_landmarks",
                                           "definition", "paper_term", "source")), r["column"]
+    # one spelling per unit; differences of percentages are percentage points
+    units = {r["unit"] for r in rows}
+    assert "percent" not in units and "%" in units
+    assert cols["avhr_recovery_pct"]["unit"] == "percentage points"
+    assert cols["height_loss_pct"]["unit"] == "%"
+    # columns equal by formula say so, both ways
+    assert cols["crush_ratio_pct"]["same_as"].startswith("cr_posterior_pct")
+    assert cols["cr_posterior_pct"]["same_as"].startswith("crush_ratio_pct")
+    assert cols["avhr_recovery_pct"]["same_as"].startswith("reduction_rate_pct")
+    assert cols["reduction_rate_pct"]["same_as"].startswith("avhr_recovery_pct")
 
 
 def test_committed_docs_are_up_to_date():
     stale = "stale: run `python -m spine_measure.measurements.docs_gen`"
-    assert (DOCS / "data_dictionary.csv").read_text(encoding="utf-8") == data_dictionary_csv(), \
+    from spine_measure.batch.tables import docs_dictionary_csv
+
+    assert (DOCS / "data_dictionary.csv").read_text(encoding="utf-8") == docs_dictionary_csv(), \
         stale
     md = (DOCS / "measurements.md").read_text(encoding="utf-8")
     assert md == measurements_markdown(), stale

@@ -53,12 +53,13 @@ def test_changes_hand_calculation(series):
     lm = measure_longitudinal(pre, post, [last])
     assert lm.level == "L1"  # found from the treated flag
     # ha: preop 25 - 10 = 15, postop 25 - 3 = 22, last 25 - 7 = 18 (neighbours 25 / 25; at the
-    # last follow-up L2 is 25 - 4 = 21 anteriorly, so the reference is (25 + 21) / 2 = 23)
+    # last follow-up L2 is fractured (25 - 4 = 21 anteriorly), so it is no reference: the
+    # nearest normal vertebra below is L3 and the reference stays (25 + 25) / 2 = 25)
     assert lm["avh_change"].value == pytest.approx(22 - 15)
     assert lm["avh_change"].column == "avh_change_mm"
     assert lm["avhr_recovery"].value == pytest.approx(22 / 25 * 100 - 15 / 25 * 100)
     assert lm["reduction_rate"].value == pytest.approx(28.0)
-    assert lm["compression_rate_increase"].value == pytest.approx(22 / 25 * 100 - 18 / 23 * 100)
+    assert lm["compression_rate_increase"].value == pytest.approx(22 / 25 * 100 - 18 / 25 * 100)
     assert lm["height_loss_pct"].value == pytest.approx((22 - 18) / 22 * 100)
     # KA(L1): T12 superior vs L2 inferior: flat (0) pre and post; at follow-up L2's Ai rises
     # 4 px over 30 -> converging anteriorly -> +atan(4/30)
@@ -100,9 +101,13 @@ def test_refracture_is_unknown_without_oedema(series):
     pre, post, last = series
     r = measure_longitudinal(pre, post, [last])["refracture"]
     assert r.value is None and r.reason == "bone marrow oedema at follow-up not recorded"
-    # CRI = 88 - 78.26 = 9.74 < 15 -> False even with oedema
+    # CRI = 88 - 72 = 16 (the fractured L2 is no reference) >= 15 -> True with oedema; with a
+    # threshold of 17 it is False even with oedema
     assert measure_longitudinal(pre, post, [last], bone_marrow_oedema=True)["refracture"].value \
-        is False
+        is True
+    high = LongitudinalOptions(refracture_cri_threshold_pct=17.0)
+    assert measure_longitudinal(pre, post, [last], bone_marrow_oedema=True,
+                                options=high)["refracture"].value is False
     opts = LongitudinalOptions(refracture_cri_threshold_pct=9.0)
     assert measure_longitudinal(pre, post, [last], bone_marrow_oedema=True,
                                 options=opts)["refracture"].value is True

@@ -130,16 +130,19 @@ def test_compression_rates_and_ratios(wedge_spine):
     assert fm.get("L1", "wedge_ratio").value == pytest.approx(60.0, abs=ATOL)     # 15/25
     assert fm.get("L1", "biconcavity_ratio").value == pytest.approx(80.0, abs=ATOL)  # 20/25
     assert fm.get("L1", "crush_ratio").value == pytest.approx(25 / 26 * 100, abs=ATOL)
-    # T12: only L1 below (nothing above): 25 / 15
+    # T12: nothing above; L1 below is flagged fractured, so it never serves as a reference:
+    # the nearest normal vertebra below is L2 (ha 24): 25 / 24
     t12 = fm.get("T12", "cr_anterior")
-    assert t12.neighbours == ("L1",) and t12.value == pytest.approx(25 / 15 * 100, abs=ATOL)
+    assert t12.neighbours == ("L2",) and t12.value == pytest.approx(25 / 24 * 100, abs=ATOL)
+    assert fm.get("L2", "cr_anterior").neighbours == ("T12",)
 
 
 def test_no_usable_neighbour_gives_nan_with_reason():
     spine = SpineLandmarks("lateral", (lat("L1", (0, 0), (0, 30), (25, 0), (25, 30)),))
     r = _fm(spine).get("L1", "cr_anterior")
     assert math.isnan(r.value)
-    assert r.reason == "L1: no non-excluded neighbour with a anterior height to serve as reference"
+    assert r.reason == ("L1: no normal neighbour (not fractured, treated or excluded) with a "
+                        "anterior height to serve as reference")
 
 
 def test_genant_grade_and_shape(wedge_spine):

@@ -70,6 +70,9 @@ def _compare(fm0, fm1, scale):
         kind = REGISTRY[a.name].kind
         assert a.ok == b.ok, (a, b)
         if not a.ok:
+            # a fractured neighbour is never a reference: no normal neighbour, no ratio
+            no_reference = "no normal neighbour" in (a.reason or "")
+            checked += no_reference
             continue
         checked += 1
         if kind == "length":

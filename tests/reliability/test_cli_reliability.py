@@ -95,11 +95,13 @@ def test_cli_without_images_skips_longitudinal_with_reason(sim, tmp_path):
     assert "pass --images" in (out / "summary.md").read_text()
 
 
-def test_cli_all_clean_exits_ok(tmp_path):
+def test_cli_all_clean_exits_ok(tmp_path, capsys):
     s = simulate_readers(SAMPLES, tmp_path / "in", sd_px=1.0, files=SERIES[:2])
     rc = main(["reliability", str(s.dir_a), str(s.dir_b), "--out", str(tmp_path / "o"),
                "--no-plots"])
     assert rc == EXIT_OK
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Unit of analysis" in out and "patients unknown (pass --images)" in out
 
 
 def test_cli_usage_and_nothing_to_do(tmp_path, capsys):

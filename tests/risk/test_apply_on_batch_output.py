@@ -188,3 +188,31 @@ def test_fit_on_batch_output_then_apply(wide_csv, wide, tmp_path):
     for i in (0, 1, 3):
         lp = b0 + b1 * float(wide.avhr_recovery_pct[i])
         assert float(got.fit_probability[i]) == pytest.approx(1 / (1 + math.exp(-lp)))
+
+
+def test_saved_model_with_clinical_names_points_to_the_batch_names(wide_csv, wide, tmp_path,
+                                                                   capsys):
+    """A model fitted on a clinical table's 'age' / 'bmi' meets the batch's unit-suffixed
+    'age_years' / 'bmi_kg_m2': one line naming the --map to use, then the mapped run."""
+    rng = np.random.default_rng(0)
+    cohort = simulate_li2021(300, seed=1)
+    cohort["age"] = rng.normal(70, 8, 300).round()
+    cohort["bmi"] = rng.normal(24, 3, 300).round(1)
+    cohort.to_csv(tmp_path / "cohort.csv", index=False)
+    fitdir = tmp_path / "fit"
+    assert main(["risk", "fit", str(tmp_path / "cohort.csv"), "-y", "residual_back_pain",
+                 "-x", "ivc,age,bmi", "-o", str(fitdir), "-B", "0", "--no-progress"]) == 0
+    coef = str(fitdir / "coefficients.json")
+    capsys.readouterr()
+    assert main(["risk", "apply", str(wide_csv), "--model", coef]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--map age=age_years --map bmi=bmi_kg_m2" in err
+    rc, got = _apply(wide_csv, tmp_path, "--model", coef, "--map", "age=age_years",
+                     "--map", "bmi=bmi_kg_m2")
+    assert rc == 0
+    b = dict(zip(*[json.loads((fitdir / "coefficients.json").read_text())[k]
+                   for k in ("names", "params")], strict=True))
+    for i, r in wide.iterrows():
+        lp = (b["const"] + b["ivc"] * _b(r.ivc) + b["age"] * float(r.age_years)
+              + b["bmi"] * float(r.bmi_kg_m2))
+        assert float(got.fit_lp[i]) == pytest.approx(lp, abs=1e-9)

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import re
 import warnings
 
 import numpy as np
@@ -147,6 +148,7 @@ def test_decision_curve_hand_computed():
     assert d.net_benefit_all == pytest.approx(0.4 - 0.6 * 0.3 / 0.7)
 
 
+@pytest.mark.filterwarnings("ignore::spine_measure.risk.errors.NonConvergenceWarning")
 def test_separation_and_few_events_warnings():
     x = np.r_[np.zeros(20), np.ones(20)]
     df = pd.DataFrame({"x": x, "z": np.tile([0.0, 1.0], 20), "y": x.astype(int)})
@@ -211,6 +213,14 @@ def test_cli_fit_writes_report(cohort, tmp_path):
         assert (out / name).stat().st_size > 0, name
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "DeLong" in html
+    # a heading for every table, no negative zero, numbers never run together
+    assert html.count("<table") == html.count("<caption>") == 5
+    assert "-0.000" not in html
+    cells = re.findall(r"<td>([^<]*)</td>", html)
+    assert not [c for c in cells if re.search(r"\d\.\d+\.\d", c)]
+    assert "no: " in html and "yes: " in html  # category labels, not 0/1
+    # apparent slope 1 / intercept 0 are never the reported calibration result
+    assert "optimism-corrected" in html and "shrinkage factor" in html
     coef = pd.read_csv(out / "coefficients.csv", index_col=0)
     assert list(coef.columns) == ["B", "SE", "Wald", "df", "P", "OR", "CI_low", "CI_high"]
     rc = main(["risk", "apply", str(f), "--model", str(out / "coefficients.json"), "-o",
@@ -218,3 +228,15 @@ def test_cli_fit_writes_report(cohort, tmp_path):
     assert rc == 0
     a = pd.read_csv(tmp_path / "a.csv")
     assert a.fit_probability.notna().all()
+
+
+def test_cli_fit_bad_column_is_one_line_and_writes_nothing(cohort, tmp_path, capsys):
+    f = tmp_path / "cohort.csv"
+    cohort.head(200).to_csv(f, index=False)
+    rc = main(["risk", "fit", str(f), "-y", "residual_back_pain", "-x", "ivc",
+               "--univariate", "ivc,nope", "-o", str(tmp_path / "fit"), "-B", "5",
+               "--no-progress"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "univariate column(s) not in the input: nope" in err and "Traceback" not in err
+    assert not (tmp_path / "fit").exists()

@@ -94,9 +94,15 @@ def test_hosmer_lemeshow_by_hand():
     assert got5["hl_p"] == pytest.approx(stats.chi2.sf(got5["hl_statistic"], 3))
 
 
-def test_lowess_on_grid_matches_brute_force():
+@pytest.mark.parametrize("decimals", [2, None])
+def test_lowess_on_grid_matches_brute_force(decimals):
+    """Both code paths: few distinct risks (grouped; a model with categorical predictors)
+    and continuous risks (a sliding window over the sorted predictions)."""
     rng = np.random.default_rng(0)
-    p = np.round(rng.random(300) * 0.7, 2)  # ties, as a model with binary predictors gives
+    p = rng.random(300) * 0.7
+    if decimals is not None:
+        p = np.round(p, decimals)
+        assert len(np.unique(p)) <= 75
     y = (rng.random(300) < p).astype(float)
     grid = np.linspace(0.02, 0.68, 25)
     got = calibration_lowess(y, p, grid)

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 
 from spine_measure.landmarks import SpineLandmarks
 
-__all__ = ["MAX_SIDE", "body_polygon", "render_overlay"]
+__all__ = ["ABBREVIATIONS", "MAX_SIDE", "body_polygon", "header_height", "render_overlay"]
 
 MAX_SIDE = 1400
 SUPERIOR = (0, 200, 255)
@@ -33,13 +33,24 @@ INFERIOR = (255, 210, 0)
 POINT = (0, 255, 120)
 TREATED = (255, 60, 200)
 CEMENT = (255, 140, 0)
-LEAK = (255, 30, 30)
+LEAK = (70, 90, 255)
+COBB = (255, 255, 255)
 TEXT_BG = (0, 0, 0)
 WHITE = (255, 255, 255)
 GREY_LEVELS = 192
 TINT_LEVELS = 16
+#: Share of the colour in a tinted pixel: cement is translucent (the film shows through,
+#: with a solid outline), a leak is nearly opaque in a colour far from the cement's.
+TINT_WEIGHT = {CEMENT: 0.35, LEAK: 0.75}
 _SOLID = (SUPERIOR, INFERIOR, POINT, TREATED, CEMENT, LEAK)
 _TINTED = (CEMENT, LEAK)
+#: What the labels beside each vertebra mean (printed under the film).
+ABBREVIATIONS = ("T = treated (cemented)", "fx = flagged fractured",
+                 "excl = excluded from neighbour references",
+                 "(fractured and treated levels are never references either)",
+                 "WA = wedge angle (deg)",
+                 "CR = anterior compression rate vs the references (%)",
+                 "G = Genant grade/shape (reader's in brackets)")
 
 
 @functools.lru_cache(maxsize=1)
@@ -47,7 +58,8 @@ def palette() -> tuple[list[int], dict[tuple[int, int, int], int], np.ndarray]:
     """The overlay palette: ``(flat RGB list, solid colour -> index, grey -> index LUT)``.
 
     Indices ``0..191`` are a grey ramp, then one entry per solid colour, then for each tinted
-    colour (cement, leak) 16 entries ``0.45 grey + 0.55 colour`` over the grey range.
+    colour (cement, leak) 16 entries ``(1 - w) grey + w colour`` over the grey range, ``w``
+    from :data:`TINT_WEIGHT` (cement translucent, leak nearly opaque).
 
     >>> flat, ink, lut = palette()
     >>> len(flat) <= 768, ink[(255, 255, 255)], int(lut[255]), flat[3 * ink[CEMENT]:][:3]
@@ -62,9 +74,10 @@ def palette() -> tuple[list[int], dict[tuple[int, int, int], int], np.ndarray]:
         ink[colour] = len(flat) // 3
         flat += list(colour)
     for colour in _TINTED:
+        w = TINT_WEIGHT[colour]
         for k in range(TINT_LEVELS):
             grey = (k + 0.5) * 256 / TINT_LEVELS
-            flat += [int(0.45 * grey + 0.55 * c) for c in colour]
+            flat += [int((1 - w) * grey + w * c) for c in colour]
     lut = (np.arange(256) * (GREY_LEVELS - 1) // 255).astype(np.uint8)
     return flat, ink, lut
 
@@ -120,6 +133,8 @@ def _label(arr: np.ndarray, xy: tuple[float, float], text: str, colour: tuple[in
 def _fmt(v: Any, unit: str) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
+    if isinstance(v, str | int):
+        return f"{v}{unit}"
     text = f"{v:.1f}"
     return ("0.0" if text == "-0.0" else text) + unit
 
@@ -147,11 +162,46 @@ def grey8(radiograph: Any, f: int) -> np.ndarray:
     return (np.clip(disp, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+_ENDPLATE_POINTS = {("lateral", "superior"): ("Ps", "As"),
+                    ("lateral", "inferior"): ("Pi", "Ai"),
+                    ("ap", "superior"): ("SL", "SR"), ("ap", "inferior"): ("IL", "IR")}
+
+
+def _wrap(items: Sequence[str], width: int, scale: float, gap: int) -> list[list[str]]:
+    """Legend items in rows that fit ``width`` pixels."""
+    rows: list[list[str]] = [[]]
+    used = 4
+    for it in items:
+        w = _text_width(it, scale) + gap
+        if rows[-1] and used + w > width:
+            rows.append([])
+            used = 4
+        rows[-1].append(it)
+        used += w
+    return rows
+
+
+def text_metrics(film_rows: int) -> tuple[int, int]:
+    """(font height, line height) in pixels for a film shown ``film_rows`` rows high."""
+    font_px = max(11, min(18, max(film_rows, 600) // 60))
+    return font_px, font_px + 8
+
+
+def header_height(film_rows: int, n_lines: int) -> int:
+    """Height of the header band above the film (the film starts at this row)."""
+    return 6 + text_metrics(film_rows)[1] * n_lines
+
+
 def render_overlay(radiograph: Any, landmarks: SpineLandmarks, *,
                    values: Mapping[str, Mapping[str, Any]] | None = None,
                    cement: Mapping[str, np.ndarray] | None = None,
-                   title: Sequence[str] = ()) -> bytes:
+                   title: Sequence[str] = (),
+                   cobb: Sequence[tuple[str, str, str]] = ()) -> bytes:
     """PNG bytes of the review overlay.
+
+    The film is shown whole: the header (``title``) sits in a band above it and the legend
+    (colours and the abbreviations of the labels, :data:`ABBREVIATIONS`) in a band below it,
+    so neither hides an endplate or a label.
 
     Parameters
     ----------
@@ -159,12 +209,16 @@ def render_overlay(radiograph: Any, landmarks: SpineLandmarks, *,
         The decoded film (its display window is used; MONOCHROME1 shows inverted).
     landmarks : SpineLandmarks
     values : Mapping, optional
-        level -> {"wedge_angle_deg": ..., "cr_anterior_pct": ..., ...} printed beside each body.
+        level -> {"WA": (value, unit), ...} printed beside each body.
     cement : Mapping, optional
         level -> boolean mask (rows, cols) of the film; pixels outside that level's body outline
-        are drawn as leak.
+        are drawn as leak. Cement is tinted translucently with a solid outline, leaks nearly
+        opaque in a colour of their own, outlined too.
     title : sequence of str
-        Lines of the header box (pseudonym, date, view, calibration).
+        Lines of the header band (pseudonym, date, view, calibration, film-level angles).
+    cobb : sequence of (label, upper, lower)
+        Cobb angles to draw: their two endplates (``"T11:superior"``), extended, in white,
+        with ``label`` at the upper one; the end vertebrae's labels say "end".
     """
     rows, cols = radiograph.shape
     f = max(1, math.ceil(max(rows, cols) / MAX_SIDE))
@@ -172,9 +226,10 @@ def render_overlay(radiograph: Any, landmarks: SpineLandmarks, *,
     flat, ink, lut = palette()
     idx = lut[grey]
 
-    def xy(p: Sequence[float]) -> tuple[float, float]:  # (row, col) -> PIL (x, y)
+    def fxy(p: Sequence[float]) -> tuple[float, float]:  # (row, col) -> film (x, y)
         return ((float(p[1]) + 0.5) / f - 0.5, (float(p[0]) + 0.5) / f - 0.5)
 
+    outlines: list[tuple[np.ndarray, tuple[int, int, int]]] = []
     if cement:
         for level, mask in sorted(cement.items()):
             m = np.asarray(mask, dtype=bool)
@@ -189,24 +244,72 @@ def render_overlay(radiograph: Any, landmarks: SpineLandmarks, *,
             if level in landmarks:
                 poly = Image.new("L", (bw, bh), 0)
                 ImageDraw.Draw(poly).polygon([(px - x0, py - y0) for px, py in
-                                              (xy(p) for p in
+                                              (fxy(p) for p in
                                                body_polygon(landmarks[level].points))], fill=1)
                 inside = np.asarray(poly, dtype=bool)
             ib, gb = idx[box], grey[box]
             for sel, colour in ((mb & inside, CEMENT), (mb & ~inside, LEAK)):
                 ib[sel] = _tint_base(colour) + gb[sel] // (256 // TINT_LEVELS)
-    img = Image.fromarray(idx, "P")
+                if sel.any():
+                    contours, _ = cv2.findContours(sel.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                                   cv2.CHAIN_APPROX_NONE)
+                    for c in contours:
+                        outlines.append((c.reshape(-1, 2) + (x0, y0), colour))
+    for pts, colour in outlines:  # solid outlines, drawn after every tint
+        idx[pts[:, 1], pts[:, 0]] = ink[colour]
+    fh, fw = idx.shape
+    font_px, line_h = text_metrics(fh)
+    scale = font_px / 28.0   # Hershey simplex: cap height ~ 22 x scale px
+    width = max(fw, 360)
+    legend_items = [("superior endplate", SUPERIOR), ("inferior endplate", INFERIOR),
+                    ("cement", CEMENT), ("leak", LEAK), ("treated body", TREATED)]
+    if cobb:
+        legend_items.append(("Cobb endplates", COBB))
+    legend_rows = _wrap([t for t, _c in legend_items], width, scale, 14)
+    abbrev_rows = _wrap([f"{a};" for a in ABBREVIATIONS[:-1]] + [ABBREVIATIONS[-1]],
+                        width, scale, 10)
+    head = header_height(fh, len(title))
+    foot = 6 + line_h * (len(legend_rows) + len(abbrev_rows))
+    canvas = np.zeros((head + fh + foot, width), np.uint8)   # black bands around the film
+    canvas[head:head + fh, :fw] = idx
+    img = Image.fromarray(canvas, "P")
     img.putpalette(flat)
     draw = ImageDraw.Draw(img)
-    size = img.size
-    font_px = max(11, min(18, size[1] // 60))
-    scale = font_px / 28.0   # Hershey simplex: cap height ~ 22 x scale px
+
+    def xy(p: Sequence[float]) -> tuple[float, float]:  # (row, col) -> canvas (x, y)
+        x, y = fxy(p)
+        return x, y + head
+
     labels: list[tuple[tuple[float, float], str, tuple[int, int, int]]] = []
-    r = max(2.0, size[1] / 300)
+    r = max(2.0, fh / 300)
+    view = landmarks.view
+    ends: set[str] = set()
+    for label, upper, lower in cobb:
+        for k, ep in enumerate((upper, lower)):
+            level, _, which = ep.partition(":")
+            if level not in landmarks:
+                continue
+            pts = landmarks[level].points
+            a, b = _ENDPLATE_POINTS.get((view, which), ("", ""))
+            if a not in pts or b not in pts:
+                continue
+            ends.add(level)
+            (x1, y1), (x2, y2) = xy(pts[a]), xy(pts[b])
+            dx, dy = (x2 - x1) * 0.35, (y2 - y1) * 0.35
+            draw.line([(x1 - dx, y1 - dy), (x2 + dx, y2 + dy)], fill=ink[COBB], width=2)
+            if k == 0:  # a short tag at the end of the upper line (the full label is in
+                # the header): beyond the line's right end, else before its left end
+                tag = label.split("°")[0] + "°" if "°" in label else label
+                tw = _text_width(tag, scale) + 10
+                right_end, left_end = max(x1 - dx, x2 + dx), min(x1 - dx, x2 + dx)
+                lx = right_end + 4 if right_end + 4 + tw <= width else left_end - tw - 4
+                ly = (y1 - dy if right_end == x1 - dx else y2 + dy) if lx > left_end else \
+                    (y1 - dy if left_end == x1 - dx else y2 + dy)
+                labels.append(((max(2.0, lx), ly - line_h / 2), tag, COBB))
     for v in landmarks:
         pts = v.points
         lw = 3 if v.treated else 2
-        if landmarks.view == "lateral":
+        if view == "lateral":
             sup = [xy(pts[k]) for k in ("Ps", "Ms", "As") if k in pts]
             inf = [xy(pts[k]) for k in ("Pi", "Mi", "Ai") if k in pts]
             draw.line(sup, fill=ink[SUPERIOR], width=lw)
@@ -220,41 +323,61 @@ def render_overlay(radiograph: Any, landmarks: SpineLandmarks, *,
         for p in pts.values():
             x, y = xy(p)
             draw.ellipse((x - r, y - r, x + r, y + r), fill=ink[POINT], outline=ink[TEXT_BG])
-        text = v.level + (" treated" if v.treated else " fx" if v.fractured else "") \
-            + (" excl" if v.excluded else "")
-        vals = (values or {}).get(v.level, {})
-        if vals:
-            text += "  " + "  ".join(f"{k} {_fmt(val, u)}" for k, (val, u) in vals.items())
+        flags = [n for n, on in (("T", v.treated), ("fx", v.fractured and not v.treated),
+                                 ("excl", v.excluded), ("end", v.level in ends)) if on]
+        head_text = v.level + (f" {' '.join(flags)}" if flags else "")
+        vals = [f"{k} {_fmt(val, u)}" for k, (val, u) in ((values or {}).get(v.level, {})
+                                                          .items())]
         colour = TREATED if v.treated else WHITE
-        w = _text_width(text, scale) + 8
         arr = np.array([xy(p) for p in pts.values()])
-        # beside the body on the anterior side (lateral) / right side (AP); the other side
-        # when it does not fit in the image
-        if landmarks.view == "lateral" and "As" in pts and "Ps" in pts:
+        # beside the body on the anterior side (lateral) / right side (AP), else on the other
+        # side; when neither side has room on one line, on two or more lines
+        if view == "lateral" and "As" in pts and "Ps" in pts:
             right = xy(pts["As"])[0] > xy(pts["Ps"])[0]
         else:
             right = True
-        x_right, x_left = arr[:, 0].max() + 10, arr[:, 0].min() - 10 - w
-        if right:
-            x = x_right if x_right + w <= size[0] else x_left
-        else:
-            x = x_left if x_left >= 0 else x_right
-        anchor = np.array([x, arr[:, 1].mean()])
-        labels.append(((anchor[0], anchor[1] - 8), text, colour))
+        lo, hi = arr[:, 0].min() - 10, arr[:, 0].max() + 10
+        layouts = [[" ".join([head_text, *vals])], [head_text, " ".join(vals)],
+                   [head_text, *vals]] if vals else [[head_text]]
+        placed = None
+        for lines in layouts:
+            w = max(_text_width(t, scale) for t in lines if t) + 10
+            sides = [(hi, hi + w <= width), (lo - w, lo - w >= 0)]
+            for x, fits in (sides if right else sides[::-1]):
+                if fits:
+                    placed = (x, lines)
+                    break
+            if placed:
+                break
+        if placed is None:
+            lines = layouts[-1]
+            w = max(_text_width(t, scale) for t in lines if t) + 10
+            placed = (hi if right else lo - w, lines)
+        x, lines = placed
+        y0 = arr[:, 1].mean() - 8 - (len(lines) - 1) * line_h / 2
+        for i, t in enumerate(lines):
+            if t:
+                labels.append(((x, y0 + i * line_h), t, colour))
     arr = np.array(img)
-    for at, text, colour in labels:
-        _label(arr, at, text, colour, scale)
+    for (x, y), text, colour in labels:   # kept inside the film's band
+        _label(arr, (x, min(max(y, head + 2.0), head + fh - line_h)), text, colour, scale)
     y = 4.0
     for line in title:
-        while len(line) > 8 and _text_width(line, scale) > size[0] - 14:
+        while len(line) > 8 and _text_width(line, scale) > width - 14:
             line = line[:4] + "..." + line[8:]
         _label(arr, (4, y), line, WHITE, scale)
-        y += font_px + 8
-    legend = "superior endplate", "inferior endplate", "cement", "leak"
-    x = 4.0
-    for name, colour in zip(legend, (SUPERIOR, INFERIOR, CEMENT, LEAK), strict=True):
-        _label(arr, (x, size[1] - 24), name, colour, scale)
-        x += _text_width(name, scale) + 14
+        y += line_h
+    y = head + fh + 4.0
+    colour_of = dict(legend_items)
+    for row in legend_rows:
+        x = 4.0
+        for name in row:
+            _label(arr, (x, y), name, colour_of[name], scale)
+            x += _text_width(name, scale) + 14
+        y += line_h
+    for row in abbrev_rows:
+        _label(arr, (4, y), "  ".join(row), WHITE, scale)
+        y += line_h
     img = Image.fromarray(arr, "P")
     img.putpalette(flat)
     buf = io.BytesIO()

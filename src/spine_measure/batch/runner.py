@@ -8,6 +8,7 @@ Outputs in ``OUT``: ``features_wide.csv``, ``measurements_long.csv``, ``data_dic
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -62,15 +63,29 @@ class BatchOptions:
     refracture_cri_threshold_pct: float = 15.0
     restart: bool = False
     sr: bool = False
+    #: A LandmarkErrorModel (``--uncertainty`` / ``--uncertainty-from``): adds the optional
+    #: uncertainty columns. Not journalled: the tables are assembled anew on every run.
+    uncertainty: Any = None
+    cobb: tuple[str, ...] = ()      # sagittal Cobb angles of every lateral film
+
+    def __post_init__(self) -> None:
+        from spine_measure.measurements import parse_cobb_spec
+
+        object.__setattr__(self, "cobb", tuple(str(c) for c in self.cobb))
+        for c in self.cobb:
+            parse_cobb_spec(c)  # LandmarkError (a SpineMeasureError) names the bad one
     accept_proposed: bool = False
 
     def output_options(self, key: bytes) -> dict[str, Any]:
         """The options that shape the output (hashed into the journal): not ``jobs``,
-        ``scheduler`` or ``restart``; the key only as a keyed fingerprint."""
+        ``scheduler``, ``restart`` or ``uncertainty`` (which changes the assembled tables
+        only, never a journalled film); the key only as a keyed fingerprint."""
         d = asdict(self)
         for k in ("jobs", "scheduler", "restart", "pseudonym_key", "pseudonym_key_file",
-                  "out_dir"):
+                  "out_dir", "uncertainty"):
             d.pop(k)
+        if not d["cobb"]:  # runs made before the option existed keep their hash
+            d.pop("cobb")
         if not d["accept_proposed"]:  # runs journalled before the option existed resume
             d.pop("accept_proposed")
         for k in ("input_dir", "annotations_dir", "clinical"):
@@ -214,6 +229,8 @@ def run_batch(options: BatchOptions, *,
                                  cement_tolerance_mm=options.cement_tolerance_mm,
                                  sr=options.sr, identifiers=options.include_identifiers,
                                  accept_proposed=options.accept_proposed, progress=on_scan)
+    if options.cobb:  # every film measures the study's Cobb angles
+        plan.tasks = [dataclasses.replace(t, cobb=tuple(options.cobb)) for t in plan.tasks]
     records: dict[str, dict[str, Any]] = {}
     pending: list[FilmTask] = []
     for t in plan.tasks:
@@ -251,7 +268,8 @@ def run_batch(options: BatchOptions, *,
     tables = assemble(plan, records, identifiers=options.include_identifiers,
                       clinical=clinical, long_options=long_options,
                       postop_window_days=options.postop_window_days,
-                      overlay_paths=overlay_paths, key=key)
+                      overlay_paths=overlay_paths, key=key, cobb=options.cobb,
+                      uncertainty=options.uncertainty)
     atomic_write_text(out / "features_wide.csv", tables.wide)
     atomic_write_text(out / "measurements_long.csv", tables.long)
     atomic_write_text(out / "data_dictionary.csv", tables.dictionary)
@@ -279,7 +297,9 @@ def run_batch(options: BatchOptions, *,
         "spine_measure_version": __version__,
         "versions": _versions(),
         "options": {**out_opts, "jobs": options.jobs, "scheduler": options.scheduler,
-                    "pseudonym_key_source": key_source},
+                    "pseudonym_key_source": key_source,
+                    "uncertainty": (None if options.uncertainty is None
+                                    else options.uncertainty.describe())},
         "options_hash": opt_hash,
         "inputs": inputs,
         "clinical_table": None if options.clinical is None else

@@ -93,7 +93,9 @@ class Tables:
 
 
 def _single_cols() -> list[str]:
-    return [c for d in _vertebra_defs("lateral") for c in d.columns]
+    """Per-vertebra columns of a lateral film in the wide table (suffixed by time point)."""
+    return _with_extras([c for d in _vertebra_defs("lateral") for c in d.columns]) + [
+        "reference_neighbours"]
 
 
 def _cement_cols(records: Iterable[dict[str, Any]]) -> list[str]:
@@ -116,8 +118,29 @@ def _cement_definition(base: str) -> dict[str, str]:
     if base in CEMENT_COLUMNS:
         unit, definition = CEMENT_COLUMNS[base]
         return {"unit": unit, "definition": definition, "source": "SPEC §4"}
-    return {"unit": "", "definition": "Shape or texture feature the cement distribution was "
-                                      "decided from (docs/cement.md).", "source": "SPEC §4"}
+    if base in CEMENT_SHAPE_COLUMNS:
+        unit, definition = CEMENT_SHAPE_COLUMNS[base]
+        return {"unit": unit, "definition": definition, "source": "docs/cement.md"}
+    return {"unit": "", "definition": "Cement feature (docs/cement.md).",
+            "source": "docs/cement.md"}
+
+
+#: The cement shape and texture columns: unit and definition (docs/cement.md).
+CEMENT_SHAPE_COLUMNS: dict[str, tuple[str, str]] = {
+    "cement_solidity": ("ratio 0-1", "Intravertebral cement pixels / pixels of the convex "
+                                     "hull of their centres (1 for a convex lump); blocky "
+                                     "distribution needs >= 0.85."),
+    "cement_roughness": ("ratio >= 1", "Perimeter of the intravertebral cement / perimeter of "
+                                       "its convex hull (1 for a smooth convex lump); blocky "
+                                       "distribution needs <= 1.5."),
+    "cement_components": ("count", "Connected components (8-connected) of the "
+                                   "intravertebral cement of at least 0.5 mm2."),
+    "cement_hole_fraction": ("ratio 0-1", "Holes enclosed by the cement / (cement + holes), "
+                                          "in pixels; 0 for a solid fill."),
+    "cement_texture_cv": ("ratio", "Coefficient of variation (standard deviation / mean) of "
+                                   "the film's density excess over the local bone inside the "
+                                   "cement core; empty for a reader-edited mask."),
+}
 
 
 def wide_columns(identifiers: bool, extra_clinical: Sequence[str],
@@ -144,6 +167,27 @@ def wide_columns(identifiers: bool, extra_clinical: Sequence[str],
     return cols
 
 
+#: Reader columns written right after the computed ``genant_shape``.
+READER_COLS = ("genant_grade_reader", "genant_shape_reader")
+#: The endplates (end vertebrae) of each film-level angle, after the angle's column.
+END_COLS = {"cobb_angle_deg": ("cobb_spec", "cobb_upper_endplate", "cobb_lower_endplate"),
+            "coronal_cobb_angle_deg": ("coronal_cobb_upper_endplate",
+                                       "coronal_cobb_lower_endplate"),
+            "coronal_cobb_angle_midline_deg": ("coronal_cobb_midline_upper_level",
+                                               "coronal_cobb_midline_lower_level")}
+
+
+def _with_extras(cols: list[str]) -> list[str]:
+    """Registry columns with the reader's Genant columns and the end endplates inserted."""
+    out: list[str] = []
+    for c in cols:
+        out.append(c)
+        if c == "genant_shape":
+            out += READER_COLS
+        out += END_COLS.get(c, ())
+    return out
+
+
 #: Endings of measured columns (time points, AP film): never a clinical column's.
 RESERVED_SUFFIXES = tuple(f"_{tp}" for tp in (*TPS, "ap"))
 
@@ -166,17 +210,49 @@ def long_columns(identifiers: bool) -> list[str]:
     for view in ("lateral", "ap"):
         cols += [c for d in _vertebra_defs(view) + _film_defs(view) for c in d.columns
                  if c not in cols]
-    return cols + ["reference_neighbours", "reasons", "overlay",
-                   "annotation_source", "annotation_sha256", "spine_measure_version"]
+    return _with_extras(cols) + ["reference_neighbours", "reasons", "overlay",
+                                 "annotation_source", "annotation_sha256",
+                                 "spine_measure_version"]
+
+
+def _film_rows(fm: FilmMeasurements, base: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The long table's film-level rows: one per sagittal Cobb angle asked for (with its
+    endplates), one for the coronal angles of an AP film (with their end vertebrae)."""
+    rows: list[dict[str, Any]] = []
+    coronal: dict[str, Any] = {}
+    coronal_reasons: list[str] = []
+    # sagittal Cobb results come in the order of the options: fixed pairs, then keywords
+    specs = iter([(f"{a},{b}", str(a), str(b)) for a, b in fm.options.cobb]
+                 + [(k, None, None) for k in fm.options.cobb_keywords])
+    for res in fm.film:
+        d = res.detail
+        if res.name == "cobb_angle":
+            spec, upper, lower = next(specs)
+            row = {**base, "level": "", res.column: res.value, "cobb_spec": spec,
+                   "cobb_upper_endplate": d.get("upper", upper),
+                   "cobb_lower_endplate": d.get("lower", lower),
+                   "reasons": f"{res.name}: {res.reason}" if res.reason else ""}
+            rows.append(row)
+            continue
+        coronal[res.column] = res.value
+        for col in END_COLS.get(res.column, ()):
+            coronal[col] = d.get("lower_level" if col.endswith("lower_level") else
+                                 "upper_level" if col.endswith("upper_level") else
+                                 "lower" if "lower" in col else "upper")
+        if res.reason:
+            coronal_reasons.append(f"{res.name}: {res.reason}")
+    if coronal:
+        rows.append({**base, "level": "", **coronal, "reasons": "; ".join(coronal_reasons)})
+    return rows
 
 
 # ----------------------------------------------------------------------------- assembly
 
 
-def _film(rec: dict[str, Any], options: Any) -> FilmMeasurements:
+def _film(rec: dict[str, Any], cobb: Sequence[str] = ()) -> FilmMeasurements:
     spacing = None if rec["spacing"] is None else tuple(rec["spacing"])
     return measure_film(SpineLandmarks.from_dict(rec["landmarks"]), spacing=spacing,
-                        calibration_source=rec["calibration_source"])
+                        calibration_source=rec["calibration_source"], cobb=cobb)
 
 
 def _merge_findings(films: Sequence[dict[str, Any]], key_of: Any, where: str,
@@ -227,15 +303,57 @@ def _volume_ratio(crow: Mapping[str, Any] | None, postop: FilmMeasurements | Non
     return cement_volume_ratio(volume, lat, lat_sp, apv, ap_sp)
 
 
+def uncertainty_column_names() -> tuple[list[str], list[str]]:
+    """The optional columns of ``batch --uncertainty``: (features_wide, measurements_long).
+
+    features_wide: ``<column>_u`` of every numeric longitudinal measurement and the
+    three-state ``recompression_state`` / ``refracture_state``; measurements_long:
+    ``<column>_u`` of every numeric single-film measurement, ``compression_ge_38_5_state``,
+    ``degenerative_scoliosis_state``; both: ``uncertainty_model``.
+    """
+    numeric = ("length", "angle", "ratio")
+    wide = [f"{c}_u" for d in _long_defs() if d.kind in numeric for c in d.columns]
+    wide += ["recompression_state", "refracture_state", "uncertainty_model"]
+    long_: list[str] = []
+    for view in ("lateral", "ap"):
+        long_ += [f"{c}_u" for d in _vertebra_defs(view) + _film_defs(view)
+                  if d.kind in numeric for c in d.columns if f"{c}_u" not in long_]
+    long_ += ["compression_ge_38_5_state", "degenerative_scoliosis_state", "uncertainty_model"]
+    return wide, long_
+
+
+def _series_uncertainty(slot: Mapping[str, FilmMeasurements | None],
+                        follow: Sequence[FilmMeasurements], level: str,
+                        oedema: bool | None, options: LongitudinalOptions | None,
+                        model: Any) -> dict[str, Any]:
+    from spine_measure.measurements.uncertainty import longitudinal_uncertainty
+
+    try:
+        lu = longitudinal_uncertainty(slot["preop"], slot["postop"], follow, model=model,
+                                      level=level, bone_marrow_oedema=oedema, options=options)
+    except ValueError as exc:   # e.g. no treated level on the films: the values say why
+        return {"uncertainty_model": f"{model.describe()}; not computed: {exc}"}
+    out: dict[str, Any] = {f"{it.column}_u": (it.u if it.ok else None)
+                           for it in lu.items.values()}
+    out.update(recompression_state=lu.flags["recompression"],
+               refracture_state=lu.flags["refracture"], uncertainty_model=model.describe())
+    return out
+
+
 def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
              identifiers: bool = False, clinical: ClinicalTable | None = None,
              long_options: LongitudinalOptions | None = None,
              postop_window_days: int = 14, overlay_paths: Mapping[str, str] | None = None,
-             key: bytes | None = None) -> Tables:
+             key: bytes | None = None, cobb: Sequence[str] = (),
+             uncertainty: Any = None) -> Tables:
     """Build every table from the plan and the per-film records (see module docstring).
 
     ``key`` (the pseudonymisation key) lets the clinical table's warnings name a patient id
-    that matches no film by its pseudonym; with ``identifiers`` they name the real id."""
+    that matches no film by its pseudonym; with ``identifiers`` they name the real id.
+    ``uncertainty`` (a :class:`~spine_measure.measurements.uncertainty.LandmarkErrorModel`)
+    adds the optional uncertainty columns (:func:`uncertainty_column_names`).
+    ``cobb``: the sagittal Cobb angles measured on every lateral film (endplate pairs or
+    keywords, ``spine_measure.measurements.parse_cobb_spec``)."""
     notes: list[ErrorRow] = list(plan.issues)
     overlay_paths = overlay_paths or {}
     done: dict[str, dict[str, Any]] = {}
@@ -251,7 +369,7 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
         for stage, reason in rec.get("warnings", []):
             notes.append(ErrorRow(task.key, stage, "warning", reason))
         done[task.key] = rec
-        fms[task.key] = _film(rec, None)
+        fms[task.key] = _film(rec, cobb)
     # patients -> films
     patients: dict[str, list[str]] = {}
     for film_key in done:
@@ -350,10 +468,18 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
                 fm = fms[k]
                 if level not in fm.vertebrae:
                     reasons.append(f"{tp}: {level} not annotated")
+                nbrs: set[str] = set()
                 for name, res in fm.vertebrae.get(level, {}).items():
                     row[f"{res.column}_{tp}"] = res.value
+                    nbrs.update(res.neighbours)
                     if res.reason:
                         reasons.append(f"{tp} {name}: {res.reason}")
+                if level in fm.vertebrae:
+                    v = fm.landmarks[level]
+                    row[f"genant_grade_reader_{tp}"] = v.genant_grade_reader
+                    row[f"genant_shape_reader_{tp}"] = v.genant_shape_reader
+                    row[f"reference_neighbours_{tp}"] = ",".join(
+                        sorted(nbrs, key=LEVELS.index))
                 for clevel, feats in (rec.get("cement") or {}).items():
                     if clevel == level and tp != "preop":
                         for fk, fv in feats.items():
@@ -383,6 +509,10 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
                 row[res.column] = res.value
                 if res.reason:
                     reasons.append(f"{res.name}: {res.reason}")
+            if uncertainty is not None:
+                row.update(_series_uncertainty(slot, [fms[k] for k in follow], level,
+                                               row["bone_marrow_oedema"], long_options,
+                                               uncertainty))
             row["clinical_match"] = match if clinical is not None else ""
             if crow is not None:
                 for c, v in crow.items():
@@ -418,23 +548,30 @@ def assemble(plan: BatchPlan, records: Mapping[str, dict[str, Any]], *,
                         annotation_file=None if task.annotation_path is None
                         else plan.annotation_name(task.annotation_path))
         fm = fms[k]
+        ucols: dict[Any, dict[str, Any]] = {}
+        if uncertainty is not None:
+            from spine_measure.measurements.uncertainty import (
+                film_uncertainty,
+                uncertainty_columns,
+            )
+
+            ucols = uncertainty_columns(film_uncertainty(fm, uncertainty))
+            for cols in ucols.values():
+                cols["uncertainty_model"] = uncertainty.describe()
         sources = rec.get("landmark_source") or {}
         for r in fm.to_rows():
             long_rows.append({**base, "landmark_source": sources.get(r.get("level")),
                               **{c: v for c, v in r.items()
-                                 if c not in ("image", "sop_instance_uid")}})
-        if fm.film:
-            fr: dict[str, Any] = {**base, "level": ""}
-            reasons = []
-            for res in fm.film:
-                fr[res.column] = res.value
-                if res.reason:
-                    reasons.append(f"{res.name}: {res.reason}")
-            fr["reasons"] = "; ".join(reasons)
-            long_rows.append(fr)
+                                         if c not in ("image", "sop_instance_uid")},
+                              **ucols.get(r["level"], {})})
+        long_rows += _film_rows(fm, {**base, **ucols.get(None, {})})
     cem = _cement_cols(done.values())
     wcols = wide_columns(identifiers, extra_clin, cem)
     lcols = long_columns(identifiers)
+    if uncertainty is not None:
+        wextra, lextra = uncertainty_column_names()
+        wcols = wcols[:-2] + wextra + wcols[-2:]     # before reasons, spine_measure_version
+        lcols = lcols[:-1] + lextra + lcols[-1:]
     n_failed = sum(1 for n in notes if n.status == "failed" and n.stage != "clinical")
     n_clinical = sum(1 for n in notes if n.status == "failed" and n.stage == "clinical")
     n_skipped = sum(1 for n in notes if n.status == "skipped")
@@ -550,7 +687,29 @@ BATCH_COLUMNS: dict[str, tuple[str, str]] = {
     "excluded": ("flag", "Reader flag: not to be used as a reference neighbour."),
     "spacing_row_mm": ("mm", "Row spacing used (empty when uncalibrated)."),
     "spacing_col_mm": ("mm", "Column spacing used (empty when uncalibrated)."),
-    "reference_neighbours": ("", "Levels used as reference by the ratio measurements."),
+    "reference_neighbours": ("", "Levels whose heights served as reference for the "
+                                 "vertebra's compression rates, crush ratio and Genant "
+                                 "grade: the nearest vertebrae above and below not flagged "
+                                 "fractured, treated or excluded (comma-separated)."),
+    "genant_grade_reader": ("grade 0-3", "The reader's own Genant grade when it overrides the "
+                                         "computed genant_grade (annotation); empty when the "
+                                         "reader gave none."),
+    "genant_shape_reader": ("category", "The reader's own Genant shape (none, wedge, "
+                                        "biconcave, crush) when it overrides the computed "
+                                        "genant_shape; empty when the reader gave none."),
+    "cobb_spec": ("", "The --cobb specification of the row's sagittal Cobb angle: two "
+                      "endplates, or treated / treated+1 (docs/measurements.md)."),
+    "cobb_upper_endplate": ("", "Cranial endplate of the row's sagittal Cobb angle "
+                                "(level:superior or level:inferior)."),
+    "cobb_lower_endplate": ("", "Caudal endplate of the row's sagittal Cobb angle."),
+    "coronal_cobb_upper_endplate": ("", "Cranial end endplate of coronal_cobb_angle (its "
+                                        "upper end vertebra)."),
+    "coronal_cobb_lower_endplate": ("", "Caudal end endplate of coronal_cobb_angle (its lower "
+                                        "end vertebra)."),
+    "coronal_cobb_midline_upper_level": ("", "Upper end vertebra of "
+                                             "coronal_cobb_angle_midline."),
+    "coronal_cobb_midline_lower_level": ("", "Lower end vertebra of "
+                                             "coronal_cobb_angle_midline."),
     "reasons": ("", "Why values of the row are missing (measurement: reason; ...)."),
     "spine_measure_version": ("", "Version of spine_measure that computed the row."),
     "ivc": ("flag", "Reader finding: intravertebral cleft."),
@@ -583,6 +742,21 @@ BATCH_COLUMNS: dict[str, tuple[str, str]] = {
     "anti_osteoporosis_therapy": ("flag", "Clinical table: anti-osteoporosis therapy "
                                           "(yes/no, y/n, true/false, 1/0 in the table)."),
     "brace": ("flag", "Clinical table: brace (yes/no, y/n, true/false, 1/0 in the table)."),
+    "uncertainty_model": ("", "batch --uncertainty / --uncertainty-from: the landmark error "
+                              "model (SD and where it came from) of the *_u columns "
+                              "(docs/measurements.md)."),
+    "compression_ge_38_5_state": ("", "With --uncertainty: compression_pct >= 38.5 % (Zeng "
+                                      "2025) as true, false or uncertain (|value - 38.5| < "
+                                      "1.96 u)."),
+    "degenerative_scoliosis_state": ("", "With --uncertainty: degenerative_scoliosis as true, "
+                                         "false or uncertain (|coronal Cobb - threshold| < "
+                                         "1.96 u)."),
+    "recompression_state": ("", "With --uncertainty: recompression as true, false or "
+                                "uncertain (a criterion within 1.96 u of its threshold and "
+                                "none clearly met)."),
+    "refracture_state": ("", "With --uncertainty: refracture as true, false or uncertain "
+                             "(compression_rate_increase within 1.96 u of its threshold, with "
+                             "oedema)."),
     "clinical_match": ("", "How the clinical row was matched: patient_level (row of the "
                            "patient and level), patient (row without a level), none (no row: "
                            "a warning in errors.csv)."),
@@ -595,7 +769,7 @@ def _registry_dict() -> dict[str, dict[str, str]]:
 
 
 DICT_COLUMNS = ("table", "column", "base_column", "time_point", "unit", "family", "definition",
-                "formula", "values", "paper_term", "source")
+                "formula", "same_as", "values", "paper_term", "source")
 
 
 def dictionary_csv(wide_cols: Sequence[str], long_cols: Sequence[str]) -> str:
@@ -612,10 +786,17 @@ def dictionary_csv(wide_cols: Sequence[str], long_cols: Sequence[str]) -> str:
                     base, tp = col[: -len(suffix) - 1], suffix
                     break
             row = {"table": table, "column": col, "base_column": base, "time_point": tp}
-            if base in reg:
+            if col.endswith("_u") and col[:-2] in reg:
+                r = reg[col[:-2]]
+                row.update(base_column=col[:-2], unit=r["unit"], family="uncertainty",
+                           definition=f"Standard uncertainty of {col[:-2]} from the landmark "
+                                      "error model (uncertainty_model): first-order "
+                                      "propagation through its formula; 95 % interval "
+                                      "value -/+ 1.96 u (docs/measurements.md).")
+            elif base in reg:
                 r = reg[base]
                 row.update(unit=r["unit"], family=r["family"], definition=r["definition"],
-                           formula=r["formula"], values=r["values"],
+                           formula=r["formula"], same_as=r["same_as"], values=r["values"],
                            paper_term=r["paper_term"], source=r["source"])
             elif base in BATCH_COLUMNS:
                 row.update(unit=BATCH_COLUMNS[base][0], family="batch",
@@ -627,3 +808,24 @@ def dictionary_csv(wide_cols: Sequence[str], long_cols: Sequence[str]) -> str:
                            definition="Clinical table column carried through unchanged.")
             rows.append(row)
     return csv_text(DICT_COLUMNS, rows)
+
+
+def all_cement_columns() -> list[str]:
+    """Every cement column a batch can write (calibrated and uncalibrated variants)."""
+    from spine_measure.cement import CEMENT_COLUMNS
+
+    cols: list[str] = []
+    for base, (unit, _definition) in CEMENT_COLUMNS.items():
+        if "|" in unit:
+            cols += [f"{base}_{u}" for u in unit.split("|")]
+        else:
+            cols.append(base)
+    return sorted(cols + list(CEMENT_SHAPE_COLUMNS))
+
+
+def docs_dictionary_csv() -> str:
+    """``docs/data_dictionary.csv``: the dictionary of every column a batch can write (with
+    ``--include-identifiers``, every cement column, no extra clinical column), in the layout
+    of the output's ``data_dictionary.csv`` (``python -m spine_measure.measurements.docs_gen``
+    writes it)."""
+    return dictionary_csv(wide_columns(True, [], all_cement_columns()), long_columns(True))

@@ -16,11 +16,11 @@ from typing import Any
 from spine_measure.io.calibration import Calibration
 from spine_measure.io.scan import DicomHeader
 
-__all__ = ["FilmTask", "preload", "process_chunk", "process_film"]
+__all__ = ["FilmTask", "overlay_values", "preload", "process_chunk", "process_film"]
 
 log = logging.getLogger(__name__)
 
-OVERLAY_VALUES = (("wedge_angle", "WA", "°"), ("cr_anterior", "CR", "%"))
+OVERLAY_VALUES = (("wedge_angle", "WA", ""), ("cr_anterior", "CR", ""))
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class FilmTask:
     header: DicomHeader | None = None   # the scan's header (no pixels)
     annotation_source: str | None = None  # spine_measure.service.ANNOTATION_SOURCES
     annotation_file: str | None = None    # relative to its folder (outputs record this)
+    cobb: tuple[str, ...] = ()      # sagittal Cobb angles (endplate pairs or keywords)
 
 
 def _sha256(path: str) -> tuple[str, int]:
@@ -99,7 +100,8 @@ def _process(task: FilmTask, rec: dict[str, Any]) -> dict[str, Any]:
     rec["stage_hint"] = "measure"
     try:
         res = measure_film_file(task.path, annotation=choice, header=task.header,
-                                cement=True, cement_tolerance_mm=task.cement_tolerance_mm,
+                                cobb=task.cobb, cement=True,
+                                cement_tolerance_mm=task.cement_tolerance_mm,
                                 decode=task.overlays, accept_proposed=task.accept_proposed)
     except FilmError as exc:
         rec.pop("stage_hint")
@@ -108,6 +110,8 @@ def _process(task: FilmTask, rec: dict[str, Any]) -> dict[str, Any]:
         where = f"{choice.relative}: " if Path(exc.path) == ann_path else ""
         return _failed(rec, exc.stage, where + exc.reason)
     ann, fm = res.annotation, res.measurements
+    for msg in res.plausibility:
+        rec["warnings"].append(("plausibility", msg))
     rec["warnings"].extend(("unconfirmed", why) for _lv, why in res.unconfirmed)
     rec["landmark_source"] = dict(res.landmark_source)
     rec["view"] = ann.view
@@ -136,26 +140,61 @@ def _process(task: FilmTask, rec: dict[str, Any]) -> dict[str, Any]:
 
         masks: dict[str, Any] = {m.level: m.to_array() for m in ann.cement}
         masks.update(res.cement_masks)
-        values = {}
-        for level, per in fm.vertebrae.items():
-            values[level] = {short: (per[name].value, unit) for name, short, unit in
-                             OVERLAY_VALUES if name in per}
-        for r in fm.film:
-            if r.ok and isinstance(r.value, float):
-                values.setdefault("_film", {})[r.name] = (r.value, "°")
+        values, cobb, film_line = overlay_values(fm)
         cal = fm.calibration_source + ("" if fm.spacing is None else
                                        f" {fm.spacing[0]:.4g}x{fm.spacing[1]:.4g} mm")
         title = [f"{task.pseudo_id}  {task.date or 'no date'}  {ann.view}",
                  f"calibration: {cal}",
                  f"SOP {task.sop_instance_uid or '-'}"]
-        film_vals = values.pop("_film", {})
-        if film_vals:
-            title.append("  ".join(f"{k} {v:.1f}°" for k, (v, _u) in film_vals.items()))
+        if film_line:
+            title.append(film_line)
         rec["overlay_png"] = render_overlay(res.radiograph, ann.landmarks, values=values,
-                                            cement=masks, title=title)
+                                            cement=masks, title=title, cobb=cobb)
     _add_sr(task, rec, res)
     rec.pop("stage_hint")
     return rec
+
+
+def _short_endplate(ep: str) -> str:
+    level, _, which = ep.partition(":")
+    return f"{level} {which[:3]}" if which else level
+
+
+def overlay_values(fm: Any) -> tuple[dict[str, dict[str, tuple[Any, str]]],
+                                     list[tuple[str, str, str]], str]:
+    """What the overlay prints: per-vertebra values (WA, CR, Genant grade/shape with the
+    reader's in brackets), the Cobb angles to draw ``(label, upper, lower)`` and the header's
+    line of film-level angles."""
+    values: dict[str, dict[str, tuple[Any, str]]] = {}
+    for level, per in fm.vertebrae.items():
+        vals = {short: (per[name].value, unit) for name, short, unit in OVERLAY_VALUES
+                if name in per}
+        g, shape = per.get("genant_grade"), per.get("genant_shape")
+        if g is not None and g.value is not None:
+            text = f"{g.value}" + (f" {shape.value}" if shape is not None and shape.value
+                                   not in (None, "none") else "")
+            v = fm.landmarks[level]
+            reader = " ".join(str(x) for x in (v.genant_grade_reader, v.genant_shape_reader)
+                              if x is not None)
+            if reader:
+                text += f" ({reader})"
+            vals["G"] = (text, "")
+        values[level] = vals
+    cobb: list[tuple[str, str, str]] = []
+    parts: list[str] = []
+    for r in fm.film:
+        d = r.detail
+        if r.name in ("cobb_angle", "coronal_cobb_angle") and r.ok and "upper" in d:
+            span = f"{_short_endplate(d['upper'])}-{_short_endplate(d['lower'])}"
+            label = f"Cobb {r.value:.1f}° {span}"
+            cobb.append((label, d["upper"], d["lower"]))
+            parts.append(label)
+        elif r.name == "coronal_cobb_angle_midline" and r.ok:
+            parts.append(f"midline Cobb {r.value:.1f}° {d.get('upper', '')}-"
+                         f"{d.get('lower', '')}")
+        elif r.name == "degenerative_scoliosis" and r.value is not None:
+            parts.append("scoliosis" if r.value else "no scoliosis")
+    return values, cobb, "  ".join(parts)
 
 
 def _add_sr(task: FilmTask, rec: dict[str, Any], res: Any) -> None:

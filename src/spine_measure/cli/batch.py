@@ -15,6 +15,12 @@ from typing import Any
 import typer
 
 from spine_measure.cli import EXIT_INTERRUPTED, EXIT_USAGE, app
+from spine_measure.cli.uncertainty_options import (
+    HELP_FROM,
+    HELP_SD,
+    UncertaintyOptionError,
+    resolve_uncertainty,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,12 @@ def batch(
     postop_window_days: int = typer.Option(14, "--postop-window-days", min=0, metavar="DAYS",
                                            help="Post-op films within this many days of the "
                                                 "procedure."),
+    cobb: list[str] = typer.Option(
+        [], "--cobb", metavar="SPEC",
+        help='Sagittal Cobb angle measured on every lateral film (repeatable): two '
+             'endplates ("T10s-L2i", "T10:superior,L2:inferior"), "treated" (end endplates '
+             'of the treated segment) or "treated+1" (one vertebra beyond it); '
+             "docs/measurements.md."),
     restart: bool = typer.Option(False, "--restart",
                                  help="Discard the journal in OUT and start again."),
     accept_proposed: bool = typer.Option(
@@ -57,6 +69,10 @@ def batch(
                                          "reader has confirmed (rows marked in "
                                          "landmark_source)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    uncertainty: float | None = typer.Option(None, "--uncertainty", metavar="SD_MM",
+                                             help=HELP_SD),
+    uncertainty_from: Path | None = typer.Option(None, "--uncertainty-from", metavar="DIR",
+                                                 help=HELP_FROM),
 ) -> None:
     """Measure every annotated film of DIR and write the feature tables to OUT."""
     from rich.console import Console
@@ -79,6 +95,19 @@ def batch(
     if clinical is not None and not clinical.exists():     # other oddities: read_clinical
         err.print(f"Error: {clinical}: clinical table not found", markup=False)
         raise typer.Exit(EXIT_USAGE)
+    try:
+        model = resolve_uncertainty(uncertainty, uncertainty_from)
+    except UncertaintyOptionError as exc:
+        err.print(f"Error: {exc}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    from spine_measure.measurements import parse_cobb_spec
+
+    for c in cobb:
+        try:
+            parse_cobb_spec(c)
+        except SpineMeasureError as exc:
+            err.print(f"Error: --cobb: {exc}", markup=False)
+            raise typer.Exit(EXIT_USAGE) from None
     opts = BatchOptions(input_dir=str(input_dir), out_dir=str(out),
                         annotations_dir=None if annotations is None else str(annotations),
                         clinical=None if clinical is None else str(clinical), jobs=jobs,
@@ -88,7 +117,7 @@ def batch(
                                             else str(pseudonym_key_file)),
                         overlays=not no_overlays,
                         postop_window_days=postop_window_days, restart=restart, sr=sr,
-                        accept_proposed=accept_proposed)
+                        uncertainty=model, cobb=tuple(cobb), accept_proposed=accept_proposed)
     bar = Progress("[progress.description]{task.description}", BarColumn(),
                    MofNCompleteColumn(), TimeRemainingColumn(), console=err,
                    disable=not progress, transient=True)

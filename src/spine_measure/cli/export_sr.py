@@ -15,6 +15,12 @@ from pathlib import Path
 import typer
 
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
+from spine_measure.cli.uncertainty_options import (
+    HELP_FROM,
+    HELP_SD,
+    UncertaintyOptionError,
+    resolve_uncertainty,
+)
 from spine_measure.errors import SpineMeasureError
 
 
@@ -29,20 +35,25 @@ def export_sr(
         help="Folder of annotation files; it wins over the sidecar next to each image for "
              "every image it covers (default: sidecars)."),
     cobb: list[str] = typer.Option(
-        [], "--cobb", metavar="PAIR", help='Sagittal Cobb angle between two endplates, e.g. '
-                           '"T10:superior,L2:inferior" (repeatable).'),
+        [], "--cobb", metavar="SPEC", help='Sagittal Cobb angle between two endplates, e.g. '
+                           '"T10:superior,L2:inferior" or "T10s-L2i", or "treated" / "treated+1" '
+                           '(the treated segment; repeatable).'),
     with_cement: bool = typer.Option(
         True, "--cement/--no-cement", help="Cement features of treated vertebrae."),
+    uncertainty: float | None = typer.Option(None, "--uncertainty", metavar="SD_MM",
+                                             help=HELP_SD),
+    uncertainty_from: Path | None = typer.Option(None, "--uncertainty-from", metavar="DIR",
+                                                 help=HELP_FROM),
 ) -> None:
     """Write each film's measurements as a DICOM SR (Comprehensive 3D SR, TID 1500)."""
     from spine_measure.cli.measure import candidates, report_unused
-    from spine_measure.measurements.context import parse_endplate_pair
+    from spine_measure.measurements.context import parse_cobb_spec
     from spine_measure.service import AnnotationFinder
     from spine_measure.sr.export import write_film_sr
 
     try:
         for c in cobb:
-            parse_endplate_pair(c)
+            parse_cobb_spec(c)
     except SpineMeasureError as exc:
         typer.echo(f"Error: --cobb: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
@@ -53,6 +64,11 @@ def export_sr(
     if annotations is not None and not annotations.is_dir():
         typer.echo(f"Error: --annotations: {annotations}: not a folder", err=True)
         raise typer.Exit(EXIT_USAGE)
+    try:
+        model = resolve_uncertainty(uncertainty, uncertainty_from)
+    except UncertaintyOptionError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -70,7 +86,8 @@ def export_sr(
     for path in files:
         try:
             written = write_film_sr(path, out, finder=finder, cobb=cobb,
-                                    with_cement=with_cement, file_name=None, taken=used)
+                                    with_cement=with_cement, file_name=None, taken=used,
+                                    uncertainty=model)
         except (SpineMeasureError, OSError) as exc:
             failed += 1
             typer.echo(f"Error: {exc}", err=True)

@@ -26,7 +26,7 @@ from spine_measure.cli.uncertainty_options import (
 from spine_measure.errors import SpineMeasureError
 from spine_measure.measurements import REGISTRY, FilmMeasurements
 from spine_measure.measurements.api import result_value_for_json
-from spine_measure.measurements.context import parse_endplate_pair
+from spine_measure.measurements.context import parse_cobb_spec
 
 
 def _sidecar_images(files: list[Path]) -> set[Path]:
@@ -223,8 +223,9 @@ def measure(
     as_json: bool = typer.Option(False, "--json", help="JSON lines: one per vertebra, one per "
                                                        "film-level measurement."),
     cobb: list[str] = typer.Option(
-        [], "--cobb", metavar="PAIR", help='Sagittal Cobb angle between two endplates, e.g. '
-                           '"T10:superior,L2:inferior" (repeatable).'),
+        [], "--cobb", metavar="SPEC", help='Sagittal Cobb angle between two endplates, e.g. '
+                           '"T10:superior,L2:inferior" or "T10s-L2i", or "treated" / '
+                           '"treated+1" (the treated segment; repeatable).'),
     with_cement: bool = typer.Option(
         True, "--cement/--no-cement", help="Cement features (docs/cement.md) of treated "
                                            "vertebrae "
@@ -242,7 +243,7 @@ def measure(
     cement features of treated vertebrae (docs/cement.md)."""
     try:
         for c in cobb:
-            parse_endplate_pair(c)
+            parse_cobb_spec(c)
     except SpineMeasureError as exc:
         typer.echo(f"Error: --cobb: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
@@ -281,6 +282,9 @@ def measure(
             typer.echo(f"Error: {msg}", err=True)
             continue
         done += 1
+        for msg in res.plausibility:
+            typer.echo(f"warning: {res.choice.relative}: implausible landmarks: {msg}",
+                       err=True)
         for level, why in res.unconfirmed:
             if as_json:
                 typer.echo(json.dumps({"image": os.fspath(path), "level": level, "ok": False,

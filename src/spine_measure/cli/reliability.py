@@ -42,8 +42,8 @@ def _print(run: Any) -> None:
                   _f(r["icc3_1"], 3), _f(r["bias"]),
                   f"{_f(r['loa_low'])} to {_f(r['loa_high'])}", _f(r["sem"]), _f(r["mdc95"]))
     console.print(t)
+    console.print(design_sentence(run))
     if len(run.kappa):
-        console.print(design_sentence(run))
         k = Table(title="Categorical: Cohen's kappa")
         for col in ("measurement", "n", "weights", "% agree", "kappa [95% CI]"):
             k.add_column(col, justify="left" if col == "measurement" else "right")

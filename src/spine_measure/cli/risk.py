@@ -43,6 +43,20 @@ def _parse_map(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _batch_name_hint(absent: list[str], columns) -> str:
+    """'; the batch writes ... (--map age=age_years)' for columns named as in a clinical
+    table but written by ``spine-measure batch`` under their unit-suffixed name."""
+    from spine_measure.batch.clinical import CANONICAL
+
+    maps = []
+    for col in absent:
+        key = col.strip().lower().replace(" ", "_")
+        for canon, aliases in CANONICAL.items():
+            if key in aliases and canon != col and canon in columns:
+                maps.append(f"--map {col}={canon}")
+    return f"; the batch writes them under other names: use {' '.join(maps)}" if maps else ""
+
+
 @risk_app.command("apply")
 def apply_cmd(
     features: Path = typer.Argument(..., help="Feature CSV (batch output)."),
@@ -81,6 +95,12 @@ def apply_cmd(
             if show:
                 typer.echo(fit.to_json())
             renamed = df.rename(columns={v: k for k, v in cmap.items()})
+            absent = [sp.column for sp in fit.predictors if sp.column not in renamed.columns]
+            if absent:
+                _console.print(f"[red]{features}: the saved model's predictor column(s) "
+                               f"{', '.join(absent)} are not in the input"
+                               f"{_batch_name_hint(absent, df.columns)}[/red]")
+                raise typer.Exit(EXIT_USAGE)
             lp, reasons = fit.linear_predictor(renamed)
             from spine_measure.risk.apply import ID_COLUMNS, expit
             out = df[[c for c in ID_COLUMNS if c in df.columns]].copy()

@@ -18,9 +18,11 @@ from spine_measure.measurements.api import (
     measure_radiograph,
 )
 from spine_measure.measurements.context import (
+    COBB_KEYWORDS,
     Endplate,
     FilmContext,
     MeasureOptions,
+    parse_cobb_spec,
     parse_endplate,
     parse_endplate_pair,
 )
@@ -28,6 +30,7 @@ from spine_measure.measurements.longitudinal import LongitudinalOptions
 from spine_measure.measurements.registry import REGISTRY, MeasurementDef, PaperTerm, Result
 
 __all__ = [
+    "COBB_KEYWORDS",
     "REGISTRY",
     "Endplate",
     "FilmContext",
@@ -42,6 +45,7 @@ __all__ = [
     "measure_film",
     "measure_longitudinal",
     "measure_radiograph",
+    "parse_cobb_spec",
     "parse_endplate",
     "parse_endplate_pair",
 ]

@@ -17,8 +17,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from spine_measure.landmarks import SpineLandmarks
-from spine_measure.measurements.context import FilmContext, MeasureOptions, parse_endplate_pair
+from spine_measure.geometry import DegenerateGeometryError
+from spine_measure.landmarks import LandmarkError, SpineLandmarks
+from spine_measure.measurements.context import (
+    FilmContext,
+    MeasureOptions,
+    parse_cobb_spec,
+    resolve_cobb_keyword,
+)
 from spine_measure.measurements.longitudinal import LongitudinalOptions, SeriesContext
 from spine_measure.measurements.registry import REGISTRY, Result, entries
 
@@ -125,10 +131,13 @@ class FilmMeasurements:
             for r in per.values():
                 out.append({**base, "view": self.view, "level": level,
                             "fractured": v.fractured, "treated": v.treated,
-                            "excluded": v.excluded, **_record(r)})
+                            "excluded": v.excluded,
+                            "genant_grade_reader": v.genant_grade_reader,
+                            "genant_shape_reader": v.genant_shape_reader, **_record(r)})
         for r in self.film:
             out.append({**base, "view": self.view, "level": None, "fractured": None,
-                        "treated": None, "excluded": None, **_record(r)})
+                        "treated": None, "excluded": None, "genant_grade_reader": None,
+                        "genant_shape_reader": None, **_record(r)})
         return out
 
     def to_rows(self) -> list[dict[str, Any]]:
@@ -148,6 +157,9 @@ class FilmMeasurements:
                 if r.reason:
                     reasons.append(f"{r.name}: {r.reason}")
                 neighbours.update(r.neighbours)
+                if r.name == "genant_shape":  # the reader's reading beside the computed one
+                    row["genant_grade_reader"] = v.genant_grade_reader
+                    row["genant_shape_reader"] = v.genant_shape_reader
             row["reference_neighbours"] = ",".join(sorted(neighbours,
                                                           key=self.landmarks.levels().index))
             row["reasons"] = "; ".join(reasons)
@@ -175,8 +187,9 @@ def measure_film(
         Where the spacing came from (``"uncalibrated"`` is forced when ``spacing`` is None).
     options : MeasureOptions, optional
     cobb : iterable of str or pairs, optional
-        Extra sagittal Cobb endplate pairs (``"T10:superior,L2:inferior"``), added to
-        ``options.cobb``.
+        Extra sagittal Cobb angles: endplate pairs (``"T10:superior,L2:inferior"``,
+        ``"T10s-L2i"``), added to ``options.cobb``, or keywords whose endplates the film's
+        flags decide (``"treated"``, ``"treated+1"``; ``resolve_cobb_keyword``).
     metadata : Mapping, optional
         Provenance copied into every record.
 
@@ -188,10 +201,14 @@ def measure_film(
         raise TypeError(f'Argument "landmarks" must be SpineLandmarks; '
                         f"got {type(landmarks).__name__}")
     opts = options or MeasureOptions()
-    extra = tuple(parse_endplate_pair(c) for c in cobb)
-    if extra:
+    specs = [parse_cobb_spec(c) for c in cobb]
+    extra = tuple(s for s in specs if not isinstance(s, str))
+    keywords = tuple(s for s in specs if isinstance(s, str))
+    if extra or keywords:
         opts = MeasureOptions(cobb=opts.cobb + extra,
-                              scoliosis_threshold_deg=opts.scoliosis_threshold_deg)
+                              scoliosis_threshold_deg=opts.scoliosis_threshold_deg,
+                              cobb_keywords=opts.cobb_keywords + keywords,
+                              check_plausibility=opts.check_plausibility)
     ctx = FilmContext(landmarks, spacing, str(calibration_source), opts)
     view = landmarks.view
     per_vertebra = [d for d in entries() if d.scope == "vertebra" and d.view == view]
@@ -206,10 +223,23 @@ def measure_film(
             continue
         if d.name == "cobb_angle":
             film.extend(d.function(ctx, a, b) for a, b in opts.cobb)
+            film.extend(_keyword_cobb(ctx, d.function, k) for k in opts.cobb_keywords)
         else:
             film.append(d.function(ctx))
     return FilmMeasurements(landmarks, ctx.spacing, ctx.calibration_source, opts, vertebrae,
                             tuple(film), dict(metadata or {}))
+
+
+def _keyword_cobb(ctx: FilmContext, fn: Any, keyword: str) -> Result:
+    """The Cobb angle a keyword names on this film (its ``detail`` holds the keyword and the
+    endplates used), or NaN with the reason the film's flags do not name one."""
+    try:
+        a, b = resolve_cobb_keyword(keyword, ctx.landmarks)
+    except (DegenerateGeometryError, LandmarkError) as exc:
+        return ctx.result("cobb_angle", float("nan"), "deg", str(exc), detail={"spec": keyword})
+    r = fn(ctx, a, b)
+    return ctx.result(r.name, r.value, r.unit, r.reason, r.neighbours,
+                      {**dict(r.detail), "upper": str(a), "lower": str(b), "spec": keyword})
 
 
 def _radiograph_metadata(radiograph: Any) -> dict[str, Any]:

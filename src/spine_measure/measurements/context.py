@@ -10,14 +10,19 @@ from typing import Any
 
 from spine_measure.geometry import DegenerateGeometryError, Seg, _spacing_pair, segment
 from spine_measure.landmarks import LEVELS, LandmarkError, SpineLandmarks, Vertebra
+from spine_measure.measurements.plausibility import check_landmarks
 from spine_measure.measurements.registry import KINDS, Result
 
 __all__ = [
+    "COBB_KEYWORDS",
     "Endplate",
     "FilmContext",
     "MeasureOptions",
     "parse_endplate",
+    "parse_cobb_spec",
     "parse_endplate_pair",
+    "resolve_cobb_keyword",
+    "usable_reference",
 ]
 
 SITES = ("anterior", "middle", "posterior")
@@ -80,18 +85,67 @@ def parse_endplate(text: str) -> Endplate:
 
 
 def parse_endplate_pair(text: str | tuple[Any, Any]) -> tuple[Endplate, Endplate]:
-    """Parse ``"T10:superior,L2:inferior"`` (or a pair) into two endplates, cranial first."""
+    """Parse ``"T10:superior,L2:inferior"`` (also ``"T10s-L2i"``, or a pair) into two
+    endplates, cranial first."""
     if isinstance(text, str):
-        parts = [p for p in text.split(",") if p.strip()]
+        sep = "," if "," in text else "-"
+        parts = [p for p in text.split(sep) if p.strip()]
         if len(parts) != 2:
             raise LandmarkError(f'Cobb endplates "{text}" must be two endplates separated by a '
-                                'comma, e.g. "T10:superior,L2:inferior"')
+                                'comma or a dash, e.g. "T10:superior,L2:inferior" or '
+                                '"T10s-L2i", or one of ' + ", ".join(COBB_KEYWORDS))
     else:
         parts = list(text)
         if len(parts) != 2:
             raise LandmarkError(f"Cobb endplates {text!r} must be a pair")
     a, b = (p if isinstance(p, Endplate) else parse_endplate(p) for p in parts)
     return (a, b) if a.key <= b.key else (b, a)
+
+
+#: Cobb specifications resolved on each film from its flags (:func:`resolve_cobb_keyword`).
+COBB_KEYWORDS = ("treated", "treated+1")
+_COBB_ALIASES = {"treated": "treated", "treated-segment": "treated",
+                 "treated+1": "treated+1", "treated-segment+1": "treated+1"}
+
+
+def parse_cobb_spec(text: str | tuple[Any, Any]) -> str | tuple[Endplate, Endplate]:
+    """A Cobb specification: a keyword of :data:`COBB_KEYWORDS` (``"treated-segment"`` is
+    accepted for ``"treated"``), or an endplate pair (:func:`parse_endplate_pair`)."""
+    if isinstance(text, str) and text.strip().lower() in _COBB_ALIASES:
+        return _COBB_ALIASES[text.strip().lower()]
+    return parse_endplate_pair(text)
+
+
+def resolve_cobb_keyword(keyword: str, landmarks: SpineLandmarks
+                         ) -> tuple[Endplate, Endplate]:
+    """The endplates a Cobb keyword names on one film.
+
+    The segment is the film's vertebrae flagged ``treated``; on a film where none is (a
+    pre-operative film), the vertebrae flagged ``fractured``. ``"treated"``: the superior
+    endplate of the segment's cranial vertebra and the inferior endplate of its caudal one
+    (for one vertebra: its wedge angle). ``"treated+1"``: the superior endplate of the vertebra
+    directly above the segment and the inferior endplate of the vertebra directly below it
+    (S1: its superior endplate), the regional kyphotic angle of the whole segment.
+
+    Raises DegenerateGeometryError when the film has no such vertebra or the segment has no
+    vertebra above or below on the chart of levels.
+    """
+    if keyword not in COBB_KEYWORDS:
+        raise LandmarkError(f'Cobb keyword "{keyword}" must be one of '
+                            f"{', '.join(COBB_KEYWORDS)}")
+    segment_levels = [v.level for v in landmarks if v.treated and v.level != "S1"] or \
+        [v.level for v in landmarks if v.fractured and v.level != "S1"]
+    if not segment_levels:
+        raise DegenerateGeometryError(f'Cobb "{keyword}": no vertebra flagged treated (or, '
+                                      "before treatment, fractured) on this film")
+    top, bottom = _LEVEL_INDEX[segment_levels[0]], _LEVEL_INDEX[segment_levels[-1]]
+    if keyword == "treated":
+        return endplate(LEVELS[top], "superior"), endplate(LEVELS[bottom], "inferior")
+    if top == 0:
+        raise DegenerateGeometryError(f'Cobb "{keyword}": no vertebra above {LEVELS[top]}')
+    below = LEVELS[bottom + 1]
+    return (endplate(LEVELS[top - 1], "superior"),
+            endplate(below, "superior" if below == "S1" else "inferior"))
 
 
 @dataclass(frozen=True)
@@ -102,16 +156,33 @@ class MeasureOptions:
     ----------
     cobb : tuple of (Endplate, Endplate)
         Endplate pairs for ``cobb_angle`` (e.g. ``parse_endplate_pair("T10:s,L2:i")``).
+    cobb_keywords : tuple of str
+        Cobb angles whose endplates each film's flags decide (:data:`COBB_KEYWORDS`,
+        :func:`resolve_cobb_keyword`), measured after the fixed pairs.
+    check_plausibility : bool
+        Refuse vertebrae whose landmarks describe no vertebra (``plausibility``). Only
+        simulations switch it off: their error model, not a reader, moved the points.
     scoliosis_threshold_deg : float
         ``coronal_cobb_angle`` at or above this flags degenerative scoliosis (Zeng 2025: 10).
     """
 
     cobb: tuple[tuple[Endplate, Endplate], ...] = ()
     scoliosis_threshold_deg: float = 10.0
+    cobb_keywords: tuple[str, ...] = ()
+    check_plausibility: bool = True
 
     def __post_init__(self) -> None:
         pairs = tuple(parse_endplate_pair(p) for p in self.cobb)
         object.__setattr__(self, "cobb", pairs)
+        keywords = []
+        for k in self.cobb_keywords:
+            spec = parse_cobb_spec(k)
+            if not isinstance(spec, str):
+                raise LandmarkError(f'Cobb keyword "{k}" must be one of '
+                                    f"{', '.join(COBB_KEYWORDS)}")
+            if spec not in keywords:
+                keywords.append(spec)
+        object.__setattr__(self, "cobb_keywords", tuple(keywords))
         if not (math.isfinite(self.scoliosis_threshold_deg) and self.scoliosis_threshold_deg > 0):
             raise ValueError('Argument "scoliosis_threshold_deg" must be a positive number; '
                              f"got {self.scoliosis_threshold_deg!r}")
@@ -166,6 +237,12 @@ def make_result(name: str, value: Any, unit: str, reason: str | None = None,
     return r
 
 
+def usable_reference(v: Vertebra) -> bool:
+    """True when ``v`` may serve as a reference neighbour: a normal vertebra, i.e. not
+    flagged ``excluded``, ``fractured`` or ``treated``, and not S1 (which has no heights)."""
+    return not (v.excluded or v.fractured or v.treated) and v.level != "S1"
+
+
 @dataclass
 class FilmContext:
     """Landmarks of one film with its spacing, and the per-film work shared by measurements.
@@ -205,6 +282,15 @@ class FilmContext:
         #: level -> measurement name -> Result, filled by the per-vertebra batch of
         #: ``single_film`` (one pass per level).
         self.vertebra_cache: dict[str, dict[str, Result]] = {}
+        #: level -> why its landmarks describe no vertebra (``plausibility``): such a vertebra
+        #: is measured as NaN with that reason and is never a reference or an endplate.
+        self.refused: dict[str, str] = (check_landmarks(self.landmarks).refused
+                                        if self.options.check_plausibility else {})
+
+    def refused_reason(self, level: str) -> str | None:
+        """Why ``level``'s measurements are refused (implausible landmarks), or None."""
+        why = self.refused.get(level)
+        return None if why is None else f"{level}: implausible landmarks: {why}"
 
     @property
     def length_unit(self) -> str:
@@ -324,6 +410,8 @@ class FilmContext:
         if v is None:
             raise DegenerateGeometryError(f"{level} not annotated (needed for its {which} "
                                           "endplate)")
+        if level in self.refused:
+            raise DegenerateGeometryError(self.refused_reason(level))
         if level == "S1" and which == "inferior":
             raise DegenerateGeometryError("S1 has only its superior endplate")
         post, ant = _ENDPLATE_CORNERS[which]
@@ -341,10 +429,12 @@ class FilmContext:
 
     # -- neighbours ---------------------------------------------------------------------
     def reference_neighbours(self, level: str) -> tuple[Vertebra | None, Vertebra | None]:
-        """Nearest annotated, non-excluded vertebrae above and below ``level`` (never S1).
+        """Nearest annotated usable reference vertebrae above and below ``level``.
 
-        Walks up (and down) the annotated levels and takes the first one not flagged
-        ``excluded``; S1 cannot serve (it has no heights). Memoised per level.
+        Walks up (and down) the annotated levels and takes the first one that can serve as a
+        reference (:func:`usable_reference`): not flagged ``excluded``, ``fractured`` or
+        ``treated``, and not S1 (it has no heights). A fractured or cemented neighbour never
+        serves as the normal height another vertebra is compared with. Memoised per level.
         """
         try:
             return self._nbrs[level]
@@ -357,14 +447,14 @@ class FilmContext:
             last: Vertebra | None = None
             for v in verts:
                 ups.append(last)
-                if not v.excluded and v.level != "S1":
+                if usable_reference(v) and v.level not in self.refused:
                     last = v
             # ... and below it
             last = None
             for i in range(len(verts) - 1, -1, -1):
                 v = verts[i]
                 self._nbrs[v.level] = (ups[i], last)
-                if not v.excluded and v.level != "S1":
+                if usable_reference(v) and v.level not in self.refused:
                     last = v
             return self._nbrs[level]
 
@@ -403,8 +493,9 @@ class FilmContext:
                     used_levels.append(nb_level)
                     heights.append(h)
             if not heights:
-                refs[site] = (float("nan"), (), (f"{level}: no non-excluded neighbour with a "
-                                                 f"{site} height to serve as reference"))
+                refs[site] = (float("nan"), (), (f"{level}: no normal neighbour (not fractured, "
+                                                 f"treated or excluded) with a {site} height "
+                                                 "to serve as reference"))
             else:
                 # numpy's mean of one or two values, bit for bit: (h0 [+ h1]) / n
                 total = heights[0] + heights[1] if len(heights) == 2 else heights[0]

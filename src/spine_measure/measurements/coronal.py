@@ -43,6 +43,9 @@ def _ap_vertebrae(ctx: FilmContext) -> list[Any]:
     if ctx.landmarks.view != "ap":
         raise DegenerateGeometryError("coronal Cobb angle needs an AP film")
     verts = list(ctx.landmarks)
+    if ctx.refused:
+        raise DegenerateGeometryError("; ".join(ctx.refused_reason(lv) or ""
+                                                for lv in ctx.refused))
     if len(verts) < 2:
         raise DegenerateGeometryError("coronal Cobb angle needs at least two annotated "
                                       "vertebrae")

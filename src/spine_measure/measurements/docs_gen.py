@@ -30,13 +30,29 @@ log = logging.getLogger(__name__)
 __all__ = ["data_dictionary_csv", "generate", "main", "measurements_markdown"]
 
 DICT_COLUMNS = ("name", "column", "unit", "family", "scope", "view", "required_landmarks",
-                "definition", "formula", "sign_convention", "values", "paper_term", "source")
-_UNIT_WORDS = {"mm": "mm", "px": "px (uncalibrated film)", "deg": "degrees",
-               "pct": "percent", "grade": "grade 0-3", "": "categorical / flag"}
+                "definition", "formula", "same_as", "sign_convention", "values", "paper_term",
+                "source")
+#: How each registry unit is written in the data dictionaries (one spelling per unit).
+UNIT_WORDS = {"mm": "mm", "px": "px (uncalibrated film)", "deg": "deg", "pct": "%",
+              "grade": "grade 0-3", "": "category / flag"}
+
+
+def unit_word(d: MeasurementDef, unit: str) -> str:
+    """The dictionary's unit of ``d`` reported in ``unit``: differences of two percentages
+    are in percentage points, not percent."""
+    if unit == "pct" and "percentage points" in d.definition:
+        return "percentage points"
+    if unit == "" and d.kind == "flag":
+        return "flag"
+    if unit == "" and d.kind == "category":
+        return "category"
+    return UNIT_WORDS[unit]
 
 
 def data_dictionary_csv() -> str:
-    """The data dictionary as CSV text: one row per (measurement, output column)."""
+    """The registry's own table (CSV text): one row per (measurement, output column). The
+    batch's data dictionary (``spine_measure.batch.tables.dictionary_csv``) is built from it;
+    ``docs/data_dictionary.csv`` is that dictionary."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(DICT_COLUMNS)
@@ -44,9 +60,9 @@ def data_dictionary_csv() -> str:
         terms = "; ".join(t.term for t in d.paper_terms)
         sources = "; ".join(dict.fromkeys(t.paper for t in d.paper_terms))
         for unit, col in zip(d.units, d.columns, strict=True):
-            w.writerow([d.name, col, _UNIT_WORDS[unit], d.family, d.scope, d.view,
-                        d.required_landmarks, d.definition, d.formula, d.sign_convention,
-                        d.values, terms, sources])
+            w.writerow([d.name, col, unit_word(d, unit), d.family, d.scope, d.view,
+                        d.required_landmarks, d.definition, d.formula, d.same_as,
+                        d.sign_convention, d.values, terms, sources])
     return buf.getvalue()
 
 
@@ -61,6 +77,8 @@ def _entry_md(d: MeasurementDef) -> list[str]:
            f"- **Paper term:** {terms}"]
     if d.values:
         out.append(f"- **Values:** {d.values}")
+    if d.same_as:
+        out.append(f"- **Same as:** {d.same_as}")
     out.append("")
     return out
 
@@ -99,13 +117,41 @@ angles in `measurements/coronal.py`, changes across time points in
   mirroring, rotating, translating or scaling the film with its landmarks changes no angle or
   ratio and scales lengths exactly (property-tested), and left- and right-facing films agree.
 - **Reference neighbours** (compression rates, crush ratio, Genant grade): the nearest
-  annotated vertebra above and below that is not flagged `excluded` (S1 never, it has no
-  body heights). With one usable neighbour (always the upper one at L5) that one alone. The
-  levels used are reported with every result (`neighbours`).
+  annotated *normal* vertebra above and below, i.e. one not flagged `fractured`, `treated`
+  or `excluded` (S1 never, it has no body heights): a fractured or cemented neighbour never
+  serves as the normal height another vertebra is compared with (a normal L2 next to a
+  fractured L1 would otherwise read -31.7 % compression). With one usable neighbour (always
+  the upper one at L5) that one alone. The levels used are reported with every result
+  (`neighbours`) and in the tables (`reference_neighbours`).
+- **Genant shape** (Genant 1993: wedge = anterior height reduced, biconcave = middle height
+  reduced, crush = posterior height reduced) is decided by the dominant height deficit, each
+  measured against the height that shape reduces: wedge `1 - ha/hp`, biconcave
+  `1 - hm/((ha + hp)/2)` (the middle height of a body with straight endplates; a pure wedge
+  scores 0 here, however strong), crush `1 - hp/(neighbours' mean hp)`. A shape wins over
+  an earlier one of the order wedge, biconcave, crush only by more than 5 percentage points,
+  so that one pixel of click noise cannot flip a body between two shapes (property-tested:
+  a shape leading by 15 points survives +-1 px on every point). The three deficits and the
+  lead over the runner-up are in the result's `detail`. A reader who disagrees records
+  `genant_grade_reader` / `genant_shape_reader` in the annotation; the tables show both.
+- **Plausibility.** Landmarks that describe no vertebra are refused, not measured: a vertebra
+  whose endplates or walls cross, or that is placed upside down or front to back (AP:
+  mirrored) against the majority of the film's vertebrae (three or more), gets NaN with
+  `implausible landmarks: ...` as reason for every measurement, never serves as a reference,
+  and an angle using one of its endplates (a Cobb angle; on an AP film the coronal Cobb
+  angles and the scoliosis flag) is NaN too. Two vertebrae that disagree with no majority,
+  level names out of order along the spine (T12 below L1) and points outside the image are
+  warnings: `batch` writes them to `errors.csv` (stage `plausibility`), `measure` prints
+  them; the values are kept (`spine_measure.measurements.plausibility`).
 - **Missing values.** Degenerate geometry (coincident points, a zero reference height, a
   missing neighbour or point) gives `NaN` (or an empty flag) plus a one-line `reason`, never
   an error. Flags are three-valued: true, false, or empty = unknown.
-- **Options.** `cobb` endplate pairs (`--cobb T10:superior,L2:inferior`),
+- **Options.** `cobb` endplate pairs (`--cobb T10:superior,L2:inferior`, short
+  `--cobb T10s-L2i`) or keywords each film's flags resolve: `treated` (superior endplate of
+  the cranial treated vertebra to inferior endplate of the caudal one) and `treated+1` (one
+  vertebra beyond the segment on each side; S1: its superior endplate); on a film where
+  nothing is treated yet (pre-op), the fractured vertebrae form the segment. `batch --cobb`
+  measures them on every lateral film (`cobb_angle_deg`, `cobb_spec` and the endplates used
+  in `measurements_long.csv`),
   `scoliosis_threshold_deg` (10); across time points `site` (anterior), thresholds
   `height_loss_threshold_pct` (15), `kyphosis_threshold_deg` (10),
   `refracture_cri_threshold_pct` (15).
@@ -372,14 +418,21 @@ def _fmt(value: Any) -> str:
 
 def generate(docs_dir: str | Path = "docs", *, figures: bool = True,
              samples: str | Path = "sample_dicoms") -> list[Path]:
-    """Write the data dictionary, the measurements page and (optionally) the figures."""
+    """Write the data dictionary, the measurements page and (optionally) the figures.
+
+    ``data_dictionary.csv`` is the batch's dictionary of every column a batch can write
+    (``spine_measure.batch.tables.docs_dictionary_csv``), so the documented and the
+    output dictionaries share one layout; it is imported here, in the developer command
+    only, so that the measurement core never imports the batch."""
+    from spine_measure.batch.tables import docs_dictionary_csv
+
     docs = Path(docs_dir)
     docs.mkdir(parents=True, exist_ok=True)
     written = []
     if figures:
         _figures(docs / "figures", Path(samples))
     p = docs / "data_dictionary.csv"
-    p.write_text(data_dictionary_csv(), encoding="utf-8")
+    p.write_text(docs_dictionary_csv(), encoding="utf-8")
     written.append(p)
     p = docs / "measurements.md"
     p.write_text(measurements_markdown(), encoding="utf-8")

@@ -171,6 +171,7 @@ def avh_change(sc: SeriesContext) -> Result:
     paper_terms=(PaperTerm("AVHRR, anterior vertebral height ratio recovery", "Li 2021"),
                  PaperTerm("recovery of anterior column height (%)", "An 2021")),
     sign_convention="positive when the height ratio was restored",
+    same_as="reduction_rate_pct when the batch's site is anterior (the default)",
 )
 @_guard("avhr_recovery", "ratio")
 def avhr_recovery(sc: SeriesContext) -> Result:
@@ -188,6 +189,7 @@ def avhr_recovery(sc: SeriesContext) -> Result:
     formula="RR = CR_site(postop) - CR_site(preop)",
     paper_terms=(PaperTerm("RR, reduction rate", "Xiong 2021"),),
     sign_convention="positive when the procedure restored height",
+    same_as="avhr_recovery_pct at the anterior site (the default)",
 )
 @_guard("reduction_rate", "ratio")
 def reduction_rate(sc: SeriesContext) -> Result:

@@ -183,6 +183,9 @@ class MeasurementDef:
         Computes a :class:`Result`; signature by scope (see ``api``).
     values : str
         Possible values for grades, categories and flags ('' for numbers).
+    same_as : str
+        Columns equal to this one by formula (or under a stated condition), e.g.
+        ``crush_ratio_pct`` and ``cr_posterior_pct``; empty when none.
     """
 
     name: str
@@ -197,6 +200,7 @@ class MeasurementDef:
     sign_convention: str
     function: Callable[..., Result]
     values: str = ""
+    same_as: str = ""
 
     @property
     def units(self) -> tuple[str, ...]:
@@ -243,6 +247,7 @@ def register(
     paper_terms: tuple[PaperTerm, ...],
     sign_convention: str = "unsigned",
     values: str = "",
+    same_as: str = "",
 ) -> Callable[[Callable[..., Result]], Callable[..., Result]]:
     """Decorator that registers the decorated function as measurement ``name``."""
 
@@ -251,7 +256,7 @@ def register(
             raise ValueError(f'measurement "{name}" registered twice')
         entry = MeasurementDef(name, family, scope, view, kind, required_landmarks,
                                definition, formula, tuple(paper_terms), sign_convention, fn,
-                               values)
+                               values, same_as)
         missing = entry.missing_fields()
         if missing:
             raise ValueError(f'measurement "{name}" lacks {", ".join(missing)}')

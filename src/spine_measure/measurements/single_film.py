@@ -26,7 +26,8 @@ from spine_measure.measurements.context import Endplate, FilmContext
 from spine_measure.measurements.context import endplate as _endplate
 from spine_measure.measurements.registry import PaperTerm, Result, register
 
-__all__ = ["cobb_angle", "endplate_angle", "genant_from_heights"]
+__all__ = ["cobb_angle", "endplate_angle", "genant_from_heights", "shape_deficits",
+           "shape_from_deficits"]
 
 NAN = float("nan")
 _LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
@@ -112,6 +113,9 @@ def vertebra_results(ctx: FilmContext, level: str) -> dict[str, Result]:
     if per is None:
         try:
             v = _lateral(ctx, level)
+            refused = ctx.refused_reason(level)
+            if refused is not None:
+                raise DegenerateGeometryError(refused)
         except (DegenerateGeometryError, LandmarkError) as exc:
             reason, unit = str(exc), ctx.length_unit
             per = {name: ctx.result(name, NAN if kind in _NUMERIC else None,
@@ -218,12 +222,12 @@ def _measure_vertebra(ctx: FilmContext, v: Any, level: str) -> dict[str, Result]
 
     # Genant grade and shape (one computation, two results)
     try:
-        grade, shape, reduction, used = _genant(ctx, v, level)
+        grade, shape, reduction, used, deficits = _genant(ctx, v, level)
     except (DegenerateGeometryError, LandmarkError) as exc:
         out["genant_grade"] = result("genant_grade", None, "grade", str(exc))
         out["genant_shape"] = result("genant_shape", None, "", str(exc))
     else:
-        detail = {"height_reduction_pct": reduction}
+        detail = {"height_reduction_pct": reduction, **deficits}
         out["genant_grade"] = result("genant_grade", grade, "grade", None, used, detail)
         out["genant_shape"] = result("genant_shape", shape, "", None, used, detail)
     return out
@@ -357,7 +361,9 @@ _REGIONAL_DETAIL = {lv: {"upper": str(a), "lower": str(b)}
     required_landmarks="the two corners of each chosen endplate (Ps, As or Pi, Ai)",
     definition="Angle between any two chosen endplates of one film, e.g. the superior endplate "
                "of T10 and the inferior endplate of L2 (API option cobb=, CLI --cobb "
-               "T10:superior,L2:inferior).",
+               "T10:superior,L2:inferior or T10s-L2i), or the endplates a keyword names from "
+               "the film's flags: treated (the treated segment's end endplates), treated+1 "
+               "(one vertebra beyond it on each side); the endplates used are reported.",
     formula="Cobb = s * atan2(u x w, u . w) for the chosen cranial (u) and caudal (w) lines",
     paper_terms=(PaperTerm("Cobb angle (sagittal, between chosen end plates)", "SRS"),
                  PaperTerm("Cobb angle / kyphosis correction", "Zeng 2025")),
@@ -378,10 +384,11 @@ def cobb_angle(ctx: FilmContext, a: Endplate, b: Endplate) -> Result:
 def _cr(name: str, site: str) -> Callable[[FilmContext, str], Result]:
     return _from_batch(name, f"Compression rate at the {site} site (percent).")
 
-_CR_NEIGHBOURS = ("Reference: the nearest annotated, non-excluded vertebra above and below "
-                  "(mean of the two); with only one usable neighbour (always the upper one "
-                  "at L5, since S1 has no body heights) that one alone; the levels used are "
-                  "reported.")
+_CR_NEIGHBOURS = ("Reference: the nearest annotated normal vertebra above and below (one "
+                  "not flagged fractured, treated or excluded; mean of the two); with only "
+                  "one usable neighbour (always the upper one at L5, since S1 has no body "
+                  "heights) that one alone; the levels used are reported "
+                  "(reference_neighbours).")
 
 cr_anterior = register(
     name="cr_anterior", family="compression", scope="vertebra", view="lateral", kind="ratio",
@@ -409,6 +416,7 @@ cr_posterior = register(
                "percent. " + _CR_NEIGHBOURS,
     formula="cr_posterior = hp / mean(hp of neighbours) * 100",
     paper_terms=(PaperTerm("CR, compression rate (posterior site)", "Xiong 2021"),),
+    same_as="crush_ratio_pct (identical: the same ratio under its Genant 1993 name)",
 )(_cr("cr_posterior", "posterior"))
 
 
@@ -420,6 +428,7 @@ cr_posterior = register(
                "in percent (Zeng 2025 flags >= 38.5 %).",
     formula="compression_pct = 100 - cr_anterior",
     paper_terms=(PaperTerm("vertebral compression degree", "Zeng 2025"),),
+    same_as="equals 100 - cr_anterior_pct",
 )
 def compression_pct(ctx: FilmContext, level: str) -> Result:
     """100 - cr_anterior (percent)."""
@@ -461,10 +470,71 @@ def biconcavity_ratio(ctx: FilmContext, level: str) -> Result:
                "in percent (below 100 for a crush deformity). " + _CR_NEIGHBOURS,
     formula="crush_ratio = hp / mean(hp of neighbours) * 100",
     paper_terms=(PaperTerm("crush index Hp / neighbouring Hp", "Genant 1993"),),
+    same_as="cr_posterior_pct (identical: the same ratio under its Xiong 2021 name)",
 )
 def crush_ratio(ctx: FilmContext, level: str) -> Result:
     """hp / mean neighbour hp * 100."""
     return _batch(ctx, level)["crush_ratio"]
+
+
+#: Margin (percentage points) by which a shape's deficit must exceed the wedge deficit (and
+#: crush the biconcave one) to win over it; see :func:`genant_shape_from_heights`.
+SHAPE_MARGIN_PP = 5.0
+#: Shapes in the order that wins a near-tie (wedge is by far the most common type).
+SHAPE_PRIORITY = ("wedge", "biconcave", "crush")
+
+
+def shape_deficits(ha: float, hm: float, hp: float, reference: float) -> dict[str, float]:
+    """Height deficit (percent) behind each Genant shape; NaN when it cannot be computed.
+
+    * ``wedge``: the anterior height against the posterior one, ``100 (1 - ha / hp)``;
+    * ``biconcave``: the middle height against the middle height the body would have with
+      straight endplates, ``100 (1 - hm / ((ha + hp) / 2))`` (NaN without ``hm``). A pure
+      wedge has ``hm = (ha + hp) / 2``, so its biconcave deficit is 0 however strong the
+      wedge: unlike ``hm / hp``, this index does not confuse a wedge with a biconcave body;
+    * ``crush``: the posterior height against the neighbours' mean posterior height,
+      ``100 (1 - hp / reference)`` (NaN without a reference).
+
+    >>> {k: round(v, 1) for k, v in shape_deficits(15.0, 20.0, 25.0, 25.0).items()}
+    {'wedge': 40.0, 'biconcave': 0.0, 'crush': 0.0}
+    """
+    isfinite = math.isfinite
+    wedge = 100.0 * (1.0 - ha / hp) if hp > 0 else NAN
+    mid = (ha + hp) / 2.0
+    biconcave = 100.0 * (1.0 - hm / mid) if isfinite(hm) and mid > 0 else NAN
+    crush = 100.0 * (1.0 - hp / reference) if isfinite(reference) and reference > 0 else NAN
+    return {"wedge": wedge, "biconcave": biconcave, "crush": crush}
+
+
+def shape_from_deficits(deficits: dict[str, float],
+                        margin_pp: float = SHAPE_MARGIN_PP) -> tuple[str, float]:
+    """The dominant shape and its lead (percentage points) over the runner-up.
+
+    The shape with the largest deficit wins when it leads every shape earlier in
+    :data:`SHAPE_PRIORITY` by more than ``margin_pp``; otherwise the earliest shape within
+    ``margin_pp`` of the largest deficit wins (near-ties go to wedge, then biconcave). The
+    boundary between two shapes thus sits ``margin_pp`` away from the exact tie, so a few
+    pixels of click noise cannot flip a body whose deficits are clearly apart. The lead
+    (largest deficit minus the second largest; ``inf`` with a single shape) is reported so a
+    near-tie is visible.
+
+    >>> shape_from_deficits({"wedge": 17.3, "biconcave": 10.4, "crush": 2.3})
+    ('wedge', 6.899999999999999)
+    >>> shape_from_deficits({"wedge": 10.0, "biconcave": 13.0, "crush": 0.0})[0]
+    'wedge'
+    >>> shape_from_deficits({"wedge": 10.0, "biconcave": 30.0, "crush": 0.0})[0]
+    'biconcave'
+    """
+    finite = {k: v for k, v in deficits.items() if math.isfinite(v)}
+    if not finite:
+        raise DegenerateGeometryError("Genant shape: no height deficit can be computed")
+    top = max(finite.values())
+    ranked = sorted(finite.values(), reverse=True)
+    lead = ranked[0] - ranked[1] if len(ranked) > 1 else math.inf
+    for name in SHAPE_PRIORITY:
+        if name in finite and finite[name] >= top - margin_pp:
+            return name, lead
+    raise AssertionError("unreachable: the largest deficit is within the margin of itself")
 
 
 def genant_from_heights(ha: float, hm: float, hp: float, reference: float
@@ -475,14 +545,20 @@ def genant_from_heights(ha: float, hm: float, hp: float, reference: float
     ``hm`` may be NaN (ignored) and ``reference`` is the neighbours' mean posterior height
     (NaN: ignored).
     Grade: ``< 20`` -> 0, ``20 <= r < 25`` -> 1, ``25 <= r <= 40`` -> 2, ``> 40`` -> 3.
-    Shape (grade >= 1; ``"none"`` at grade 0) from the smallest height: ``hp`` -> ``"crush"``,
-    else ``hm`` -> ``"biconcave"``, else ``ha`` -> ``"wedge"`` (ties resolved in that order).
+    Shape (grade >= 1; ``"none"`` at grade 0): the dominant height deficit
+    (:func:`shape_deficits`, :func:`shape_from_deficits`).
 
     Examples
     --------
     >>> genant_from_heights(14.0, float("nan"), 20.0, float("nan"))  # 30 % anterior loss
     (2, 'wedge', 30.0)
     """
+    grade, shape, reduction, _ = _genant_detail(ha, hm, hp, reference)
+    return grade, shape, reduction
+
+
+def _genant_detail(ha: float, hm: float, hp: float, reference: float
+                   ) -> tuple[int, str, float, dict[str, float]]:
     isfinite = math.isfinite
     if not (isfinite(ha) and isfinite(hp)):
         raise DegenerateGeometryError("Genant grade needs ha and hp")
@@ -495,27 +571,25 @@ def genant_from_heights(ha: float, hm: float, hp: float, reference: float
     t20, t25, t40 = GENANT_THRESHOLDS
     lo20, lo25, hi40 = t20 - _BOUNDARY_TOL, t25 - _BOUNDARY_TOL, t40 + _BOUNDARY_TOL
     grade = 0 if reduction < lo20 else 1 if reduction < lo25 else 2 if reduction <= hi40 else 3
+    deficits = shape_deficits(ha, hm, hp, reference)
+    detail = {f"{k}_deficit_pct": v for k, v in deficits.items()}
     if grade == 0:
         shape = "none"
     else:
-        tol = 1e-9 * (max(ha, hm, hp) if has_hm else max(ha, hp))
-        if hp - low <= tol:
-            shape = "crush"
-        elif has_hm and hm - low <= tol:
-            shape = "biconcave"
-        else:
-            shape = "wedge"
-    return grade, shape, reduction
+        shape, lead = shape_from_deficits(deficits)
+        detail["shape_lead_pp"] = lead
+    return grade, shape, reduction, detail
 
 
-def _genant(ctx: FilmContext, v: Any, level: str) -> tuple[int, str, float, tuple[str, ...]]:
+def _genant(ctx: FilmContext, v: Any, level: str
+            ) -> tuple[int, str, float, tuple[str, ...], dict[str, float]]:
     """Genant grade, shape, reduction and the neighbours used for the reference."""
     ha_ = ctx.height(v, "anterior")
     hp_ = ctx.height(v, "posterior")
     hm_ = ctx.try_height(v, "middle")
     ref, used, _ = ctx.neighbour_reference(level, "posterior")
-    grade, shape, reduction = genant_from_heights(ha_, hm_, hp_, ref)
-    return grade, shape, reduction, used
+    grade, shape, reduction, detail = _genant_detail(ha_, hm_, hp_, ref)
+    return grade, shape, reduction, used, detail
 
 
 _GENANT_DEF = ("Genant semi-quantitative grade from the largest height reduction: "
@@ -545,10 +619,16 @@ def genant_grade(ctx: FilmContext, level: str) -> Result:
     name="genant_shape", family="morphometry", scope="vertebra", view="lateral",
     kind="category",
     required_landmarks="As, Ai, Ps, Pi (Ms, Mi when given) and the neighbours' Ps, Pi",
-    definition="Shape of the deformity graded by genant_grade, from the smallest height: "
-               "posterior -> crush, middle -> biconcave, anterior -> wedge (ties resolved in "
-               "that order); 'none' at grade 0.",
-    formula="argmin(ha, hm, hp) -> wedge / biconcave / crush",
+    definition="Shape of the deformity graded by genant_grade (Genant 1993: wedge = anterior "
+               "height reduced, biconcave = middle height reduced, crush = posterior height "
+               "reduced), decided by the dominant height deficit: wedge 1 - ha/hp; biconcave "
+               "1 - hm/((ha + hp)/2), the middle height against a straight-endplate body's; "
+               "crush 1 - hp/(neighbours' mean hp). A shape wins over an earlier one of the "
+               "order wedge, biconcave, crush only when its deficit is more than 5 percentage "
+               "points larger, so click noise does not flip near-ties; 'none' at grade 0. "
+               "The deficits and the lead over the runner-up are in the result's detail.",
+    formula="d_w = 100(1 - ha/hp), d_b = 100(1 - 2 hm/(ha + hp)), d_c = 100(1 - hp/ref); "
+            "shape = first of (wedge, biconcave, crush) with d >= max(d) - 5",
     paper_terms=(PaperTerm("deformity type: wedge, biconcave, crush", "Genant 1993"),),
     values="none, wedge, biconcave, crush",
 )

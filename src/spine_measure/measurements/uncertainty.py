@@ -39,6 +39,7 @@ Pure core: numpy only.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ __all__ = [
     "Z95",
     "COMPRESSION_THRESHOLD_PCT",
     "film_flag_states",
+    "film_result_u",
     "film_uncertainty",
     "uncertainty_columns",
     "uncertainty_fields",
@@ -292,8 +294,7 @@ def _moved(landmarks: SpineLandmarks, level: str, point: str, axis: int,
     p = list(pts[point])
     p[axis] += delta
     pts[point] = (p[0], p[1])
-    return landmarks.replace(level, Vertebra(level, v.view, pts, v.fractured, v.treated,
-                                             v.excluded))
+    return landmarks.replace(level, dataclasses.replace(v, points=pts))
 
 
 def _remeasure(fm: FilmMeasurements) -> Callable[[SpineLandmarks], FilmMeasurements]:
@@ -347,6 +348,17 @@ def _film_key(level: str | None, i: int, r: Result, fm: FilmMeasurements) -> tup
         return level, r.name
     same = [k for k, x in enumerate(fm.film) if x.name == r.name]
     return None, r.name if len(same) == 1 else f"{r.name}#{same.index(i) + 1}"
+
+
+def film_result_u(fu: FilmUncertainty) -> list[float | None]:
+    """``u`` of each of ``fu.measurements.film`` in order (``None`` where it has none)."""
+    fm = fu.measurements
+    out: list[float | None] = []
+    for i, r in enumerate(fm.film):
+        it = fu.items.get(_film_key(None, i, r, fm)) if REGISTRY[r.name].kind in _NUMERIC \
+            else None
+        out.append(it.u if it is not None and it.ok else None)
+    return out
 
 
 def film_uncertainty(measurements: FilmMeasurements, model: LandmarkErrorModel
@@ -679,7 +691,10 @@ def _monte_carlo(fm: FilmMeasurements, model: LandmarkErrorModel, n: int, seed: 
     rng = np.random.default_rng(int(seed))
     draws = rng.standard_normal((int(n), len(points), 2))
     noise = np.einsum("pij,npj->npi", chol, draws)
-    remeasure = _remeasure(fm)
+    # simulated re-readings are measured without the plausibility refusal: the error model,
+    # not a reader, moved the points (a large SD can cross a body's endplates)
+    remeasure = _remeasure(dataclasses.replace(
+        fm, options=dataclasses.replace(fm.options, check_plausibility=False)))
     index = {p: k for k, p in enumerate(points)}
     out = np.empty((int(n), len(keys)))
     for t in range(int(n)):

@@ -66,17 +66,27 @@ def _count_rx2(rows: np.ndarray, c1: int, cap: int) -> int:
     return int(min(ways[c1], cap + 1))
 
 
-def _exact_rx2(rows: np.ndarray, c1: int, obs_lp: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """Sum over r x 2 tables of P (those with log P <= observed); lp = sum of -log x!."""
+def _exact_rx2(rows: np.ndarray, c1: int,
+               obs_lp: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Log-kernels (sum of -log x!) of every r x 2 table with these margins, the mask of
+    those no more probable than the observed one, and their number.
+
+    Row by row, each partial table only takes the first-column counts that can still reach
+    the total ``c1``, so memory stays proportional to the number of tables.
+    """
     remaining = np.concatenate([np.cumsum(rows[::-1])[::-1][1:], [0]])
     s = np.zeros(1, dtype=np.int64)
     lp = np.zeros(1)
     for r, rest in zip(rows, remaining, strict=True):
-        x = np.arange(int(r) + 1)
-        ns = (s[:, None] + x[None, :]).ravel()
-        nl = (lp[:, None] + (_log_cells(x) + _log_cells(r - x))[None, :]).ravel()
-        ok = (ns <= c1) & (ns + rest >= c1)
-        s, lp = ns[ok], nl[ok]
+        lo = np.maximum(0, c1 - s - int(rest))
+        hi = np.minimum(int(r), c1 - s)
+        length = hi - lo + 1
+        ok = length > 0
+        s, lp, lo, length = s[ok], lp[ok], lo[ok], length[ok]
+        start = np.repeat(np.cumsum(length) - length, length)
+        x = np.repeat(lo, length) + (np.arange(int(length.sum())) - start)
+        s = np.repeat(s, length) + x
+        lp = np.repeat(lp, length) + _log_cells(x) + _log_cells(int(r) - x)
     keep = lp <= obs_lp + math.log(_REL_TOL)
     return lp, keep, len(lp)
 

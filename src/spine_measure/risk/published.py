@@ -17,8 +17,8 @@ coefficient as printed and the coefficient used, and what the model can give:
 ``flags``
     threshold rules (Zeng 2025, Yassavoly 2025).
 
-The coefficients are the papers' printed ones; the printed numbers that disagree with each other are kept
-in :attr:`PublishedModel.inconsistencies` (``docs/risk_models.md`` lists them).
+The coefficients are the papers' printed ones; printed numbers that disagree with each other
+are kept in :attr:`PublishedModel.inconsistencies` (``docs/risk_models.md`` lists them).
 """
 
 from __future__ import annotations
@@ -386,7 +386,8 @@ RULES = RuleSet(
     combined={"hu_ratio_high_and_adjacent_low": ("hu_ratio_gt_15_18", "adjacent_hu_lt_66_9")},
     notes=(
         "Zeng 2025 reports the HU finding as the combination of a high augmented/adjacent HU "
-        "ratio (> 15.18) and a low adjacent HU (< 66.9); it is sometimes worded 'adjacent/augmented'. "
+        "ratio (> 15.18) and a low adjacent HU (< 66.9); it is sometimes worded "
+        "'adjacent/augmented'. "
         "A threshold of 15.18 only makes sense for the augmented (cemented) vertebra over the "
         "adjacent one, so treated_hu / adjacent_hu is used; the combined flag is "
         "hu_ratio_high_and_adjacent_low.",

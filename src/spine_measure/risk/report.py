@@ -7,6 +7,7 @@ import html
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -54,7 +55,8 @@ def _num(x) -> str:
         return "inf" if x > 0 else "-inf"
     if abs(x) >= 1e4:
         return f"{x:.3g}"
-    return f"{x:.3f}"
+    t = f"{x:.3f}"
+    return "0.000" if t == "-0.000" else t
 
 
 def _fmt_table(df: pd.DataFrame, caption: str, int_cols: Sequence[str] = ()) -> str:
@@ -64,9 +66,11 @@ def _fmt_table(df: pd.DataFrame, caption: str, int_cols: Sequence[str] = ()) -> 
             df[c] = df[c].map(lambda v: "" if pd.isna(v) else str(int(v)))
         elif pd.api.types.is_numeric_dtype(df[c]):
             df[c] = df[c].map(_num)
-    body = df.to_html(na_rep="", border=0, classes="tbl", escape=True)
-    return body.replace('<table border="0" class="dataframe tbl">',
-                        f'<table class="tbl"><caption>{html.escape(caption)}</caption>', 1)
+    df = df.reset_index()  # the row labels become the first, named column
+    body = df.to_html(na_rep="", border=0, index=False, escape=True)
+    body = re.sub(r"^<table[^>]*>", f'<table class="tbl"><caption>{html.escape(caption)}'
+                  "</caption>", body, count=1)
+    return body.replace(' style="text-align: right;"', "")
 
 
 def _fmt_p(p) -> str:
@@ -98,9 +102,16 @@ def _html(fit: LogisticFit, v: Validation, uni: pd.DataFrame, files: dict[str, P
         {"measure": "Harrell's c-index (= AUC)", "apparent": v.c_apparent,
          "optimism": v.c_optimism, "optimism-corrected": v.c_corrected},
     ]).set_index("measure")
-    groups = v.calibration.set_index("group")
+    groups = v.calibration.set_index("group").rename(columns={
+        "observed_low": "observed, 95 % CI low", "observed_high": "observed, 95 % CI high",
+        "predicted": "mean predicted"})
     dca = v.dca.set_index("threshold")
     dca = dca[dca.index.isin([0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])]
+    dca = dca[["n_at_or_above", "net_benefit_model", "net_benefit_model_corrected",
+               "net_benefit_all", "net_benefit_none"]].rename(columns={
+        "n_at_or_above": "patients at or above", "net_benefit_model": "model (apparent)",
+        "net_benefit_model_corrected": "model (optimism-corrected)",
+        "net_benefit_all": "treat all", "net_benefit_none": "treat none"})
     boot = (f"{v.n_boot_ok} of {v.n_boot} bootstrap resamples (seed {v.seed})"
             if v.n_boot else "no bootstrap (--bootstrap 0): nothing is corrected")
     return f"""<!DOCTYPE html>
@@ -152,7 +163,7 @@ The slope is the shrinkage factor to apply to the coefficients. Hosmer–Lemesho
 <h2>Clinical usefulness</h2>
 <p>{html.escape(v.dca_sentence())}.</p>
 {_fmt_table(dca, "Table 5. Decision curve: net benefit at selected thresholds (apparent "
-            "and optimism-corrected)", int_cols=("n_at_or_above",))}
+            "and optimism-corrected)", int_cols=("patients at or above",))}
 <h2>Figures</h2>
 {_img(files['roc'], 'ROC curve')}{_img(files['calibration'], 'calibration')}\
 {_img(files['dca'], 'decision curve')}

@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from spine_measure.risk.apply import _norm_text, bool_code
+from spine_measure.risk.errors import RiskInputError
 from spine_measure.risk.exact import fisher_exact_rxc
 from spine_measure.risk.fit import outcome_vector
 
@@ -140,6 +141,9 @@ def univariate_table(df: pd.DataFrame, outcome: str, columns: Sequence[str], *,
         ``seed`` seeds the Monte Carlo of an r x c Fisher test too large to enumerate.
     """
     y = outcome_vector(df, outcome)
+    absent = [c for c in columns if c not in df.columns]
+    if absent:
+        raise RiskInputError(f"univariate column(s) not in the input: {', '.join(absent)}")
     rows = []
     for col in columns:
         s = df[col]

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
+from scipy.special import expit as _expit
 
 from spine_measure.risk.apply import expit
 from spine_measure.risk.fit import LogisticFit, encode, outcome_vector
@@ -117,7 +118,7 @@ def logit_newton(X: np.ndarray, y: np.ndarray, *, offset: np.ndarray | None = No
     off = 0.0 if offset is None else offset
     for _ in range(maxiter):
         eta = X @ b + off
-        pr = 1.0 / (1.0 + np.exp(-eta))
+        pr = _expit(eta)
         w = pr * (1.0 - pr)
         h = (X * w[:, None]).T @ X
         g = X.T @ (y - pr)
@@ -183,6 +184,9 @@ def calibration_lowess(y, p, grid: np.ndarray, frac: float = 2 / 3) -> np.ndarra
     grid = np.asarray(grid, float)
     n = len(p)
     k = min(n, max(2, int(np.ceil(frac * n))))
+    u, inv, cnt = np.unique(p, return_inverse=True, return_counts=True)
+    if len(u) <= n // 4:  # few distinct risks (categorical predictors): same fit, on groups
+        return _lowess_grouped(u, cnt.astype(float), np.bincount(inv, weights=y), grid, k)
     order = np.argsort(p, kind="mergesort")
     ps, ys = p[order], y[order]
     # the k nearest neighbours of g are a run ps[i:i+k]; the best start is where
@@ -212,6 +216,33 @@ def calibration_lowess(y, p, grid: np.ndarray, frac: float = 2 / 3) -> np.ndarra
     fit = my + slope * (grid - mx)
     out = np.clip(fit, 0, 1)
     out[(grid < ps[0]) | (grid > ps[-1])] = np.nan
+    return out
+
+
+def _lowess_grouped(u: np.ndarray, cnt: np.ndarray, ysum: np.ndarray, grid: np.ndarray,
+                    k: int) -> np.ndarray:
+    """:func:`calibration_lowess` on tied predictions grouped: ``u`` the distinct values,
+    ``cnt`` their counts, ``ysum`` their event counts. The neighbourhood radius is the
+    distance of the k-th nearest patient (counting ties); patients at exactly that distance
+    have weight 0 in both forms, so the result is the same as on the ungrouped data."""
+    d = np.abs(u[None, :] - grid[:, None])
+    order = np.argsort(d, axis=1, kind="mergesort")
+    ds = np.take_along_axis(d, order, axis=1)
+    cum = np.cumsum(cnt[order], axis=1)
+    j = np.minimum((cum < k).sum(axis=1), len(u) - 1)
+    h = ds[np.arange(len(grid)), j]
+    h = np.where(h > 0, h, 1e-12)[:, None] * (1 + 1e-9)
+    t = np.clip(1 - (d / h) ** 3, 0, None) ** 3
+    w = t * cnt[None, :]
+    sw = w.sum(axis=1)
+    mx = (w @ u) / sw
+    my = (t @ ysum) / sw
+    dx = u[None, :] - mx[:, None]
+    sxx = (w * dx * dx).sum(axis=1)
+    sxy = (t * dx * ysum[None, :]).sum(axis=1)
+    slope = np.divide(sxy, sxx, out=np.zeros_like(sxy), where=sxx > 1e-15)
+    out = np.clip(my + slope * (grid - mx), 0, 1)
+    out[(grid < u[0]) | (grid > u[-1])] = np.nan
     return out
 
 
@@ -323,13 +354,13 @@ class Validation:
 
     def dca_sentence(self) -> str:
         r = self.dca_range
-        basis = ("optimism-corrected" if self.dca_basis == "corrected"
-                 else "apparent (development data, not corrected)")
+        basis = ("optimism-corrected net benefit" if self.dca_basis == "corrected"
+                 else "apparent net benefit, on the development data, not corrected")
         if r is None:
-            return (f"Decision curve ({basis} net benefit): above treat-all and treat-none "
+            return (f"Decision curve ({basis}): above treat-all and treat-none "
                     f"at no threshold with at least {self.dca_min_at_risk} patients at or "
                     "above it")
-        return (f"Decision curve ({basis} net benefit): above treat-all and treat-none for "
+        return (f"Decision curve ({basis}): above treat-all and treat-none for "
                 f"thresholds {r[0]:.2f}-{r[1]:.2f} (only thresholds with at least "
                 f"{self.dca_min_at_risk} patients at or above them are considered; "
                 f"{self.dca_range_n_at_upper} patients at or above {r[1]:.2f})")

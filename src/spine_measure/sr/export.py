@@ -126,7 +126,7 @@ def _content_digest(annotation: Any, fm: Any, cement: Mapping[str, Any] | None) 
         else annotation.calibration.to_dict(),
         "reader": annotation.reader,
         "spacing": fm.spacing, "calibration_source": fm.calibration_source,
-        "cobb": [f"{a},{b}" for a, b in fm.options.cobb],
+        "cobb": [f"{a},{b}" for a, b in fm.options.cobb] + list(fm.options.cobb_keywords),
         "cement": sorted(cement or {}),
         "version": __version__,
     }
@@ -160,14 +160,27 @@ def _endplate_site(text: str) -> Any:
 # ----------------------------------------------------------------------- groups
 
 
-def _measurement(name: Any, value: float | int, unit: str, sites: Sequence[Any] = ()) -> Any:
-    from highdicom.sr import Measurement
+def _measurement(name: Any, value: float | int, unit: str, sites: Sequence[Any] = (),
+                 u: float | None = None) -> Any:
+    """A NUM (TID 300). With a standard uncertainty ``u``, its expanded uncertainty
+    ``1.96 u`` (95 %, in the measurement's unit) as the TID 310 "+, range of upper" and
+    "-, range of lower measurement uncertainty" properties."""
+    from highdicom.sr import Measurement, MeasurementProperties
 
     if unit not in C.UNITS:
         raise SrExportError(f'unit "{unit}" has no UCUM code')
     v: float | int = value if isinstance(value, int) else float(value)
+    props = None
+    if u is not None and math.isfinite(u):
+        expanded = float(UNCERTAINTY_COVERAGE * u)
+        props = MeasurementProperties(upper_measurement_uncertainty=expanded,
+                                      lower_measurement_uncertainty=expanded)
     return Measurement(name=name, value=v, unit=C.UNITS[unit],
-                       finding_sites=list(sites) or None)
+                       finding_sites=list(sites) or None, properties=props)
+
+
+#: Coverage factor of the uncertainty written into the SR (95 %, normal).
+UNCERTAINTY_COVERAGE = 1.959963984540054
 
 
 def _qual(name: Any, value: Any) -> Any:
@@ -194,7 +207,8 @@ def _region(points_rc: np.ndarray, source_image: Any) -> Any:
 
 
 def _vertebra_group(vertebra: Any, results: Mapping[str, Any], source: Any,
-                    calibration_source: str, source_uid: str) -> Any:
+                    calibration_source: str, source_uid: str,
+                    u: Mapping[str, float] | None = None) -> Any:
     from highdicom.sr import FindingSite, PlanarROIMeasurementsAndQualitativeEvaluations
 
     names = frozenset(vertebra.points)
@@ -219,7 +233,8 @@ def _vertebra_group(vertebra: Any, results: Mapping[str, Any], source: Any,
                 raise SrExportError(f'{vertebra.level}: {name} value {r.value!r} has no '
                                     "code") from None
         elif _finite(r.value):
-            measurements.append(_measurement(concept, r.value, r.unit))
+            measurements.append(_measurement(concept, r.value, r.unit,
+                                             u=(u or {}).get(name)))
     return PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(source_uid, vertebra.level),
         referenced_region=_region(points, source),
@@ -230,7 +245,8 @@ def _vertebra_group(vertebra: Any, results: Mapping[str, Any], source: Any,
     )
 
 
-def _film_group(fm: Any, rows: int, cols: int, source_uid: str) -> Any:
+def _film_group(fm: Any, rows: int, cols: int, source_uid: str,
+                film_u: Sequence[float | None] | None = None) -> Any:
     from highdicom.sr import FindingSite, MeasurementsAndQualitativeEvaluations
 
     measurements = [_measurement(C.IMAGE_ROWS, int(rows), "px"),
@@ -239,7 +255,7 @@ def _film_group(fm: Any, rows: int, cols: int, source_uid: str) -> Any:
         measurements += [_measurement(C.VERTICAL_PIXEL_SPACING, float(fm.spacing[0]), "mm"),
                          _measurement(C.HORIZONTAL_PIXEL_SPACING, float(fm.spacing[1]), "mm")]
     quals = [_qual(C.CALIBRATION_METHOD, C.calibration_code(fm.calibration_source))]
-    for r in fm.film:
+    for i, r in enumerate(fm.film):
         if r.name not in C.MEASUREMENT_CONCEPTS:
             raise SrExportError(f'film measurement "{r.name}" has no SR code')
         if not r.ok:
@@ -250,7 +266,8 @@ def _film_group(fm: Any, rows: int, cols: int, source_uid: str) -> Any:
         elif _finite(r.value):
             sites = [_endplate_site(r.detail[k]) for k in ("upper", "lower")
                      if r.detail.get(k)]
-            measurements.append(_measurement(concept, r.value, r.unit, sites))
+            measurements.append(_measurement(concept, r.value, r.unit, sites,
+                                             u=film_u[i] if film_u else None))
     return MeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(source_uid, "film"),
         finding_type=C.REGION_NAMES["film"],
@@ -350,7 +367,7 @@ def _evidence(header: Any) -> Any:
 def build_sr(header: Any, fm: Any, annotation: Any, *,
              cement: Mapping[str, Mapping[str, Any]] | None = None,
              cement_calibration_source: str | None = None,
-             skipped: list[str] | None = None) -> Any:
+             skipped: list[str] | None = None, uncertainty: Any = None) -> Any:
     """Build the Comprehensive 3D SR of one measured film.
 
     Parameters
@@ -368,6 +385,10 @@ def build_sr(header: Any, fm: Any, annotation: Any, *,
         Calibration source of the cement lengths (the header's; default ``fm``'s).
     skipped : list, optional
         Receives one line per value that could not be coded.
+    uncertainty : FilmUncertainty, optional
+        :func:`spine_measure.measurements.uncertainty.film_uncertainty` of ``fm``: each NUM
+        with an uncertainty gets ``1.96 u`` as its TID 310 upper and lower measurement
+        uncertainty (in the NUM's unit), and the SOPInstanceUID changes with the model.
 
     Returns
     -------
@@ -399,13 +420,23 @@ def build_sr(header: Any, fm: Any, annotation: Any, *,
         int(header.get("Columns") or annotation.image.cols)
     source = SourceImageForRegion(referenced_sop_class_uid=sop_class,
                                   referenced_sop_instance_uid=source_uid)
-    groups: list[Any] = [_film_group(fm, rows, cols, source_uid)]
+    per_level: dict[str, dict[str, float]] = {}
+    film_u: list[float | None] | None = None
+    if uncertainty is not None:
+        from spine_measure.measurements.uncertainty import film_result_u
+
+        for (lv, name), it in uncertainty.items.items():
+            if lv is not None and it.ok:
+                per_level.setdefault(lv, {})[name] = it.u
+        film_u = film_result_u(uncertainty)
+    groups: list[Any] = [_film_group(fm, rows, cols, source_uid, film_u)]
     if annotation.calibration is not None:
         groups.append(_calibration_group(annotation.calibration, source, source_uid))
     empty: Mapping[str, Any] = {}
     for v in fm.landmarks:
         groups.append(_vertebra_group(v, fm.vertebrae.get(v.level, empty), source,
-                                      fm.calibration_source, source_uid))
+                                      fm.calibration_source, source_uid,
+                                      per_level.get(v.level)))
     for level, row in (cement or {}).items():
         if "cement_error" in row or level not in LEVELS:
             sink.append(f"{level}: cement not exported ({row.get('cement_error', 'no level')})")
@@ -432,6 +463,9 @@ def build_sr(header: Any, fm: Any, annotation: Any, *,
         imaging_measurements=groups,
     )
     digest = _content_digest(annotation, fm, cement)
+    if uncertainty is not None:
+        digest = hashlib.sha256(f"{digest}|{uncertainty.model.describe()}".encode()
+                                ).hexdigest()
     when = annotation.modified.astimezone(dt.UTC)
     scheme = CodingSchemeIdentificationItem(
         designator=C.SCHEME, name=C.SCHEME_NAME, version="1",
@@ -468,13 +502,16 @@ class SrWritten:
     skipped: tuple[str, ...] = ()
 
 
-def film_sr(result: Any, *, pseudonym: str | None = None) -> tuple[Any, list[str]]:
+def film_sr(result: Any, *, pseudonym: str | None = None,
+            uncertainty: Any = None) -> tuple[Any, list[str]]:
     """The SR of a measured film (:class:`spine_measure.service.FilmResult`): the one way
     ``export-sr`` and ``batch --sr`` build it.
 
     The film's header is read again without pixels. With ``pseudonym``, the patient's name
-    and ID become the pseudonym and birth date and accession number are emptied. Returns the
-    SR dataset and the values that could not be coded.
+    and ID become the pseudonym and birth date and accession number are emptied. With
+    ``uncertainty`` (a ``LandmarkErrorModel``) every NUM carries its 95 % measurement
+    uncertainty (:func:`build_sr`). Returns the SR dataset and the values that could not be
+    coded.
 
     Raises
     ------
@@ -508,9 +545,14 @@ def film_sr(result: Any, *, pseudonym: str | None = None) -> tuple[Any, list[str
                 setattr(header, kw, None)
     skipped = [f"{level}: cement not exported ({reason})"
                for level, reason in result.cement_errors.items()]
+    fu = None
+    if uncertainty is not None:
+        from spine_measure.measurements.uncertainty import film_uncertainty
+
+        fu = film_uncertainty(result.measurements, uncertainty)
     try:
         sr = build_sr(header, result.measurements, result.annotation, cement=result.cement,
-                      skipped=skipped)
+                      skipped=skipped, uncertainty=fu)
     except (SpineMeasureError, ValueError, TypeError, AttributeError) as exc:
         raise FileError(path, f"cannot build the SR: {exc}") from None
     return sr, skipped
@@ -521,7 +563,8 @@ def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike
                   finder: Any = None,
                   cobb: Iterable[str] = (), with_cement: bool = True,
                   file_name: str | None = None,
-                  taken: Mapping[str, Any] | None = None) -> SrWritten:
+                  taken: Mapping[str, Any] | None = None,
+                  uncertainty: Any = None) -> SrWritten:
     """Measure one DICOM film with its annotation and write its SR into ``out_dir``.
 
     The film is measured by :func:`spine_measure.service.measure_film_file`, as
@@ -550,7 +593,7 @@ def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike
     if finder is None:
         finder = AnnotationFinder(annotations_dir)
     result = measure_film_file(path, finder=finder, cobb=list(cobb), cement=with_cement)
-    sr, skipped = film_sr(result)
+    sr, skipped = film_sr(result, uncertainty=uncertainty)
     if not out.is_dir():
         raise FileError(out, "output folder does not exist")
     name = file_name or sr_file_name(str(result.metadata.sop_instance_uid or ""))

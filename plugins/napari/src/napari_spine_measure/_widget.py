@@ -84,6 +84,9 @@ _SOURCE_LONG = {
     "pixel_spacing": "PixelSpacing",
     "uncalibrated": "uncalibrated",
 }
+#: Delay (ms) after the last change before the table gets its "± u" (Landmark SD set).
+UNCERTAINTY_DELAY_MS = 250
+
 #: Short form shown next to every length in the table.
 _SOURCE_SHORT = {
     "reader": "reader",
@@ -510,6 +513,24 @@ class SpineAnnotationWidget(QWidget):
         self.cement_label = QLabel("No cement mask")
         self.cement_label.setWordWrap(True)
         lay.addWidget(self.cement_label, 4, 0, 1, 2)
+        lay.addWidget(QLabel("Landmark SD"), 5, 0)
+        self.uncertainty_spin = QDoubleSpinBox()
+        self.uncertainty_spin.setRange(0.0, 10.0)
+        self.uncertainty_spin.setSingleStep(0.1)
+        self.uncertainty_spin.setDecimals(2)
+        self.uncertainty_spin.setSuffix(" mm")
+        self.uncertainty_spin.setSpecialValueText("off")
+        self.uncertainty_spin.setToolTip(
+            "One reader's landmark SD: the table shows every value ± its standard uncertainty "
+            "(docs/measurements.md, measurement uncertainty); off = 0")
+        self.uncertainty_spin.valueChanged.connect(lambda *_: self._schedule_uncertainty())
+        lay.addWidget(self.uncertainty_spin, 5, 1)
+        # the uncertainty takes ~0.2 s per film: computed once the landmarks rest, never
+        # during a drag (the table follows the mouse without it)
+        self._u_timer = QTimer(self)
+        self._u_timer.setSingleShot(True)
+        self._u_timer.setInterval(UNCERTAINTY_DELAY_MS)
+        self._u_timer.timeout.connect(self._fill_uncertainty)
         return w
 
     def _bind_keys(self, layer: Any = None) -> None:
@@ -1409,3 +1430,47 @@ class SpineAnnotationWidget(QWidget):
             else:
                 labels.append(f"{label}" + (f" ({u})" if u else ""))
         t.setVerticalHeaderLabels(labels)
+        self._schedule_uncertainty()
+
+    def _schedule_uncertainty(self) -> None:
+        """(Re)start the delay after which the table gets its "± u" (landmark SD set)."""
+        if self.uncertainty_spin.value() > 0 and self.controller is not None:
+            self._u_timer.start()
+        else:
+            self._u_timer.stop()
+            if self.controller is not None and any(
+                    "±" in (it.text() if (it := self.table.item(i, j)) else "")
+                    for i in range(self.table.rowCount())
+                    for j in range(self.table.columnCount())):
+                self._refresh_table(self.controller)
+
+    def _fill_uncertainty(self) -> None:
+        """Append "± u" (first-order standard uncertainty from the landmark SD) to every
+        numeric value of the table."""
+        from spine_measure.measurements.registry import REGISTRY
+        from spine_measure.measurements.uncertainty import (
+            LandmarkErrorModel,
+            film_uncertainty,
+        )
+
+        ctl = self.controller
+        sd = self.uncertainty_spin.value()
+        if ctl is None or sd <= 0:
+            return
+        fm = ctl.measurements()
+        fu = film_uncertainty(fm, LandmarkErrorModel.isotropic(
+            sd, source="napari landmark SD"))
+        levels = list(fm.vertebrae)
+        for i, (name, _label) in enumerate(TABLE_ROWS):
+            if REGISTRY[name].kind not in ("length", "angle", "ratio"):
+                continue
+            for j, lv in enumerate(levels):
+                item = self.table.item(i, j)
+                it = fu.items.get((lv, name))
+                if item is None or it is None or "±" in item.text():
+                    continue
+                if it.ok:
+                    item.setText(f"{item.text()} ± {it.u:.1f}")
+                elif it.reason and math.isfinite(it.value):
+                    tip = item.toolTip()
+                    item.setToolTip((tip + "; " if tip else "") + f"no ±: {it.reason}")
