@@ -83,7 +83,7 @@ def batch(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from spine_measure.batch import BatchOptions, JournalMismatchError, run_batch
-    from spine_measure.batch.runner import BatchOutputError
+    from spine_measure.batch.runner import BatchOutputError, SchedulerError
     from spine_measure.errors import SpineMeasureError
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -154,6 +154,9 @@ def batch(
     except BatchOutputError as exc:
         err.print(f"Error: {exc}", markup=False)
         raise typer.Exit(EXIT_NOTHING_DONE) from None
+    except SchedulerError as exc:
+        err.print(f"Error: {exc}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
     except SpineMeasureError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_USAGE) from None
