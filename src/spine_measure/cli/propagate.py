@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +126,8 @@ def _run(jobs: list[Any], fn: Any, n_jobs: int, label: str, progress: bool
                 out.append(fn(j))
                 bar.advance(task)
         else:
+            from concurrent.futures import ProcessPoolExecutor  # only here: fast start-up
+
             with ProcessPoolExecutor(max_workers=n_jobs) as pool:
                 for rec in pool.map(fn, jobs):
                     out.append(rec)
