@@ -308,7 +308,9 @@ def _unknown_options(text: str) -> tuple[list[str], list[str]]:
     while hasattr(cmd, "commands") and words and words[0] in cmd.commands:  # a group
         path.append(words[0])
         cmd = cmd.commands[words.pop(0)]
-    if not path or hasattr(cmd, "commands"):
+    if not path and words and words[0].startswith("-"):  # the root's own options
+        path = ["(root)"]
+    elif not path or hasattr(cmd, "commands"):
         return path, ["(no such command)"]
     known = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)} | {"--help"}
     used = {t.split("=")[0] for t in re.findall(r"(?<![\w-])--?[A-Za-z][\w-]*(?:=\S+)?",
@@ -321,6 +323,8 @@ def test_the_option_check_can_fail() -> None:
         ["batch"], ["--annotation"])
     assert _unknown_options("risk apply T.csv --model li2021 -x") == (["risk", "apply"], ["-x"])
     assert _unknown_options("measure-all DIR")[1] == ["(no such command)"]
+    assert _unknown_options("--version") == (["(root)"], [])
+    assert _unknown_options("--versio") == (["(root)"], ["--versio"])
     assert _unknown_options("export-sr F --out D --include-identifiers") == (["export-sr"], [])
 
 
