@@ -22,6 +22,7 @@ from spine_measure.cli.uncertainty_options import (
     resolve_uncertainty,
 )
 from spine_measure.errors import SpineMeasureError
+from spine_measure.io.files import working_on
 
 
 @app.command("export-sr")
@@ -112,10 +113,11 @@ def export_sr(
     used: dict[str, Path] = {}
     for path in files:
         try:
-            written = write_film_sr(path, out, finder=finder, cobb=cobb,
-                                    with_cement=with_cement, file_name=None, taken=used,
-                                    include_identifiers=include_identifiers,
-                                    pseudonym_key=key, uncertainty=model)
+            with working_on(path):  # warnings while building its SR name the film
+                written = write_film_sr(path, out, finder=finder, cobb=cobb,
+                                        with_cement=with_cement, file_name=None, taken=used,
+                                        include_identifiers=include_identifiers,
+                                        pseudonym_key=key, uncertainty=model)
         except (SpineMeasureError, OSError) as exc:
             failed += 1
             typer.echo(f"Error: {exc}", err=True)

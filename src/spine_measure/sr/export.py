@@ -559,8 +559,10 @@ def film_sr(result: Any, *, pseudonym: str | None = None,
                                             r'represent the intended person name')
             sr = build_sr(header, result.measurements, result.annotation,
                           cement=result.cement, skipped=skipped, uncertainty=fu)
-    except (SpineMeasureError, ValueError, TypeError, AttributeError) as exc:
-        raise FileError(path, f"cannot build the SR: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - highdicom/pydicom: one line, user terms
+        from spine_measure.io.radiograph import explain_exception
+
+        raise FileError(path, f"cannot build the SR: {explain_exception(exc)}") from None
     return sr, skipped
 
 
@@ -625,10 +627,21 @@ def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike
         raise FileError(path, f"its SR {name} was already written for {taken[name]} in this "
                               "run (same SOPInstanceUID: two copies of one image)")
     target = out / name
+    import io
+
+    from spine_measure.batch.journal import atomic_write_bytes
+    from spine_measure.io.files import describe_os_error
+    from spine_measure.io.radiograph import explain_exception
+
+    buf = io.BytesIO()
+    try:  # encode first: a value DICOM cannot hold never leaves a partial file
+        sr.save_as(buf, enforce_file_format=True)
+    except Exception as exc:  # noqa: BLE001 - pydicom's encoders: one line, user terms
+        raise FileError(path, f"cannot encode its SR: {explain_exception(exc)}") from None
     try:
-        sr.save_as(target, enforce_file_format=True)
-    except Exception as exc:
-        raise FileError(target, f"cannot write: {exc}") from None
+        atomic_write_bytes(target, buf.getvalue())
+    except OSError as exc:
+        raise FileError(target, f"cannot write ({describe_os_error(exc)})") from None
     for s in skipped:
         log.warning("%s: %s", path, s)
     return SrWritten(path, target, str(sr.SOPInstanceUID), tuple(skipped))

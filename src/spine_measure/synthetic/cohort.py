@@ -11,6 +11,12 @@ so each design's character (recompression or not, NPEC pattern, leaks) is kept.
 ``python -m spine_measure.synthetic.cohort OUT --patients 12 [--seed N]`` writes the films,
 their truth, the sidecar annotations (``X.sm.json``) and ``clinical.csv``, like
 ``python -m spine_measure.synthetic`` does for the seven sample patients.
+
+``--reader-b DIR [--reader-b-sd-px 2.0]`` also writes a simulated second reader
+(:func:`write_second_reader`): every sidecar copied to ``DIR`` (same relative path) with each
+landmark coordinate moved by seeded Gaussian noise of ``sd_px`` pixels, reader id
+``reader-b``. The sidecars play reader A. A height ``|As - Ai|`` then differs between the two
+readers by ``N(0, 2 sd^2)`` px (both end points move along the line).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import datetime as _dt
 import logging
 import os
 import sys
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,7 +43,7 @@ from spine_measure.synthetic.studies import (
     write_generated,
 )
 
-__all__ = ["cohort_cases", "generate_cohort"]
+__all__ = ["cohort_cases", "generate_cohort", "write_second_reader"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +113,36 @@ def generate_cohort(out_dir: str | os.PathLike[str], n_patients: int,
     return written
 
 
+def write_second_reader(films_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                        sd_px: float = 2.0, seed: int = DEFAULT_SEED) -> list[Path]:
+    """Reader B: every ``*.sm.json`` under ``films_dir`` plus seeded landmark noise.
+
+    Each file gets its own random stream, derived from ``seed`` and its relative path (so
+    adding a patient changes no other file); every landmark coordinate moves by
+    ``N(0, sd_px^2)`` pixels, flags and findings are kept, the reader id is ``reader-b``.
+    Written to ``out_dir`` under the same relative path. Same arguments → the same landmarks.
+    """
+    from spine_measure.io.annotation import load_annotation, save_annotation
+    from spine_measure.reliability.simulate import noisy_annotation
+
+    src, out = Path(films_dir), Path(out_dir)
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: folder not found")
+    if out.resolve() == src.resolve():
+        raise ValueError(f"{out}: reader B's folder must differ from the films' folder")
+    written: list[Path] = []
+    for side in sorted(src.rglob("*.sm.json")):
+        rel = side.relative_to(src)
+        stream = zlib.crc32(rel.as_posix().encode())
+        rng = np.random.default_rng([int(seed), 2, stream])
+        ann = noisy_annotation(load_annotation(side), rng, sd_px=sd_px, reader="reader-b")
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        save_annotation(ann, target, overwrite=True)
+        written.append(target)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m spine_measure.synthetic.cohort OUT --patients N [--seed S]``."""
     p = argparse.ArgumentParser(prog="python -m spine_measure.synthetic.cohort",
@@ -114,16 +151,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patients", type=int, default=12, help="number of patients (default 12)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--no-ap", action="store_true", help="lateral films only")
+    p.add_argument("--reader-b", metavar="DIR",
+                   help="also write a second reader: the sidecars plus landmark noise, in DIR")
+    p.add_argument("--reader-b-sd-px", type=float, default=2.0, metavar="SD",
+                   help="reader B's landmark noise, pixels per coordinate (default 2.0)")
     try:
         args = p.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
     try:
         paths = generate_cohort(args.out_dir, args.patients, args.seed, ap=not args.no_ap)
+        print(f"{len(paths)} files written to {args.out_dir}")
+        if args.reader_b:
+            b = write_second_reader(args.out_dir, args.reader_b, args.reader_b_sd_px, args.seed)
+            print(f"reader B: {len(b)} annotation files written to {args.reader_b} "
+                  f"(landmark noise {args.reader_b_sd_px:g} px, seed {args.seed})")
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{len(paths)} files written to {args.out_dir}")
     return 0
 
 
