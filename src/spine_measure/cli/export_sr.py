@@ -22,7 +22,6 @@ from spine_measure.cli.uncertainty_options import (
     resolve_uncertainty,
 )
 from spine_measure.errors import SpineMeasureError
-from spine_measure.io.files import working_on
 
 
 @app.command("export-sr")
@@ -60,6 +59,7 @@ def export_sr(
     """Write each film's measurements as a DICOM SR (Comprehensive 3D SR, TID 1500),
     pseudonymised as ``batch --sr`` does unless ``--include-identifiers``."""
     from spine_measure.cli.measure import candidates, report_unused
+    from spine_measure.io.files import working_on
     from spine_measure.measurements.context import parse_cobb_spec
     from spine_measure.service import AnnotationFinder
     from spine_measure.sr.export import write_film_sr
