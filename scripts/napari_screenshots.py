@@ -64,6 +64,9 @@ def make_screenshots(out_dir: str | Path, viewer: object = None) -> dict[str, Pa
             camera = getattr(getattr(viewer, "scene", None), "camera", None) or viewer.camera
             camera.center = tuple(centre)
             camera.zoom *= 1.5
+            from qtpy.QtTest import QTest
+
+            QTest.qWait(500)  # let the dock widget and the canvas lay out and draw
             paths = {"widget": out / "napari_widget.png",
                      "cement": out / "napari_cement_tab.png"}
             viewer.screenshot(str(paths["widget"]), canvas_only=False, flash=False)

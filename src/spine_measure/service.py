@@ -116,6 +116,14 @@ def _relative(path: Path, root: Path | None) -> str:
     return path.name
 
 
+def _safe_resolve(path: Path) -> Path:
+    """``path`` resolved; a symbolic link loop (reported by the index) stays as given."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))
+
+
 class AnnotationFinder:
     """Finds each film's annotation with the one precedence of every command.
 
@@ -196,7 +204,7 @@ class AnnotationFinder:
         return same[0] if len(same) == 1 else None
 
     def _choice(self, path: Path, source: str, root: Path | None) -> AnnotationChoice:
-        self._used.add(path.resolve())
+        self._used.add(_safe_resolve(path))
         return AnnotationChoice(path, source, _relative(path, root))
 
     # -- what is left over ------------------------------------------------------------
@@ -206,7 +214,7 @@ class AnnotationFinder:
         if self.index is None:
             return []
         files = [e.path for e in self.index.entries] + [p for p, _ in self.index.errors]
-        return sorted(p for p in files if p.resolve() not in self._used)
+        return sorted(p for p in files if _safe_resolve(p) not in self._used)
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the annotations folder (else the input folder)."""
@@ -319,7 +327,9 @@ def measure_cement_levels(radiograph: Radiograph, annotation: Annotation,
             errors[level] = " ".join(str(exc).split())
             continue
         except Exception as exc:  # a cement problem is this level's, never the film's
-            errors[level] = " ".join(f"{type(exc).__name__}: {exc}".split())
+            from spine_measure.io.radiograph import explain_exception
+
+            errors[level] = explain_exception(exc)
             continue
         rows[level] = {k: _clean(v) for k, v in dict(row).items()}
         if row.get("cement_found"):
@@ -392,10 +402,11 @@ def _film_identity(path: Path, header: DicomHeader | None
 
     if header is not None:
         return True, header, None
-    if not path.exists():
-        raise FilmError(path, "no such file", "read")
-    if not path.is_file():
-        raise FilmError(path, "not a regular file", "read")
+    from spine_measure.io.files import not_a_regular_file
+
+    problem = not_a_regular_file(path)  # a pipe, device or link loop is never opened
+    if problem is not None:
+        raise FilmError(path, problem, "read")
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)

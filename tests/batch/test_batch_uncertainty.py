@@ -99,3 +99,8 @@ def test_both_sources_refused(tmp_path, capsys):
     assert _batch(SAMPLES / "SM001", tmp_path / "o", "--uncertainty", "1",
                   "--uncertainty-from", str(tmp_path)) == EXIT_USAGE
     assert "give one of them" in capsys.readouterr().err
+
+
+def test_sr_with_uncertainty_is_not_silent(tmp_path, capsys):
+    assert _batch(SAMPLES / "SM001", tmp_path / "o", "--sr", "--uncertainty", "1") == EXIT_OK
+    assert "the SRs of batch --sr carry no uncertainty" in capsys.readouterr().err

@@ -155,3 +155,26 @@ def test_reader_override_round_trips_and_is_exported_beside_the_computed_value()
 def test_reader_override_is_validated(grade, shape, message):
     with pytest.raises(LandmarkError, match=message):
         _box("L2", 0, 100, 100, 100, genant_grade_reader=grade, genant_shape_reader=shape)
+
+
+def test_reader_override_survives_an_annotation_file_round_trip(tmp_path):
+    """Saved as the current schema version, read back, measured: the override is kept."""
+    from spine_measure.io.annotation import (
+        Annotation,
+        ImageRef,
+        annotation_to_json,
+        load_annotation,
+        save_annotation,
+    )
+
+    spine = SpineLandmarks("lateral", (
+        _box("L1", 0, 200, 200, 200),
+        _box("L2", 230, 110.0, 150.0, 200.0, genant_grade_reader=2,
+             genant_shape_reader="crush")))
+    ann = Annotation(ImageRef(sop_instance_uid="1.2.3", rows=1000, cols=800), spine)
+    path = tmp_path / "x.sm.json"
+    save_annotation(ann, path)
+    assert '"genant_shape_reader": "crush"' in annotation_to_json(load_annotation(path))
+    back = load_annotation(path).landmarks
+    assert (back["L2"].genant_grade_reader, back["L2"].genant_shape_reader) == (2, "crush")
+    assert back["L1"].genant_grade_reader is None

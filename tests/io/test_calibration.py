@@ -102,8 +102,14 @@ def test_absurd_ermf_is_ignored(ermf):
     assert cal.source is S.IMAGER_PIXEL_SPACING and cal.row_mm == 0.2
 
 
-def test_single_value_spacing_is_square():
-    assert decide(pixel_spacing=0.2).spacing == (0.2, 0.2)
+def test_single_value_spacing_is_square_but_never_silently():
+    """ImagerPixelSpacing / PixelSpacing with one value (DICOM requires two): used as square
+    pixels, with a note on the calibration and a warning naming the file (issue 18.9)."""
+    with pytest.warns(CalibrationWarning, match=r"x.dcm: ImagerPixelSpacing has one value "
+                                                r"\(0.15\).*taken as square pixels"):
+        cal = decide_calibration(imager_pixel_spacing="0.15", context="x.dcm")
+    assert cal.spacing == (0.15, 0.15)
+    assert any("one value" in n for n in cal.notes)
 
 
 def test_from_dataset_reads_the_four_attributes():

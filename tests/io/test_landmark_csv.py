@@ -110,7 +110,7 @@ def test_good_and_bad_rows(study):
     assert set(report.failed_lines) == {10, 11, 12, 18, 19, 20, 21, 22, 23, 28, 29, 30, 31,
                                         32, 33}
     assert 'unknown point "Ass" for a lateral view; did you mean "As"?' in by_line[(10,)]
-    assert 'x "abc" is not a number' in by_line[(11,)]
+    assert 'x "abc" is not a plain decimal number' in by_line[(11,)]
     assert "duplicate point As (first given on line 6)" in by_line[(12,)]
     assert "L4: missing required point(s) Ps, Pi" in by_line[(18, 19)]
     assert "outside the image (64 columns x 64 rows); are x and y swapped?" in by_line[(20,)]
@@ -120,7 +120,7 @@ def test_good_and_bad_rows(study):
     assert 'unknown level "L7"' in by_line[(29,)]
     assert "duplicate point IR (first given on line 27)" in by_line[(30,)]
     assert 'excluded "maybe"' not in by_line[(31,)] and 'fractured "maybe"' in by_line[(31,)]
-    assert 'x "nan" is not a finite number' in by_line[(32,)]
+    assert 'x "nan" is not a plain decimal number' in by_line[(32,)]
     assert "expected 9 fields, got 2" in by_line[(33,)]
     # messages render as file:line: reason
     assert str(next(p for p in report.problems if p.lines == (22, 23))).startswith(

@@ -226,3 +226,22 @@ def test_review_operations_walk_confirm_fix_and_reject(tmp_path):
     save_annotation(ann, f)
     back = load_annotation(f)
     assert back.review == ann.review and back.landmarks == ann.landmarks
+
+
+def test_reader_genant_override_survives_a_v2_round_trip(tmp_path):
+    from spine_measure.landmarks import Vertebra
+
+    f = tmp_path / "a.sm.json"
+    f.write_text(_v1_text())
+    ann = load_annotation(f)
+    v = ann.landmarks["L1"]
+    nv = Vertebra(v.level, v.view, v.points, v.fractured, v.treated, v.excluded,
+                  genant_grade_reader=2, genant_shape_reader="wedge")
+    ann = ann.replace(landmarks=ann.landmarks.replace("L1", nv))
+    ann = ann.with_review("L1", LevelReview(confirmed=False,
+                                            point_source={"As": "propagated"}))
+    save_annotation(ann, f)
+    back = load_annotation(f)
+    assert back.landmarks["L1"].genant_grade_reader == 2
+    assert back.landmarks["L1"].genant_shape_reader == "wedge"
+    assert back.unconfirmed_levels() == ("L1",)

@@ -258,7 +258,8 @@ def test_uids_are_stable_across_exports(exported, tmp_path):
     assert other.sop_instance_uid != a.sop_instance_uid
     assert set(other.tracking.values()).isdisjoint(a.tracking.values())
     # a changed annotation gives a new SR instance UID but keeps the tracking UIDs
-    w3 = write_film_sr(f, tmp_path / "..", cobb=["T12:superior,L5:inferior"],
+    (tmp_path / "cobb").mkdir()
+    w3 = write_film_sr(f, tmp_path / "cobb", cobb=["T12:superior,L5:inferior"],
                        file_name="cobb.sr.dcm")
     c = read_sr(w3.path)
     assert c.sop_instance_uid != a.sop_instance_uid
@@ -267,10 +268,18 @@ def test_uids_are_stable_across_exports(exported, tmp_path):
     assert len(cobb) == 1 and (cobb[0].upper, cobb[0].lower) == ("T12:superior", "L5:inferior")
 
 
-def test_patient_module_copied_from_the_source(exported):
+def test_patient_module_copied_from_the_source(exported, tmp_path):
+    """Pseudonymised by default (tests/sr/test_sr_pseudonym.py); with
+    ``include_identifiers`` the patient module is the source's."""
     w, fm, _ = exported["SM006_preop"]
-    sr = pydicom.dcmread(w.path)
     src = pydicom.dcmread(fm.metadata["image"], stop_before_pixels=True)
+    default = pydicom.dcmread(w.path)
+    assert default.PatientID != src.PatientID and not default.get("PatientBirthDate")
+    assert default.StudyInstanceUID == src.StudyInstanceUID
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kept = write_film_sr(fm.metadata["image"], tmp_path, include_identifiers=True)
+    sr = pydicom.dcmread(kept.path)
     for kw in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
                "StudyInstanceUID", "AccessionNumber"):
         assert sr.get(kw) == src.get(kw), kw

@@ -53,13 +53,17 @@ def test_sr_nums_carry_the_expanded_uncertainty(tmp_path, capsys):
     heights = [p for m, _v, p in nums if "anterior" in m.lower() and "height" in m.lower()]
     assert heights and all(p[UPPER] == pytest.approx(1.96 * math.sqrt(2), rel=1e-3)
                            and p[LOWER] == p[UPPER] for p in heights)
-    # image size and spacing are exact: no uncertainty on them
+    # image size and spacing are exact: no uncertainty on them (read back: none either)
     assert any(not p for m, _v, p in nums if "spacing" in m.lower())
     assert not any(UPPER in p for _m, _v, p in _nums(dp))
     # the values are the same and the SR still reads back
     assert [(m, v) for m, v, _ in _nums(dp)] == [(m, v) for m, v, _ in nums]
     a, b = read_sr(fp), read_sr(fu)
     assert a.vertebrae == b.vertebrae
+    # and the uncertainty reads back: 1.96 u per value, none without the option
+    assert not a.uncertainty95 and all(f.u95 is None for f in a.film)
+    assert b.uncertainty95["L1"]["ha"] == pytest.approx(1.96 * math.sqrt(2), rel=1e-3)
+    assert set(b.uncertainty95["L1"]) <= set(b.vertebrae["L1"])
 
 
 def test_export_sr_refuses_both_sources(tmp_path, capsys):

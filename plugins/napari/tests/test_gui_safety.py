@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from napari_gui import answer_next_question, click, drag, focus_canvas, key, open_film
+from napari_gui import answer_next_question, click, focus_canvas, key, open_film
 from napari_samples import copy_film, truth_points
 
 from spine_measure.io.annotation import load_annotation
@@ -135,7 +135,7 @@ def test_file_open_of_a_second_film_keeps_layers_on_top_and_follows(
     viewer = make_napari_viewer(show=True)
     widget = open_film(viewer, a)
     # what File > Open does once a file is chosen (the plugin as reader)
-    viewer.open(str(b), plugin="napari-spine-measure")
+    viewer.window._qt_viewer._qt_open([str(b)], stack=False)  # File > Open after the dialog
     qtbot.waitUntil(lambda: widget.controller.image.file_name == b.name, timeout=5000)
     qtbot.wait(50)
     names = [ly.name for ly in viewer.layers]

@@ -7,12 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
-from napari_samples import SAMPLES, truth_points
+from napari_samples import SAMPLES
 
 from napari_spine_measure._reader import assign_time_points, get_reader, read_paths
-from napari_spine_measure.controller import AnnotationController
-from spine_measure.io.annotation import AnnotationConflictError, load_annotation, save_annotation
-from spine_measure.io.radiograph import load_radiograph
 
 
 def test_manifest_declares_every_contribution():
@@ -38,12 +35,14 @@ def test_reader_file_scale_contrast_metadata(postop_film, tmp_path):
     info = kw["metadata"]["spine_measure"]
     assert info["calibration_source"] == "imager_pixel_spacing_ermf"
     assert info["patient_id"] == "SM001" and info["window"]["source"] == "window_attributes"
-    # contrast from the DICOM window: display = clip((v - (c - w/2)) / w, 0, 1)
+    # the layer holds the modality values (never clipped); the DICOM window is the initial
+    # contrast: limits = (c - w/2, c + w/2)
     r = kw["metadata"]["radiograph"]
     c, w = r.window.center, r.window.width
-    v = r.values[500, 250]
-    assert data[500, 250] == pytest.approx(np.clip((v - (c - w / 2)) / w, 0, 1), abs=1e-6)
-    assert kw["contrast_limits"] == (0.0, 1.0)
+    assert data is r.values
+    assert data.max() > c + w / 2 or data.min() < c - w / 2
+    assert kw["contrast_limits"] == pytest.approx((c - w / 2, c + w / 2))
+    assert kw["colormap"] == "gray"
 
 
 def test_monochrome1_film_shows_dense_bright():
@@ -52,11 +51,14 @@ def test_monochrome1_film_shows_dense_bright():
         pytest.skip("sample not generated")
     [(data, kw, _)] = read_paths(str(film))
     r = kw["metadata"]["radiograph"]
-    assert r.monochrome1
+    assert r.monochrome1 and kw["colormap"] == "gray_r"
     cement = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(
         film.with_suffix(".cement.png"))) > 0
+    # on screen with the inverted grey scale: brightness = (hi - v) / (hi - lo), clipped
+    lo, hi = kw["contrast_limits"]
+    shown = np.clip((hi - data) / (hi - lo), 0, 1)
     # cement (densest) is brighter than the film's median on screen despite MONOCHROME1
-    assert data[cement].mean() > np.median(data) + 0.2
+    assert shown[cement].mean() > np.median(shown) + 0.2
 
 
 def test_folder_one_layer_per_film_with_time_points(study_folder):

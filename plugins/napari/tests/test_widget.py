@@ -133,7 +133,8 @@ def test_full_annotation_save_reload_matches_truth(make_napari_viewer, postop_fi
     col = [widget2.table.horizontalHeaderItem(j).text().split()[0]
            for j in range(widget2.table.columnCount())].index("L1")
     assert widget2.table.item(0, col).text() == f"{ha:.1f}"
-    assert "mm, reader" in widget2.table.verticalHeaderItem(0).text()
+    assert "mm (reader line)" in widget2.table_box.title()
+    assert widget2.table.verticalHeaderItem(0).text() == "ha anterior (mm)"
 
 
 def test_cement_summary_by_hand():

@@ -11,6 +11,7 @@ processed again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -36,9 +37,14 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     that follows is fsynced."""
     p = Path(path)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, p)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, p)
+    except BaseException:  # a full disk leaves no partial file behind
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 class Journal:
@@ -64,8 +70,11 @@ class Journal:
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = self.dir / "options.json"
         if meta.is_file():
-            stored = json.loads(meta.read_text(encoding="utf-8"))
-            old = stored.get("options_hash")
+            try:
+                stored = json.loads(meta.read_text(encoding="utf-8"))
+                old = stored.get("options_hash")
+            except (ValueError, AttributeError):  # damaged (e.g. a full disk)
+                stored, old = {}, None
             if old != self.options_hash:
                 if not restart:
                     old_opts = stored.get("options")

@@ -50,7 +50,7 @@ class BatchPlan:
     def annotation_name(self, path: str | Path) -> str:
         """How outputs name an annotation file: relative to the input folder, or
         ``annotations:<path relative to the --annotations folder>``."""
-        p = Path(path).resolve()
+        p = _resolve(path)
         if self.annotations_dir is not None:
             try:
                 return "annotations:" + p.relative_to(self.annotations_dir).as_posix()
@@ -59,11 +59,22 @@ class BatchPlan:
         return _rel(p, self.root)
 
 
-def _rel(path: str | Path, root: Path) -> str:
+def _resolve(path: str | Path) -> Path:
+    """``path`` resolved; a symbolic link loop (which cannot be resolved) stays as given."""
     try:
-        return Path(path).resolve().relative_to(root).as_posix()
-    except ValueError:
-        return Path(path).resolve().as_posix()
+        return Path(path).resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))
+
+
+def _rel(path: str | Path, root: Path) -> str:
+    """``path`` relative to the input folder as the user sees it (links not resolved)."""
+    for p in (Path(os.path.abspath(path)), _resolve(path)):
+        try:
+            return p.relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return _resolve(path).as_posix()
 
 
 def _file_sha(path: str) -> str:
@@ -154,8 +165,8 @@ def plan_batch(root: str | Path, *, annotations_dir: str | Path | None = None,
         if idx is None:
             continue
         for path, reason in idx.errors:
-            if path.resolve() not in unreadable:
-                unreadable.add(path.resolve())
+            if _resolve(path) not in unreadable:
+                unreadable.add(_resolve(path))
                 plan.issues.append(ErrorRow(ann_name(path), "annotation", "failed", reason))
         for ident, paths in idx.duplicates:
             plan.issues.append(ErrorRow(ann_name(paths[0]), "annotation", "warning",
@@ -202,11 +213,11 @@ def plan_batch(root: str | Path, *, annotations_dir: str | Path | None = None,
         plan.fingerprints[rel] = _stat(h.path) + _stat(task.annotation_path)
     plan.annotation_files = sorted({t.annotation_path for t in plan.tasks
                                     if t.annotation_path is not None})
-    entries = {e.path.resolve(): e for e in (finder.index.entries if finder.index else ())}
+    entries = {_resolve(e.path): e for e in (finder.index.entries if finder.index else ())}
     for path in finder.unused():
-        if path.resolve() in unreadable:
+        if _resolve(path) in unreadable:
             continue
-        e = entries.get(path.resolve())
+        e = entries.get(_resolve(path))
         what = "an image" if e is None else (
             f"SOPInstanceUID {e.sop_instance_uid}" if e.sop_instance_uid else
             f"pixel hash {str(e.pixel_sha256)[:12]}...")

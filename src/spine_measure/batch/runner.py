@@ -14,11 +14,13 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import platform
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -29,11 +31,14 @@ from spine_measure.batch.journal import Journal, atomic_write_bytes
 from spine_measure.batch.plan import BatchPlan, plan_batch
 from spine_measure.batch.pseudonym import resolve_key
 from spine_measure.batch.tables import RESERVED_SUFFIXES, assemble, reserved_columns
-from spine_measure.batch.worker import FilmTask, preload, process_chunk
+from spine_measure.batch.worker import FilmTask, _sha256, preload, process_chunk
+from spine_measure.errors import SpineMeasureError
 from spine_measure.io.annotation import atomic_write_text
+from spine_measure.io.files import describe_os_error
+from spine_measure.io.radiograph import explain_exception
 from spine_measure.measurements import LongitudinalOptions
 
-__all__ = ["BatchOptions", "BatchSummary", "run_batch"]
+__all__ = ["BatchOptions", "BatchOutputError", "BatchSummary", "SchedulerError", "run_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,7 @@ class BatchOptions:
     clinical: str | None = None
     jobs: int = 1
     scheduler: str | None = None
+    scheduler_timeout: float = 10.0
     include_identifiers: bool = False
     pseudonym_key: str | None = None
     pseudonym_key_file: str | None = None
@@ -81,8 +87,8 @@ class BatchOptions:
         ``scheduler``, ``restart`` or ``uncertainty`` (which changes the assembled tables
         only, never a journalled film); the key only as a keyed fingerprint."""
         d = asdict(self)
-        for k in ("jobs", "scheduler", "restart", "pseudonym_key", "pseudonym_key_file",
-                  "out_dir", "uncertainty"):
+        for k in ("jobs", "scheduler", "scheduler_timeout", "restart", "pseudonym_key",
+                  "pseudonym_key_file", "out_dir", "uncertainty"):
             d.pop(k)
         if not d["cobb"]:  # runs made before the option existed keep their hash
             d.pop("cobb")
@@ -127,31 +133,146 @@ def _chunks(tasks: list[FilmTask], size: int) -> list[list[FilmTask]]:
     return [tasks[i:i + size] for i in range(0, len(tasks), size)]
 
 
-def _execute(tasks: list[FilmTask], jobs: int, scheduler: str | None
-             ) -> Iterator[dict[str, Any]]:
+class SchedulerError(SpineMeasureError):
+    """No Dask scheduler answered at the address given (``--scheduler``)."""
+
+
+class BatchOutputError(SpineMeasureError):
+    """``OUT`` cannot be written (read-only, full, a file, ...); what was journalled is kept."""
+
+
+def _execute(tasks: list[FilmTask], jobs: int, scheduler: str | None,
+             scheduler_timeout: float = 10.0) -> Iterator[dict[str, Any]]:
+    """Process ``tasks`` and yield one record per film, in completion order.
+
+    Films are processed in worker processes (even with ``jobs=1``), so a native decoder that
+    aborts the process (``SIGABRT`` in GDCM, a segmentation fault) takes down only its
+    worker: the films of the lost chunk are run again one per process, and the film that
+    kills its process becomes a ``failed`` record; the run carries on.
+    """
     if not tasks:
         return
     if scheduler:
-        from distributed import Client, as_completed
-
-        size = max(1, min(16, len(tasks) // 64 or 1))
-        with Client(scheduler) as client:
-            futures = client.map(process_chunk, _chunks(tasks, size), pure=False)
-            for fut in as_completed(futures):
-                yield from fut.result()
-        return
-    if jobs <= 1:
-        for t in tasks:
-            yield from process_chunk([t])
+        yield from _execute_dask(tasks, scheduler, scheduler_timeout)
         return
     import multiprocessing
 
-    size = max(1, min(8, len(tasks) // (jobs * 4) or 1))
+    if "fork" not in multiprocessing.get_all_start_methods():  # pragma: no cover - Windows
+        for t in tasks:
+            yield from process_chunk([t])
+        return
+    size = max(1, min(8, len(tasks) // (max(jobs, 1) * 4) or 1))
     preload(tasks)   # forked workers inherit the imports
+    yield from _execute_pool(_chunks(tasks, size), max(1, jobs))
+
+
+def _execute_pool(chunks: list[list[FilmTask]], jobs: int) -> Iterator[dict[str, Any]]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(jobs, initializer=_worker_init) as pool:
-        for chunk in pool.imap_unordered(process_chunk, _chunks(tasks, size)):
-            yield from chunk
+    lost: list[FilmTask] = []
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
+        futures = {pool.submit(process_chunk, c): c for c in chunks}
+        for fut in as_completed(futures):
+            try:
+                records = fut.result()
+            except BrokenProcessPool:
+                lost.extend(futures[fut])
+                continue
+            except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
+                log.debug("chunk failed: %s", exc, exc_info=True)
+                lost.extend(futures[fut])
+                continue
+            yield from records
+    for task in sorted(lost, key=lambda t: t.key):
+        yield _run_isolated(task, ctx)
+
+
+def _signal_name(code: int | None) -> str:
+    import signal
+
+    if code is not None and code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+def _run_isolated(task: FilmTask, ctx: Any) -> dict[str, Any]:
+    """Process one film alone in a fresh process; its death becomes its failed record."""
+    recv, send = ctx.Pipe(duplex=False)
+
+    def child() -> None:
+        _worker_init()
+        try:
+            out: Any = ("ok", process_chunk([task]))
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            out = ("error", explain_exception(exc))
+        send.send(out)
+        send.close()
+
+    proc = ctx.Process(target=child, daemon=True)
+    proc.start()
+    send.close()
+    try:
+        kind, payload = recv.recv()
+    except (EOFError, OSError):
+        kind, payload = "died", None
+    finally:
+        recv.close()
+        proc.join()
+    if kind == "ok":
+        return payload[0]
+    rec: dict[str, Any] = {"key": task.key, "status": "failed", "warnings": []}
+    try:
+        rec["sha256"], rec["size"] = _sha256(task.path)
+    except OSError:
+        pass
+    if kind == "died":
+        rec.update(stage="decode", reason=(
+            f"the worker process reading this film ended abruptly ({_signal_name(proc.exitcode)}"
+            "), as a native decoder does on corrupt or inconsistent pixel data; the film was "
+            "not measured and the run carried on"))
+    else:
+        rec.update(stage="measure", reason=f"internal error: {payload}")
+    return rec
+
+
+def _execute_dask(tasks: list[FilmTask], scheduler: str,
+                  timeout: float) -> Iterator[dict[str, Any]]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        raise SchedulerError(f"{scheduler}: --scheduler needs the 'distributed' package"
+                             ) from None
+    try:
+        client = Client(scheduler, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, ValueError (address)
+        detail = " ".join(str(exc).split())
+        reason = (f"no Dask scheduler answered within {timeout:g} s"
+                  if "timed out" in detail.lower() or isinstance(exc, TimeoutError)
+                  else f"cannot connect ({detail[:120]})")
+        raise SchedulerError(f"{scheduler}: {reason}; start one (dask scheduler) or check the "
+                             "address; --scheduler-timeout sets the wait") from None
+    size = max(1, min(16, len(tasks) // 64 or 1))
+    with client:
+        chunks = _chunks(tasks, size)
+        futures = client.map(process_chunk, chunks, pure=False)
+        by_future = dict(zip(futures, chunks, strict=True))
+        for fut in as_completed(futures):
+            try:
+                records = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a lost worker: its films are reported
+                for t in by_future[fut]:
+                    yield {"key": t.key, "status": "failed", "stage": "measure",
+                           "warnings": [],
+                           "reason": "the Dask worker processing this film was lost ("
+                                     f"{explain_exception(exc)}); run again to retry it"}
+                continue
+            yield from records
 
 
 def _worker_init() -> None:
@@ -207,9 +328,39 @@ def run_batch(options: BatchOptions, *,
     PseudonymKeyError
         The key cannot be used or would be in ``OUT`` (``resolve_key``).
     """
+    out = Path(options.out_dir)
+    if out.exists() and not out.is_dir():
+        raise BatchOutputError(f"{out}: exists and is not a folder; give a folder for --out")
+    journalled = [0]
+    try:
+        return _run_batch(options, out, journalled, on_planned, on_result, on_scan)
+    except OSError as exc:
+        where = Path(exc.filename) if exc.filename else out
+        tmp = re.fullmatch(r"\.(.+)\.[^.]+\.tmp", where.name)  # an atomic write's temporary
+        if tmp:
+            where = where.with_name(tmp.group(1))
+        inside = os.path.abspath(where).startswith(os.path.abspath(out))
+        kept = (f"; the {journalled[0]} film(s) measured in this run are kept in "
+                f"{out / 'journal'}: fix this and run the same command again to resume"
+                if journalled[0] else "")
+        what = "cannot write" if inside else "cannot read"
+        raise BatchOutputError(f"{where}: {what} ({describe_os_error(exc)}){kept}") from None
+
+
+def _relative(text: str, prefixes: list[tuple[str, str]]) -> str:
+    """``text`` with absolute paths of the input folders written as the user knows them
+    (relative to the input folder, as ``docs/batch.md`` promises)."""
+    for prefix, shown in prefixes:
+        text = text.replace(prefix, shown)
+    return text
+
+
+def _run_batch(options: BatchOptions, out: Path, journalled: list[int],
+               on_planned: Callable[[int], None] | None,
+               on_result: Callable[[dict[str, Any]], None] | None,
+               on_scan: Callable[[str], None] | None) -> BatchSummary:
     t0 = time.perf_counter()
     started = dt.datetime.now(dt.UTC)
-    out = Path(options.out_dir)
     clinical = (read_clinical(options.clinical, reserved=reserved_columns(),
                               reserved_suffixes=RESERVED_SUFFIXES)
                 if options.clinical else None)
@@ -231,6 +382,15 @@ def run_batch(options: BatchOptions, *,
                                  accept_proposed=options.accept_proposed, progress=on_scan)
     if options.cobb:  # every film measures the study's Cobb angles
         plan.tasks = [dataclasses.replace(t, cobb=tuple(options.cobb)) for t in plan.tasks]
+    prefixes: list[tuple[str, str]] = []
+    if options.annotations_dir is not None:
+        ann_root = Path(options.annotations_dir)
+        for form in {str(ann_root.resolve()), os.path.abspath(ann_root)}:
+            prefixes.append((form + os.sep, os.path.join(options.annotations_dir, "")))
+    for form in {str(plan.root), os.path.abspath(options.input_dir)}:
+        prefixes.append((form + os.sep, ""))
+    prefixes.sort(key=lambda p: -len(p[0]))
+    plan.issues = [replace(e, reason=_relative(e.reason, prefixes)) for e in plan.issues]
     records: dict[str, dict[str, Any]] = {}
     pending: list[FilmTask] = []
     for t in plan.tasks:
@@ -245,7 +405,11 @@ def run_batch(options: BatchOptions, *,
     fingerprint = {t.key: plan.fingerprints[t.key] for t in plan.tasks}
     overlay_dir = out / "overlays"
     by_key = {t.key: t for t in plan.tasks}
-    for rec in _execute(pending, options.jobs, options.scheduler):
+    for rec in _execute(pending, options.jobs, options.scheduler, options.scheduler_timeout):
+        if rec.get("reason"):
+            rec["reason"] = _relative(rec["reason"], prefixes)
+        rec["warnings"] = [(stage, _relative(text, prefixes))
+                           for stage, text in rec.get("warnings", [])]
         png = rec.pop("overlay_png", None)
         key_ = rec["key"]
         t = by_key[key_]
@@ -261,6 +425,7 @@ def run_batch(options: BatchOptions, *,
             atomic_write_bytes(out / "sr" / t.pseudo_id / f"{name}.sr.dcm", sr)
             rec["sr"] = f"sr/{t.pseudo_id}/{name}.sr.dcm"
         journal.put(key_, fingerprint[key_], rec)
+        journalled[0] += 1
         records[key_] = rec
         if on_result is not None:
             on_result(rec)

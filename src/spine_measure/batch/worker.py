@@ -57,6 +57,13 @@ def _sha256(path: str) -> tuple[str, int]:
     return h.hexdigest(), n
 
 
+def _explain(exc: BaseException) -> str:
+    """A caught exception as one line in the user's terms (no class names)."""
+    from spine_measure.io.radiograph import explain_exception
+
+    return explain_exception(exc)
+
+
 def _failed(rec: dict[str, Any], stage: str, reason: str) -> dict[str, Any]:
     rec.update(status="failed", stage=stage, reason=" ".join(str(reason).split()))
     return rec
@@ -81,8 +88,8 @@ def process_film(task: FilmTask) -> dict[str, Any]:
     except Exception as exc:  # one bad film never stops the run
         log.debug("%s failed", task.path, exc_info=True)
         if rec.get("stage_hint"):
-            return _failed(rec, rec.pop("stage_hint"), f"{type(exc).__name__}: {exc}")
-        return _failed(rec, "measure", f"{type(exc).__name__}: {exc}")
+            return _failed(rec, rec.pop("stage_hint"), _explain(exc))
+        return _failed(rec, "measure", _explain(exc))
 
 
 def _process(task: FilmTask, rec: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +225,7 @@ def _add_sr(task: FilmTask, rec: dict[str, Any], res: Any) -> None:
         buf = io.BytesIO()
         sr.save_as(buf, enforce_file_format=True)
     except Exception as exc:  # the measurements stand without their SR
-        rec["warnings"].append(("sr", f"SR not written: {type(exc).__name__}: {exc}"))
+        rec["warnings"].append(("sr", f"SR not written: {_explain(exc)}"))
         return
     rec["sr_dicom"] = buf.getvalue()
 

@@ -54,6 +54,9 @@ def _root(
 ) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from spine_measure.io.files import route_warnings
+
+    route_warnings()  # warnings become log lines naming the file, once per file
     if verbose < 2:
         # pydicom logs every failed decoder attempt with a traceback; spine_measure tries
         # several decoders on purpose and reports the outcome itself. (pydicom resets its

@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from spine_measure.cli import EXIT_INTERRUPTED, EXIT_USAGE, app
+from spine_measure.cli import EXIT_INTERRUPTED, EXIT_NOTHING_DONE, EXIT_USAGE, app
 from spine_measure.cli.uncertainty_options import (
     HELP_FROM,
     HELP_SD,
@@ -39,7 +39,11 @@ def batch(
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, metavar="N",
                       help="Worker processes."),
     scheduler: str | None = typer.Option(
-        None, "--scheduler", metavar="ADDRESS", help="Dask distributed scheduler address (tcp://host:8786)."),
+        None, "--scheduler", metavar="ADDRESS",
+        help="Dask distributed scheduler address (tcp://host:8786)."),
+    scheduler_timeout: float = typer.Option(
+        10.0, "--scheduler-timeout", min=0.1, metavar="SECONDS",
+        help="Seconds to wait for the --scheduler to answer before giving up."),
     include_identifiers: bool = typer.Option(
         False, "--include-identifiers", help="Also write real PatientIDs and file paths."),
     pseudonym_key: str | None = typer.Option(
@@ -79,6 +83,7 @@ def batch(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from spine_measure.batch import BatchOptions, JournalMismatchError, run_batch
+    from spine_measure.batch.runner import BatchOutputError
     from spine_measure.errors import SpineMeasureError
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -100,6 +105,9 @@ def batch(
     except UncertaintyOptionError as exc:
         err.print(f"Error: {exc}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
+    if model is not None and sr:
+        err.print("warning: the SRs of batch --sr carry no uncertainty (the tables do); "
+                  "spine-measure export-sr --uncertainty writes SRs with it", markup=False)
     from spine_measure.measurements import parse_cobb_spec
 
     for c in cobb:
@@ -111,7 +119,8 @@ def batch(
     opts = BatchOptions(input_dir=str(input_dir), out_dir=str(out),
                         annotations_dir=None if annotations is None else str(annotations),
                         clinical=None if clinical is None else str(clinical), jobs=jobs,
-                        scheduler=scheduler, include_identifiers=include_identifiers,
+                        scheduler=scheduler, scheduler_timeout=scheduler_timeout,
+                        include_identifiers=include_identifiers,
                         pseudonym_key=pseudonym_key,
                         pseudonym_key_file=(None if pseudonym_key_file is None
                                             else str(pseudonym_key_file)),
@@ -142,6 +151,9 @@ def batch(
     except JournalMismatchError as exc:
         err.print(f"Error: {exc}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
+    except BatchOutputError as exc:
+        err.print(f"Error: {exc}", markup=False)
+        raise typer.Exit(EXIT_NOTHING_DONE) from None
     except SpineMeasureError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_USAGE) from None

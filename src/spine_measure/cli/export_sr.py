@@ -22,6 +22,7 @@ from spine_measure.cli.uncertainty_options import (
     resolve_uncertainty,
 )
 from spine_measure.errors import SpineMeasureError
+from spine_measure.io.files import working_on
 
 
 @app.command("export-sr")
@@ -40,12 +41,24 @@ def export_sr(
                            '(the treated segment; repeatable).'),
     with_cement: bool = typer.Option(
         True, "--cement/--no-cement", help="Cement features of treated vertebrae."),
+    include_identifiers: bool = typer.Option(
+        False, "--include-identifiers", help="Keep the real patient name, ID, birth date and "
+                                             "accession number (default: the pseudonym "
+                                             "batch gives, docs/sr_export.md)."),
+    pseudonym_key: str | None = typer.Option(
+        None, "--pseudonym-key", metavar="KEY", help="Key of the pseudonyms (default: "
+                                      "$SPINE_MEASURE_PSEUDONYM_KEY, else a key file)."),
+    pseudonym_key_file: Path | None = typer.Option(
+        None, "--pseudonym-key-file", metavar="FILE",
+        help="File holding the key (default: $SPINE_MEASURE_PSEUDONYM_KEY_FILE, else the "
+             "user's key, generated once; never in DIR)."),
     uncertainty: float | None = typer.Option(None, "--uncertainty", metavar="SD_MM",
                                              help=HELP_SD),
     uncertainty_from: Path | None = typer.Option(None, "--uncertainty-from", metavar="DIR",
                                                  help=HELP_FROM),
 ) -> None:
-    """Write each film's measurements as a DICOM SR (Comprehensive 3D SR, TID 1500)."""
+    """Write each film's measurements as a DICOM SR (Comprehensive 3D SR, TID 1500),
+    pseudonymised as ``batch --sr`` does unless ``--include-identifiers``."""
     from spine_measure.cli.measure import candidates, report_unused
     from spine_measure.measurements.context import parse_cobb_spec
     from spine_measure.service import AnnotationFinder
@@ -74,6 +87,21 @@ def export_sr(
     except OSError as exc:
         typer.echo(f"Error: --out: {out}: {exc.strerror or exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    key: bytes | None = None
+    if include_identifiers:
+        if pseudonym_key is not None or pseudonym_key_file is not None:
+            typer.echo("Error: --include-identifiers keeps the real identifiers; a pseudonym "
+                       "key has nothing to do (give one or the other)", err=True)
+            raise typer.Exit(EXIT_USAGE)
+    else:
+        from spine_measure.batch.pseudonym import resolve_key
+
+        try:
+            pkey = resolve_key(pseudonym_key, out, key_file=pseudonym_key_file)
+        except SpineMeasureError as exc:
+            typer.echo(f"Error: {exc}", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        key = pkey.key
     # Folders contribute their DICOM files only (an SR must reference a DICOM instance);
     # a plain image named on the command line is reported as an error.
     files, _companions = candidates(paths, plain_images=False)
@@ -85,9 +113,11 @@ def export_sr(
     used: dict[str, Path] = {}
     for path in files:
         try:
-            written = write_film_sr(path, out, finder=finder, cobb=cobb,
-                                    with_cement=with_cement, file_name=None, taken=used,
-                                    uncertainty=model)
+            with working_on(path):  # warnings while building its SR name the film
+                written = write_film_sr(path, out, finder=finder, cobb=cobb,
+                                        with_cement=with_cement, file_name=None, taken=used,
+                                        include_identifiers=include_identifiers,
+                                        pseudonym_key=key, uncertainty=model)
         except (SpineMeasureError, OSError) as exc:
             failed += 1
             typer.echo(f"Error: {exc}", err=True)
@@ -98,6 +128,8 @@ def export_sr(
         typer.echo(f"{path} -> {written.path}{extra}")
     report_unused(finder)
     typer.echo(f"{done} SR written, {failed} failed", err=True)
+    if key is not None and pkey.path is not None and pkey.source != "generated":
+        typer.echo(f"pseudonym key: {pkey.path}", err=True)  # generated: logged once
     if done == 0:
         raise typer.Exit(EXIT_NOTHING_DONE)
     raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
-from spine_measure.io.landmark_csv import LandmarkCsvError, import_landmark_csv
+from spine_measure.io.files import describe_os_error
 
 _HELP = (
     "Import landmarks from a CSV made in another tool into annotation files (*.sm.json). "
@@ -41,6 +41,8 @@ def import_landmarks(
              "'corner' (0.5 px is subtracted).")] = "center",
 ) -> None:
     """Import landmarks from a CSV into annotation files (see ``_HELP``)."""
+    from spine_measure.io.landmark_csv import LandmarkCsvError, import_landmark_csv
+
     if pixel_origin not in ("center", "corner"):
         typer.echo(f'error: --pixel-origin must be "center" or "corner"; got "{pixel_origin}"',
                    err=True)
@@ -54,7 +56,12 @@ def import_landmarks(
     if out.exists() and not out.is_dir():
         typer.echo(f"error: {out}: exists and is not a folder (--out)", err=True)
         raise typer.Exit(EXIT_USAGE)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        typer.echo(f"error: {out}: cannot create the folder ({describe_os_error(exc)}) (--out)",
+                   err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     try:
         report = import_landmark_csv(csv_path, images, out, reader=reader, overwrite=overwrite,
                                      pixel_origin=pixel_origin)  # type: ignore[arg-type]

@@ -6,25 +6,23 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
-from spine_measure.errors import RadiographError
-from spine_measure.io.calibration import Calibration
-from spine_measure.io.radiograph import (
-    PLAIN_IMAGE_SUFFIXES,
-    RadiographMetadata,
-    load_radiograph,
-    looks_like_dicom,
-)
-from spine_measure.io.scan import iter_files, read_header
+
+if TYPE_CHECKING:  # the readers (numpy, pydicom) are imported when the command runs
+    from spine_measure.io.calibration import Calibration
+    from spine_measure.io.radiograph import RadiographMetadata
 
 
 def _candidates(paths: list[Path], *, include_images: bool) -> list[str]:
     """Files to describe: given files as they are; folders expanded to DICOM files (by
     content) and, with ``include_images``, plain image files."""
+    from spine_measure.io.radiograph import PLAIN_IMAGE_SUFFIXES, looks_like_dicom
+    from spine_measure.io.scan import iter_files
+
     out: list[str] = []
     for p in paths:
         if p.is_dir():
@@ -121,6 +119,10 @@ def info(
     Exit code 0 when every file is readable, 1 when some are not, 2 when a path does not
     exist, 3 when no file was readable.
     """
+    from spine_measure.errors import RadiographError
+    from spine_measure.io.radiograph import PLAIN_IMAGE_SUFFIXES, load_radiograph
+    from spine_measure.io.scan import read_header
+
     missing = [p for p in paths if not p.exists()]
     if missing:
         typer.echo(f"error: {missing[0]}: no such file or folder", err=True)

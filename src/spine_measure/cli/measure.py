@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -24,9 +24,9 @@ from spine_measure.cli.uncertainty_options import (
     resolve_uncertainty,
 )
 from spine_measure.errors import SpineMeasureError
-from spine_measure.measurements import REGISTRY, FilmMeasurements
-from spine_measure.measurements.api import result_value_for_json
-from spine_measure.measurements.context import parse_cobb_spec
+
+if TYPE_CHECKING:  # the measurements are imported when a command runs (fast start-up)
+    from spine_measure.measurements import FilmMeasurements
 
 
 def _sidecar_images(files: list[Path]) -> set[Path]:
@@ -95,6 +95,8 @@ def report_unused(finder: Any) -> None:
 
 def _json_lines(fm: FilmMeasurements, fu: Any = None,
                 sources: dict[str, str] | None = None) -> list[str]:
+    from spine_measure.measurements.api import result_value_for_json
+
     extra: dict[Any, dict[str, Any]] = {}
     if fu is not None:
         from spine_measure.measurements.uncertainty import uncertainty_columns
@@ -241,6 +243,10 @@ def measure(
 ) -> None:
     """Every single-film measurement, per film and vertebra (docs/measurements.md), and the
     cement features of treated vertebrae (docs/cement.md)."""
+    from spine_measure.measurements import REGISTRY
+    from spine_measure.measurements.api import result_value_for_json
+    from spine_measure.measurements.context import parse_cobb_spec
+
     try:
         for c in cobb:
             parse_cobb_spec(c)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -75,24 +74,17 @@ def _refine_job(job: tuple[str, str | None, str, float | None, float | None]
     import warnings
 
     from spine_measure.errors import FileError, SpineMeasureError
-    from spine_measure.io.annotation import (
-        load_annotation,
-        save_annotation,
-        sidecar_path,
-    )
+    from spine_measure.io.annotation import save_annotation, sidecar_path
     from spine_measure.io.radiograph import load_radiograph
-    from spine_measure.propose.files import refine_annotation
+    from spine_measure.propose.files import find_film_annotation, refine_annotation
 
     rec: dict[str, Any] = {"film": film, "rows": [], "error": None, "written": None}
     try:
-        from spine_measure.service import AnnotationFinder
-
-        found = AnnotationFinder(annotations).find(film)
-        ann_path = None if found is None else found.path
-        if ann_path is None:
+        found = find_film_annotation(film, annotations)
+        if found is None:
             raise FileError(film, "no annotation (looked next to the film"
                                   + (f" and in {annotations})" if annotations else ")"))
-        ann = load_annotation(ann_path)
+        ann = found[1]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             radiograph = load_radiograph(film)
@@ -134,6 +126,8 @@ def _run(jobs: list[Any], fn: Any, n_jobs: int, label: str, progress: bool
                 out.append(fn(j))
                 bar.advance(task)
         else:
+            from concurrent.futures import ProcessPoolExecutor  # only here: fast start-up
+
             with ProcessPoolExecutor(max_workers=n_jobs) as pool:
                 for rec in pool.map(fn, jobs):
                     out.append(rec)

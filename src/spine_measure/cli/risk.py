@@ -4,32 +4,81 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
-from rich.console import Console
 
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
 from spine_measure.errors import SpineMeasureError
+from spine_measure.io.annotation import atomic_write_text
+from spine_measure.io.files import describe_os_error, working_on
+
+if TYPE_CHECKING:  # pandas is imported when a command runs (fast start-up)
+    import pandas as pd
 
 risk_app = typer.Typer(help="Risk models: apply published models, fit your own, check tables.",
                        no_args_is_help=True)
 app.add_typer(risk_app, name="risk")
 
 log = logging.getLogger(__name__)
-_console = Console(stderr=True)
+
+
+class _StderrConsole:
+    """rich's stderr console, made on first use (importing rich slows every command)."""
+
+    _real = None
+
+    def real(self):  # noqa: ANN201 - rich.console.Console, imported lazily
+        if self._real is None:
+            from rich.console import Console
+
+            self._real = Console(stderr=True)
+        return self._real
+
+    def print(self, *args, **kwargs) -> None:  # noqa: ANN002,ANN003
+        self.real().print(*args, **kwargs)
+
+
+_console = _StderrConsole()
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     if not path.is_file():
         _console.print(f"[red]{path}: no such file[/red]")
         raise typer.Exit(EXIT_USAGE)
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        _console.print(f"[red]{path}: cannot read as CSV ({' '.join(str(exc).split())})[/red]")
+    except pd.errors.EmptyDataError:
+        typer.echo(f"error: {path}: the file is empty (no header line, no rows)", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    except OSError as exc:
+        typer.echo(f"error: {path}: cannot read ({describe_os_error(exc)})", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        typer.echo(f"error: {path}: cannot read as CSV ({' '.join(str(exc).split())})",
+                   err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def _write_csv(frame: pd.DataFrame, output: Path) -> None:
+    """Write ``frame`` to ``output`` or say in one line why it cannot be written."""
+    if output.is_dir():
+        typer.echo(f"error: {output}: is a folder; give a file name (-o)", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    if output.exists() and (not os.access(output, os.W_OK)
+                            or not output.stat().st_mode & 0o222):  # read-only, also for root
+        typer.echo(f"error: {output}: cannot write (the file is read-only)", err=True)
+        raise typer.Exit(EXIT_NOTHING_DONE)
+    try:
+        atomic_write_text(output, frame.to_csv(index=False, lineterminator="\n"))
+    except OSError as exc:
+        typer.echo(f"error: {output}: cannot write "
+                   f"({describe_os_error(exc)})", err=True)
+        raise typer.Exit(EXIT_NOTHING_DONE) from None
 
 
 def _parse_map(items: list[str] | None) -> dict[str, str]:
@@ -112,8 +161,10 @@ def apply_cmd(
             m = get_model(model)
             if show:
                 typer.echo(m.to_json())
-            out, meta = apply_model(m, df, column_map=cmap, recalibration_outcome=recalibrate,
-                                    recalibrate_slope=recalibrate_slope)
+            with working_on(features):  # its warnings name the file
+                out, meta = apply_model(m, df, column_map=cmap,
+                                        recalibration_outcome=recalibrate,
+                                        recalibrate_slope=recalibrate_slope)
             if m.capability == "flags":
                 # a row is processed when it got at least one flag; flags whose inputs are
                 # missing are empty and named in flags_reason
@@ -129,7 +180,7 @@ def apply_cmd(
         _console.print(f"[red]{exc}[/red]")
         raise typer.Exit(EXIT_USAGE) from None
     if output:
-        out.to_csv(output, index=False)
+        _write_csv(out, output)
     else:
         typer.echo(out.to_csv(index=False), nl=False)
     if len(out) == 0 or not scored.any():
@@ -166,7 +217,7 @@ def fit_cmd(
     preds = [p.strip() for p in predictors.split(",") if p.strip()]
     uni = [c.strip() for c in univariate.split(",")] if univariate else None
     bar = Progress("[progress.description]{task.description}", BarColumn(),
-                   MofNCompleteColumn(), TimeRemainingColumn(), console=_console,
+                   MofNCompleteColumn(), TimeRemainingColumn(), console=_console.real(),
                    disable=not progress or n_boot == 0, transient=True)
     task = bar.add_task("bootstrap", total=n_boot)
 
@@ -204,6 +255,8 @@ def check_table_cmd(
     One verdict per item (ok / inconsistent / not checkable), the failing checks under it
     with the recomputed value and its interval. An item that cannot be parsed is reported
     as not checkable with the reason; the other items are still checked."""
+    import pandas as pd
+
     from spine_measure.risk.check_table import check_table, summarize, verdicts
 
     frames = []
@@ -218,7 +271,7 @@ def check_table_cmd(
             raise typer.Exit(EXIT_USAGE) from None
     res = pd.concat(frames, ignore_index=True)
     if output:
-        res.to_csv(output, index=False)
+        _write_csv(res, output)
 
     def num(x) -> str:
         return "" if pd.isna(x) else f"{x:.4g}"

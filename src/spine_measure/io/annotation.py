@@ -52,6 +52,7 @@ from spine_measure.errors import (
     RadiographError,
     SpineMeasureError,
 )
+from spine_measure.io.files import describe_os_error, names_file, not_a_regular_file
 from spine_measure.io.mask_codec import ENCODING, MaskCodecError, decode_mask, encode_mask
 from spine_measure.landmarks import LEVELS, LandmarkError, SpineLandmarks
 
@@ -1078,34 +1079,103 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _read_json(path: Path) -> Any:
+#: Largest annotation file read (bytes). A film's landmarks take a few kB; edited cement
+#: masks a few hundred kB at most.
+MAX_ANNOTATION_BYTES = 64 * 1024 * 1024
+#: Deepest nesting of arrays and objects read; the schema's deepest path is 6 levels.
+MAX_JSON_DEPTH = 64
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` outside strings (a linear pass, no recursion)."""
+    bare = _JSON_STRING.sub('""', text).encode("utf-8", "replace")
+    arr = np.frombuffer(bare, dtype=np.uint8)
+    step = (((arr == 0x5B) | (arr == 0x7B)).astype(np.int32)
+            - ((arr == 0x5D) | (arr == 0x7D)).astype(np.int32))
+    return int(np.cumsum(step).max()) if step.size else 0
+
+
+def parse_annotation_json(text: str, *, source: str | os.PathLike[str]) -> Any:
+    """Parse annotation file text, bounded: at most :data:`MAX_JSON_DEPTH` levels of
+    nesting (so ``RecursionError`` cannot happen), every key unique within its object (JSON
+    allows duplicates and keeps the last; an appended ``"landmarks"`` would silently drop
+    every landmark), no NaN or Infinity.
+
+    Raises
+    ------
+    AnnotationFileError
+        One line naming ``source`` and the problem.
+    """
+    depth = _json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise AnnotationFileError(source, f"JSON nested {depth} levels deep; an annotation "
+                                          f"file has at most {MAX_JSON_DEPTH}: not read")
     try:
-        text = path.read_text(encoding="utf-8")
+        return json.loads(text, parse_constant=_reject_constant,
+                          object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise AnnotationFileError(source, f'duplicate key "{_one_line(str(exc.args[0]))}" in '
+                                          "one JSON object: keys must be unique (the later "
+                                          "one would silently replace the earlier)") from None
+    except json.JSONDecodeError as exc:
+        raise AnnotationFileError(source, f"not valid JSON (line {exc.lineno}, column "
+                                          f"{exc.colno}: {exc.msg})") from None
+    except RecursionError:  # pragma: no cover - the depth check comes first
+        raise AnnotationFileError(source, "JSON nested too deeply: not read") from None
+    except ValueError as exc:
+        raise AnnotationFileError(source, f"not valid JSON ({_one_line(str(exc))})") from None
+
+
+def _read_json(path: Path) -> Any:
+    problem = not_a_regular_file(path) if os.path.lexists(path) else "file not found"
+    if problem is not None:
+        raise AnnotationFileError(path, problem)
+    try:
+        size = path.stat().st_size
+        if size > MAX_ANNOTATION_BYTES:
+            raise AnnotationFileError(path, f"{size / 2**20:.0f} MB is too large for an "
+                                            f"annotation file (at most "
+                                            f"{MAX_ANNOTATION_BYTES // 2**20} MB): not read")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_ANNOTATION_BYTES + 1)
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise AnnotationFileError(path, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AnnotationFileError(path, f"cannot read: {exc}") from None
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise AnnotationFileError(path, f"not valid JSON (line {exc.lineno}, column "
-                                        f"{exc.colno}: {exc.msg})") from None
-    except ValueError as exc:
-        raise AnnotationFileError(path, f"not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise AnnotationFileError(path, f"cannot read ({describe_os_error(exc)})") from None
+    except UnicodeDecodeError as exc:
+        raise AnnotationFileError(path, f"not UTF-8 text (byte {exc.start}): not an "
+                                        "annotation file") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return parse_annotation_json(text, source=path)
 
 
 def annotation_from_json(text: str, *, source: str = "<string>") -> Annotation:
     """Parse and validate file text; errors name ``source``."""
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise AnnotationFileError(source, f"not valid JSON ({exc})") from None
+    data = parse_annotation_json(text, source=source)
     try:
         return Annotation.from_dict(data)
     except (AnnotationError, LandmarkError, MaskCodecError) as exc:
         raise AnnotationFileError(source, str(exc)) from None
 
 
+@names_file
 def load_annotation(path: str | os.PathLike[str]) -> Annotation:
     """Read, schema-validate and build the annotation in ``path``.
 
@@ -1364,7 +1434,10 @@ def index_annotations(annotations_dir: str | os.PathLike[str], *,
     by_uid: dict[str, list[Path]] = {}
     by_hash: dict[str, list[Path]] = {}
     for f in files:
-        if not f.is_file():
+        problem = not_a_regular_file(f)
+        if problem is not None:
+            if not f.is_dir():
+                errors.append((f, f"{problem}; skipped"))
             continue
         try:
             image = _peek_image(f)

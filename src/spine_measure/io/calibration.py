@@ -191,7 +191,15 @@ def _spacing_pair(keyword: str, value: Any, notes: list[str]) -> tuple[float, fl
         notes.append(f"{keyword} {value!r} is not numeric")
         return None
     if len(numbers) == 1:
-        numbers = numbers * 2  # a single value: real files do this for square pixels
+        # DICOM requires two values (row\\col). Real files sometimes carry one for square
+        # pixels: used as such, but never silently (a note and a warning say so).
+        if not _plausible_spacing(numbers[0]):
+            notes.append(f"{keyword} {numbers[0]:g} is outside "
+                         f"{SPACING_RANGE_MM[0]}-{SPACING_RANGE_MM[1]} mm")
+            return None
+        notes.append(f"{keyword} has one value ({numbers[0]:g}) where DICOM requires two "
+                     f"(row\\column); taken as square pixels {numbers[0]:g}\\{numbers[0]:g}")
+        numbers = numbers * 2
     if len(numbers) != 2:
         notes.append(f"{keyword} has {len(numbers)} values, expected 2")
         return None
@@ -299,7 +307,8 @@ def decide_calibration(
         if warn:
             prefix = f"{context}: " if context else ""
             for note in notes:
-                warnings.warn(f"{prefix}{note}; ignored", CalibrationWarning, stacklevel=2)
+                suffix = "" if "taken as" in note else "; ignored"
+                warnings.warn(f"{prefix}{note}{suffix}", CalibrationWarning, stacklevel=2)
     return result
 
 

@@ -26,6 +26,7 @@ import difflib
 import logging
 import math
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ from spine_measure.io.annotation import (
     save_annotation,
     sidecar_path,
 )
+from spine_measure.io.files import describe_os_error
 from spine_measure.landmarks import (
     AP_POINTS,
     LATERAL_POINTS,
@@ -212,11 +214,17 @@ def _parse_flag(text: str) -> bool | None:
     raise ValueError(text)
 
 
+#: A plain decimal number: ASCII digits, optional sign, point and exponent. Python's
+#: ``float`` also takes ``1_000``, other scripts' digits, "inf" and "nan"; a CSV cell is
+#: never meant that way.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def _parse_coord(text: str, name: str) -> float:
-    try:
-        value = float(text.strip())
-    except ValueError:
-        raise ValueError(f'{name} "{text.strip()}" is not a number') from None
+    cell = text.strip()
+    if not _DECIMAL.fullmatch(cell):
+        raise ValueError(f'{name} "{cell}" is not a plain decimal number')
+    value = float(cell)
     if not math.isfinite(value):
         raise ValueError(f'{name} "{text.strip()}" is not a finite number')
     return value
@@ -416,6 +424,11 @@ def import_landmark_csv(
     written: dict[Path, str] = {}
     for image, image_rows in by_image.items():
         all_lines = tuple(r.line for r in image_rows)
+        outside = _outside(image, images)
+        if outside:
+            problems.append(CsvProblem(name, all_lines, f"{image}: {outside}; image names "
+                                                        "are paths inside --images"))
+            continue
         image_path = images / image
         if not image_path.is_file():
             problems.append(CsvProblem(name, all_lines, f"{image}: image not found "
@@ -433,6 +446,11 @@ def import_landmark_csv(
             continue
         used_lines = tuple(sorted(r.line for r in image_rows if r.level in landmarks))
         target = out / sidecar_path(Path(image)).as_posix()
+        if _outside(sidecar_path(Path(image)).as_posix(), out):
+            problems.append(CsvProblem(name, used_lines, f"{image}: its annotation file would "
+                                                         "be written outside --out; not "
+                                                         "written"))
+            continue
         if target in written:
             problems.append(CsvProblem(name, used_lines, f"{image}: annotation file {target} "
                                                          f"was already written for "
@@ -440,14 +458,39 @@ def import_landmark_csv(
             continue
         try:
             result = _write(target, ref, landmarks, reader=reader, overwrite=overwrite)
-        except (AnnotationFileError, AnnotationError, OSError) as exc:
+        except (AnnotationFileError, AnnotationError) as exc:
             problems.append(CsvProblem(name, used_lines, f"{image}: {exc}"))
+            continue
+        except OSError as exc:
+            problems.append(CsvProblem(name, used_lines, f"{image}: cannot write "
+                                                         f"{exc.filename or target} "
+                                                         f"({describe_os_error(exc)})"))
             continue
         written[target] = image
         imported.append(ImportedImage(image, target, len(landmarks), len(used_lines), result))
         log.info("%s: wrote %s (%d vertebrae)", image, target, len(landmarks))
     problems.sort(key=lambda pr: pr.lines[0] if pr.lines else 0)
     return ImportReport(Path(csv_path), total, tuple(imported), tuple(problems))
+
+
+def _outside(name: str, folder: Path) -> str | None:
+    """Why ``name`` does not stay inside ``folder`` (None when it does): an absolute path,
+    a ``..`` part, or a link that leads out."""
+    pure = Path(name)
+    posix = name.replace("\\", "/")
+    if not name or pure.is_absolute() or posix.startswith("/") or \
+            (len(posix) > 1 and posix[1] == ":"):
+        return "an absolute path"
+    if ".." in posix.split("/"):
+        return "a path that leaves the folder (..)"
+    try:
+        base = folder.resolve()
+        (folder / pure).resolve().relative_to(base)
+    except ValueError:
+        return "a link that leads outside the folder"
+    except (OSError, RuntimeError):
+        return "a symbolic link loop"
+    return None
 
 
 def _build_landmarks(name: str, image: str, rows: list[LandmarkRow], ref: ImageRef,

@@ -20,13 +20,18 @@ Decisions, documented in ``docs/loading.md``:
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime as _dt
 import hashlib
+import io
 import logging
 import os
 import struct
+import sys
+import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -36,6 +41,7 @@ import numpy as np
 
 from spine_measure.errors import ImageConversionWarning, RadiographError
 from spine_measure.io.calibration import Calibration, calibration_from_dataset
+from spine_measure.io.files import names_file, not_a_regular_file
 
 __all__ = [
     "DECODER_PREFERENCE",
@@ -402,48 +408,336 @@ def metadata_from_dataset(ds: Any, path: str | os.PathLike[str]) -> RadiographMe
     )
 
 
-def _plugin_message(exc: Exception) -> str:
-    """The specific reason in pydicom's "all plugins failed" message, on one line."""
+# -------------------------------------------------------------------------------------
+# Pre-flight: the pixel module must agree with itself and with the data before any
+# native decoder sees it (a lie can abort the process inside GDCM; docs/robustness.md).
+# -------------------------------------------------------------------------------------
+
+#: Samples per pixel each photometric interpretation requires.
+_SAMPLES_FOR_PHOTOMETRIC = {
+    "MONOCHROME1": 1, "MONOCHROME2": 1, "PALETTE COLOR": 1,
+    "RGB": 3, "YBR_FULL": 3, "YBR_FULL_422": 3, "YBR_PARTIAL_422": 3, "YBR_PARTIAL_420": 3,
+    "YBR_ICT": 3, "YBR_RCT": 3, "HSV": 3, "ARGB": 4, "CMYK": 4,
+}
+#: Largest frame decoded (bytes); a radiograph of 4,000 x 4,000 x 16 bit is 32 MB.
+MAX_FRAME_BYTES = 1 << 30
+_JPEG_TS = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51",
+                      "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
+                      "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"})
+_J2K_TS = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
+                     "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
+                     "1.2.840.10008.1.2.4.203"})
+_RLE_TS = "1.2.840.10008.1.2.5"
+_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
+                          0xCE, 0xCF, 0xF7})
+
+
+class _Inconsistent(Exception):
+    """The pixel module contradicts itself or its data (message in the user's terms)."""
+
+
+def _jpeg_frame_header(data: bytes) -> tuple[int, int, int, int] | None:
+    """(precision, rows, columns, components) of a JPEG / JPEG-LS codestream's SOF, or None
+    when the stream has none before its first scan."""
+    if data[:2] != b"\xff\xd8":
+        raise _Inconsistent("the JPEG data does not start with a JPEG start-of-image marker")
+    i = 2
+    n = len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            raise _Inconsistent("the JPEG data is corrupt (marker expected in its header)")
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in _SOF_MARKERS:
+            if i + 10 > n:
+                break
+            p = data[i + 4]
+            rows = int.from_bytes(data[i + 5:i + 7], "big")
+            cols = int.from_bytes(data[i + 7:i + 9], "big")
+            return p, rows, cols, data[i + 9]
+        if marker == 0xDA or length < 2:
+            return None
+        i += 2 + length
+    raise _Inconsistent("the JPEG data ends inside its header (truncated)")
+
+
+def _j2k_frame_header(data: bytes) -> tuple[int, int, int, int] | None:
+    """(precision, rows, columns, components) of a JPEG 2000 codestream's SIZ segment."""
+    if data[:4] != b"\xff\x4f\xff\x51":
+        return None  # a JP2 file wrapper or another layout: left to the decoder
+    if len(data) < 4 + 38 + 3:
+        raise _Inconsistent("the JPEG 2000 data ends inside its header (truncated)")
+    siz = data[4:]
+    xsiz, ysiz, xo, yo = struct.unpack(">IIII", siz[4:20])
+    ncomp = int.from_bytes(siz[36:38], "big")
+    if ncomp == 0 or len(siz) < 38 + 3 * ncomp:
+        raise _Inconsistent("the JPEG 2000 header is corrupt (component count)")
+    precision = (siz[38] & 0x7F) + 1
+    return precision, ysiz - yo, xsiz - xo, ncomp
+
+
+def check_pixel_module(ds: Any) -> None:
+    """Refuse a pixel module that contradicts itself or its data, before decoding.
+
+    Checked: PhotometricInterpretation against SamplesPerPixel; BitsAllocated (1 or a
+    multiple of 8 up to 64), BitsStored and HighBit within it; PixelRepresentation 0 or 1;
+    the frame size; for native data its length against Rows x Columns x samples x bits x
+    frames; for encapsulated data the fragments and, for JPEG, JPEG-LS, JPEG 2000 and RLE,
+    the codestream's own rows, columns, components and precision against the header.
+
+    Raises
+    ------
+    _Inconsistent
+        With the reason in the user's terms (the caller names the file).
+    """
+    if "PixelData" not in ds:
+        return  # float pixel data: pydicom's own checks
+    rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
+    if not rows or not cols:
+        raise _Inconsistent(f"Rows {rows} x Columns {cols} is not an image size")
+    frames = _int(ds, "NumberOfFrames", 1)
+    if frames is None or frames < 1:
+        raise _Inconsistent(f"NumberOfFrames {raw_attribute(ds, 'NumberOfFrames')} is not a "
+                            "frame count")
+    photometric = (_text(ds, "PhotometricInterpretation") or "").upper().strip()
+    spp = _int(ds, "SamplesPerPixel", 1) or 0
+    want = _SAMPLES_FOR_PHOTOMETRIC.get(photometric)
+    if photometric and want is None:
+        raise _Inconsistent(f"PhotometricInterpretation {photometric!r} is not a DICOM value")
+    if want is not None and spp != want:
+        raise _Inconsistent(f"PhotometricInterpretation {photometric} needs SamplesPerPixel "
+                            f"{want}, but the file says {spp}")
+    if spp not in (1, 3, 4):
+        raise _Inconsistent(f"SamplesPerPixel {spp} is not 1, 3 or 4")
+    bits = _int(ds, "BitsAllocated")
+    if bits is None or not (bits == 1 or (bits % 8 == 0 and 8 <= bits <= 64)):
+        raise _Inconsistent(f"BitsAllocated {bits} is not 1 or a multiple of 8 up to 64")
+    stored = _int(ds, "BitsStored", bits)
+    if stored is None or not 1 <= stored <= bits:
+        raise _Inconsistent(f"BitsStored {stored} does not fit BitsAllocated {bits}")
+    high = _int(ds, "HighBit", stored - 1)
+    if high is None or not stored - 1 <= high < bits:
+        raise _Inconsistent(f"HighBit {high} does not fit BitsStored {stored} and "
+                            f"BitsAllocated {bits}")
+    rep = _int(ds, "PixelRepresentation", 0)
+    if rep not in (0, 1):
+        raise _Inconsistent(f"PixelRepresentation {rep} is not 0 (unsigned) or 1 (signed)")
+    frame_bytes = rows * cols * spp * max(bits, 8) // 8
+    if frame_bytes > MAX_FRAME_BYTES:
+        raise _Inconsistent(f"a {rows} x {cols} frame of {spp} x {bits} bits would need "
+                            f"{frame_bytes / 2**30:.1f} GB: too large to decode")
+    elem = ds["PixelData"]
+    data = elem.value
+    if not isinstance(data, bytes | bytearray):
+        return
+    tsuid = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    encapsulated = getattr(elem, "is_undefined_length", False) or (
+        tsuid in _JPEG_TS or tsuid in _J2K_TS or tsuid == _RLE_TS)
+    if not encapsulated:
+        if bits == 1:
+            need = (rows * cols * frames * spp + 7) // 8
+        elif photometric in ("YBR_FULL_422", "YBR_PARTIAL_422") and spp == 3:
+            need = rows * cols * 2 * (bits // 8) * frames
+        else:
+            need = rows * cols * spp * (bits // 8) * frames
+        have = len(data)
+        # Shorter than the header says: truncated or a lie. At least twice as long: the
+        # header describes other data (e.g. BitsAllocated 8 on 16-bit pixels). A little
+        # longer (padding some writers add) is decoded; the excess is ignored.
+        if have < need or have >= 2 * need:
+            raise _Inconsistent(
+                f"the pixel data holds {have:,} bytes, but Rows {rows} x Columns {cols} x "
+                f"{spp} sample(s) x {bits} bits"
+                + (f" x {frames} frames" if frames > 1 else "")
+                + f" needs {need:,}: the header does not describe the data"
+                + (" (truncated?)" if have < need else ""))
+        return
+    _check_encapsulated(data, tsuid, rows, cols, spp, bits, frames)
+
+
+def _check_encapsulated(data: bytes | bytearray, tsuid: str, rows: int, cols: int, spp: int,
+                        bits: int, frames: int) -> None:
+    from pydicom.encaps import generate_fragments, parse_basic_offsets
+
+    buf = io.BytesIO(data)
+    try:
+        parse_basic_offsets(buf)
+        fragments = generate_fragments(buf)
+        first = next(fragments, None)
+        n = 0 if first is None else 1
+        if frames > 1:
+            n += sum(1 for _ in fragments)
+    except Exception:  # noqa: BLE001 - any parse failure is the same problem to the user
+        raise _Inconsistent("the compressed pixel data is not a valid sequence of "
+                            "fragments") from None
+    if not first:
+        raise _Inconsistent("the compressed pixel data holds no image fragment")
+    if n < frames:
+        raise _Inconsistent(f"{frames} frames, but the compressed pixel data holds only "
+                            f"{n} fragment(s)")
+    head: tuple[int, int, int, int] | None = None
+    if tsuid in _JPEG_TS:
+        head = _jpeg_frame_header(first)
+    elif tsuid in _J2K_TS:
+        head = _j2k_frame_header(first)
+    elif tsuid == _RLE_TS:
+        if len(first) < 64:
+            raise _Inconsistent("the RLE data ends inside its header (truncated)")
+        offsets = struct.unpack("<16I", first[:64])
+        n_seg = offsets[0]
+        want = spp * (max(bits, 8) // 8)
+        if n_seg != want:
+            raise _Inconsistent(f"the RLE data has {n_seg} segments, but {spp} sample(s) of "
+                                f"{bits} bits need {want}")
+        segs = offsets[1:1 + n_seg]
+        if segs[0] != 64 or any(b <= a for a, b in zip(segs, segs[1:], strict=False)) \
+                or segs[-1] >= len(first):
+            raise _Inconsistent("the RLE header is corrupt (segment offsets)")
+        return
+    if head is None:
+        return
+    precision, h_rows, h_cols, ncomp = head
+    if h_cols != cols or (h_rows not in (0, rows)):
+        raise _Inconsistent(f"the header says Rows {rows} x Columns {cols}, but the "
+                            f"compressed image is {h_rows} x {h_cols}")
+    if ncomp != spp:
+        raise _Inconsistent(f"the header says SamplesPerPixel {spp}, but the compressed image "
+                            f"has {ncomp} component(s)")
+    if precision > bits:
+        raise _Inconsistent(f"the compressed image has {precision}-bit samples, more than "
+                            f"BitsAllocated {bits}")
+
+
+def _plugin_message(exc: BaseException) -> str:
+    """The specific reason in pydicom's "all plugins failed" message, on one line, in the
+    user's terms where it is one of the known library messages."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     detail = [ln for ln in lines[1:] if ":" in ln] or lines or [type(exc).__name__]
-    return detail[0]
+    return explain_exception(exc, detail[0])
+
+
+#: Library messages and what they mean for the file (matched as substrings, lower case).
+_EXPLAINED = (
+    ("unpack requires a buffer", "the file ends in the middle of a data element (truncated "
+                                 "or corrupt)"),
+    ("end of file", "the file ends before its data does (truncated)"),
+    ("codec can't decode", "a text element holds bytes that are not valid in the file's "
+                           "character set (SpecificCharacterSet)"),
+    ("'nonetype' object", "an element the image needs is empty or missing"),
+    ("object of type 'nonetype'", "an element the image needs is empty or missing"),
+    ("float too large to pack", "a number (e.g. a landmark coordinate) is too large to be "
+                                "stored in DICOM"),
+    ("no iod found for sop class", "its SOP Class UID is not a valid DICOM storage class"),
+    ("cannot reshape array", "the pixel data does not match Rows x Columns (header and data "
+                             "disagree)"),
+    ("buffer is smaller than requested size", "the pixel data is shorter than the header "
+                                              "says (truncated or inconsistent)"),
+    ("panicked", "the decoder found the compressed pixel data corrupt"),
+    ("panic", "the decoder found the compressed pixel data corrupt"),
+)
+
+
+def explain_exception(exc: BaseException, text: str | None = None) -> str:
+    """An exception from a library as one line in the user's terms: a known library message
+    is translated (``docs/robustness.md``), anything else keeps its text without the
+    exception's class name or a traceback."""
+    text = " ".join((text if text is not None else str(exc)).split())
+    low = text.lower()
+    for needle, meaning in _EXPLAINED:
+        if needle in low:
+            return meaning
+    if isinstance(exc, MemoryError):
+        return "not enough memory to decode the pixel data"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to be read"
+    return text[:200] or "unreadable (no detail given by the decoder)"
+
+
+#: (pid, temporary file) that :func:`native_stderr` collects into; one per process.
+_STDERR_SINK: tuple[int, Any] | None = None
+
+
+@contextlib.contextmanager
+def native_stderr(path: str) -> Iterator[None]:
+    """Collect what native decoders write straight to the process's standard error (e.g.
+    OpenJPEG's "Unknown progression order") and log it once, naming the file, instead of
+    letting it interleave with the tool's own output."""
+    global _STDERR_SINK
+    try:
+        fd = sys.stderr.fileno()
+        if _STDERR_SINK is None or _STDERR_SINK[0] != os.getpid():
+            _STDERR_SINK = (os.getpid(), tempfile.TemporaryFile())
+            atexit.register(_STDERR_SINK[1].close)
+        tmp = _STDERR_SINK[1]
+        tmp.seek(0)
+        tmp.truncate()
+        sys.stderr.flush()
+        saved = os.dup(fd)
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    os.dup2(tmp.fileno(), fd)
+    try:
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+    tmp.seek(0)
+    text = tmp.read(4096).decode("utf-8", "replace")
+    lines = list(dict.fromkeys(ln.strip() for ln in text.splitlines() if ln.strip()))
+    if lines:
+        more = f" (and {len(lines) - 1} more line(s))" if len(lines) > 1 else ""
+        logger.warning("%s: decoder message: %s%s", path, lines[0][:200], more)
 
 
 def _decode(ds: Any, path: str, frame: int | None) -> tuple[np.ndarray, bool]:
     """Decode the pixel data with the preferred plugin for its transfer syntax.
 
     Returns the array and whether the modality LUT is already applied (only the
-    SimpleITK/GDCM last resort does that).
+    SimpleITK/GDCM last resort does that). Everything a decoder raises is caught, including
+    ``BaseException`` subclasses of native bindings (a Rust ``PanicException``), but not
+    ``KeyboardInterrupt`` or ``SystemExit``.
     """
     tsuid = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
     plugins: Sequence[str] = DECODER_PREFERENCE.get(tsuid, ())
     errors: list[str] = []
-    for plugin in (*plugins, ""):
-        try:
-            kwargs: dict[str, Any] = {"decoding_plugin": plugin} if plugin else {}
-            if frame is not None:
-                kwargs["index"] = frame
-            ds.pixel_array_options(**kwargs)
-            return ds.pixel_array, False
-        except Exception as exc:  # try the next plugin
-            errors.append(_plugin_message(exc))
-            logger.debug("%s: decoder %s failed: %s", path, plugin or "default", exc)
-    if frame is None and os.path.isfile(path):
-        # Last resort: GDCM through SimpleITK, which tolerates some broken encodings.
-        # Its pixel values come back with RescaleSlope/Intercept applied.
-        try:
-            import SimpleITK as sitk
+    with native_stderr(path):
+        for plugin in (*plugins, ""):
+            try:
+                kwargs: dict[str, Any] = {"decoding_plugin": plugin} if plugin else {}
+                if frame is not None:
+                    kwargs["index"] = frame
+                ds.pixel_array_options(**kwargs)
+                return ds.pixel_array, False
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - try the next plugin
+                errors.append(_plugin_message(exc))
+                logger.debug("%s: decoder %s failed: %s", path, plugin or "default", exc)
+        if frame is None and os.path.isfile(path):
+            # Last resort: GDCM through SimpleITK, which tolerates some broken encodings.
+            # Its pixel values come back with RescaleSlope/Intercept applied.
+            try:
+                import SimpleITK as sitk
 
-            sitk.ProcessObject.SetGlobalWarningDisplay(False)
-            arr = sitk.GetArrayFromImage(sitk.ReadImage(path))
-            if arr.ndim == 3 and arr.shape[0] == 1:
-                arr = arr[0]
-            if arr.ndim == 2:
-                logger.info("%s: decoded by SimpleITK/GDCM after pydicom failed (%s)",
-                            path, errors[0])
-                return arr, True
-        except Exception as exc:
-            errors.append(f"SimpleITK: {' '.join(str(exc).split())[:120]}")
+                sitk.ProcessObject.SetGlobalWarningDisplay(False)
+                arr = sitk.GetArrayFromImage(sitk.ReadImage(path))
+                if arr.ndim == 3 and arr.shape[0] == 1:
+                    arr = arr[0]
+                if arr.ndim == 2:
+                    logger.info("%s: decoded by SimpleITK/GDCM after pydicom failed (%s)",
+                                path, errors[0])
+                    return arr, True
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(f"SimpleITK: {' '.join(str(exc).split())[:120]}")
     raise RadiographError(path, f"pixel data could not be decoded: {errors[0]}")
 
 
@@ -540,9 +834,15 @@ def _load_dicom(path: str, frame: int | None) -> Radiograph:
     try:
         # force=True only for raw datasets without preamble / File Meta
         ds = pydicom.dcmread(path, force=head[128:132] != b"DICM")
-    except Exception as exc:
-        raise RadiographError(path, f"not a readable DICOM file ({type(exc).__name__}: "
-                                    f"{exc})") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - one line, never a traceback
+        raise RadiographError(path, f"not a readable DICOM file: {explain_exception(exc)}"
+                              ) from None
+    if len(ds) == 0 and head[128:132] == b"DICM":
+        # pydicom gives up on a file cut inside its (encapsulated) data and returns nothing
+        raise RadiographError(path, "truncated or corrupt DICOM file: it ends before its data "
+                                    "elements are complete (no element could be read)")
     return radiograph_from_dataset(ds, path, frame=frame)
 
 
@@ -553,6 +853,10 @@ def radiograph_from_dataset(ds: Any, path: str | os.PathLike[str] = "<dataset>",
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         if len(ds) == 0 or "SOPClassUID" not in ds and "Rows" not in ds:
             raise RadiographError(path, _NOT_AN_IMAGE)
+        if "Rows" in ds:
+            raise RadiographError(path, "no Pixel Data (7FE0,0010) element although the header "
+                                        "describes an image: the file is truncated before "
+                                        "its pixel data")
         raise RadiographError(path, "no Pixel Data (7FE0,0010) element: not an image")
     if not hasattr(ds, "file_meta") or "TransferSyntaxUID" not in ds.file_meta:
         # A raw dataset without File Meta: record the encoding pydicom read it with.
@@ -585,6 +889,10 @@ def radiograph_from_dataset(ds: Any, path: str | os.PathLike[str] = "<dataset>",
     elif frame not in (None, 0):
         raise RadiographError(path, f"frame {frame} does not exist (single-frame image)")
 
+    try:
+        check_pixel_module(ds)
+    except _Inconsistent as exc:
+        raise RadiographError(path, f"inconsistent pixel module: {exc}; not decoded") from None
     arr, rescaled = _decode(ds, path, frame if meta.number_of_frames > 1 else None)
     photometric = (meta.photometric_interpretation or "MONOCHROME2").upper()
     if photometric == "PALETTE COLOR":
@@ -636,7 +944,7 @@ def _load_plain(path: str) -> Radiograph:
                 else:
                     arr = np.asarray(img.convert("RGB"))
     except Exception as exc:
-        raise RadiographError(path, f"not a readable image ({type(exc).__name__}: {exc})") from None
+        raise RadiographError(path, f"not a readable image: {explain_exception(exc)}") from None
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         if arr.shape[-1] == 4 or not (np.array_equal(arr[..., 0], arr[..., 1])
                                       and np.array_equal(arr[..., 1], arr[..., 2])):
@@ -659,6 +967,7 @@ def _load_plain(path: str) -> Radiograph:
 # -------------------------------------------------------------------------------------
 
 
+@names_file
 def load_radiograph(path: str | os.PathLike[str], *, frame: int | None = None) -> Radiograph:
     """Open a DICOM file or a plain PNG / JPEG / TIFF image as a :class:`Radiograph`.
 
@@ -678,10 +987,13 @@ def load_radiograph(path: str | os.PathLike[str], *, frame: int | None = None) -
         multi-frame without ``frame``, unsupported layout.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         raise RadiographError(path, "file not found")
     if os.path.isdir(path):
         raise RadiographError(path, "is a folder; give a file (or use the folder scan)")
+    problem = not_a_regular_file(path)
+    if problem is not None:
+        raise RadiographError(path, problem)
     if os.path.getsize(path) == 0:
         raise RadiographError(path, "empty file")
     suffix = Path(path).suffix.lower()
@@ -691,10 +1003,10 @@ def load_radiograph(path: str | os.PathLike[str], *, frame: int | None = None) -
         return _load_dicom(path, frame)
     except RadiographError:
         raise
-    except MemoryError:
-        raise RadiographError(path, "not enough memory to decode the pixel data") from None
-    except Exception as exc:  # the documented contract: one line, never a traceback
-        raise RadiographError(path, f"{type(exc).__name__}: {exc}") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the contract: one line, never a traceback
+        raise RadiographError(path, explain_exception(exc)) from None
 
 
 def _has_dicom_preamble(path: str) -> bool:

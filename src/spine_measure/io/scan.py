@@ -17,13 +17,16 @@ from pathlib import Path
 
 from spine_measure.errors import RadiographError
 from spine_measure.io.calibration import CALIBRATION_TAGS, Calibration, calibration_from_dataset
+from spine_measure.io.files import names_file, not_a_regular_file, walk_regular_files
 from spine_measure.io.radiograph import (
     PLAIN_IMAGE_SUFFIXES,
     RadiographMetadata,
     _int,
     _tag,
+    explain_exception,
     looks_like_dicom,
     metadata_from_dataset,
+    raw_attribute,
 )
 
 __all__ = [
@@ -122,22 +125,29 @@ class ScanResult:
         return {uid: paths for uid, paths in seen.items() if len(paths) > 1}
 
 
-def iter_files(root: str | os.PathLike[str], *, recursive: bool = True) -> Iterator[str]:
-    """Regular files under ``root`` in sorted order (hidden files and folders skipped)."""
+def iter_files(root: str | os.PathLike[str], *, recursive: bool = True,
+               on_skip: Callable[[str, str], None] | None = None) -> Iterator[str]:
+    """Regular files under ``root`` in sorted order (hidden files and folders skipped).
+
+    Pipes, devices, sockets and symbolic link loops are never opened: each is passed to
+    ``on_skip(path, reason)`` (or logged) instead (:func:`~spine_measure.io.files.
+    walk_regular_files`)."""
     root = os.fspath(root)
-    if os.path.isfile(root):
-        yield root
+
+    def skipped(path: str, reason: str) -> None:
+        if on_skip is not None:
+            on_skip(path, reason)
+        else:
+            logger.warning("%s: %s; skipped", path, reason)
+
+    if not os.path.isdir(root):
+        reason = not_a_regular_file(root)
+        if reason is None:
+            yield root
+        else:
+            skipped(root, reason)
         return
-    if recursive:
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if not name.startswith("."):
-                    yield os.path.join(dirpath, name)
-    else:
-        for entry in sorted(os.scandir(root), key=lambda e: e.name):
-            if entry.is_file() and not entry.name.startswith("."):
-                yield entry.path
+    yield from walk_regular_files(root, recursive=recursive, on_skip=skipped)
 
 
 def _header_tag_ints() -> list[int]:
@@ -163,6 +173,7 @@ def _header_from_dataset(ds: object, path: str) -> DicomHeader:
     )
 
 
+@names_file
 def read_header(path: str | os.PathLike[str]) -> DicomHeader:
     """Read one DICOM file's header (no pixel data).
 
@@ -174,6 +185,9 @@ def read_header(path: str | os.PathLike[str]) -> DicomHeader:
     import pydicom
 
     path = os.fspath(path)
+    problem = not_a_regular_file(path)
+    if problem is not None:
+        raise RadiographError(path, problem)
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)
@@ -182,15 +196,37 @@ def read_header(path: str | os.PathLike[str]) -> DicomHeader:
             fh.seek(0)
             ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=_header_tag_ints(),
                                  force=head[128:132] != b"DICM")
+            at_end = fh.read(4) == b""
     except RadiographError:
         raise
-    except Exception as exc:
-        raise RadiographError(path, f"unreadable DICOM header ({type(exc).__name__}: "
-                                    f"{exc})") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - one line, never a traceback
+        raise RadiographError(path, f"unreadable DICOM header: {explain_exception(exc)}"
+                              ) from None
     if len(ds) == 0:
         raise RadiographError(path, "truncated or corrupt: no data elements after the "
                                     "File Meta Information")
+    if at_end and _should_have_pixels(ds):
+        raise RadiographError(path, "truncated: the file ends before its pixel data (inside "
+                                    "the header); not measured")
     return _header_from_dataset(ds, path)
+
+
+def _should_have_pixels(ds: object) -> bool:
+    """True when a dataset that ended without Pixel Data should have had some: it has Rows,
+    or its SOP class is an image storage class (or unknown)."""
+    if _int(ds, "Rows") is not None:
+        return True
+    uid = raw_attribute(ds, "SOPClassUID")
+    meta = getattr(ds, "file_meta", None)
+    if uid is None and meta is not None:
+        uid = raw_attribute(meta, "MediaStorageSOPClassUID")
+    if uid is None:
+        return True
+    from pydicom.uid import UID
+
+    return "Image Storage" in UID(str(uid)).name
 
 
 def scan_folder(
@@ -223,7 +259,16 @@ def scan_folder(
         plain image are counted in ``n_files`` and otherwise ignored.
     """
     result = ScanResult()
-    for path in files if files is not None else iter_files(root, recursive=recursive):
+
+    def skipped(path: str, reason: str) -> None:
+        result.n_files += 1
+        result.issues.append(ScanIssue(path, "read", f"{reason}; skipped"))
+        if progress is not None:
+            progress(path)
+
+    listing = files if files is not None else iter_files(root, recursive=recursive,
+                                                         on_skip=skipped)
+    for path in listing:
         result.n_files += 1
         try:
             header = read_header(path)

@@ -33,6 +33,7 @@ __all__ = [
     "FolderPlan",
     "ProposalResult",
     "RefineResult",
+    "find_film_annotation",
     "plan_folder",
     "propose_annotation",
     "propose_for_film",
@@ -147,6 +148,28 @@ def propose_annotation(source: Any, source_annotation: Annotation, target: Any, 
     return ProposalResult(ann, tuple(rows), gconf)
 
 
+def find_film_annotation(film: str | os.PathLike[str],
+                         annotations_dir: str | os.PathLike[str] | None = None, *,
+                         finder: Any = None) -> tuple[Path, Annotation] | None:
+    """The film's annotation (path and content), found with the precedence of every command
+    (:class:`spine_measure.service.AnnotationFinder`: the annotations folder first, then the
+    sidecar) and checked to belong to the film (UID / pixel hash, size); None when it has
+    none. Raises ``FileError`` subclasses for an unreadable or foreign annotation."""
+    from spine_measure.io.annotation import read_image_reference
+    from spine_measure.service import AnnotationFinder, check_identity
+
+    ref = read_image_reference(film)
+    finder = finder or AnnotationFinder(annotations_dir)
+    choice = finder.find(film, sop_instance_uid=ref.sop_instance_uid,
+                         pixel_sha256=ref.pixel_sha256)
+    if choice is None:
+        return None
+    ann = load_annotation(choice.path)
+    check_identity(ann, choice.path, film=film, sop_instance_uid=ref.sop_instance_uid,
+                   pixel_sha256=ref.pixel_sha256, rows=ref.rows, cols=ref.cols)
+    return choice.path, ann
+
+
 def propose_for_film(source_path: str | os.PathLike[str], target_path: str | os.PathLike[str],
                      *, annotations_dir: str | os.PathLike[str] | None = None,
                      options: Any = None) -> tuple[ProposalResult, Path]:
@@ -159,16 +182,13 @@ def propose_for_film(source_path: str | os.PathLike[str], target_path: str | os.
 
     from spine_measure.errors import FileError
     from spine_measure.io.radiograph import load_radiograph
-    from spine_measure.service import AnnotationFinder
 
-    finder = AnnotationFinder(annotations_dir)   # the one precedence rule: folder, then sidecar
-    found = finder.find(source_path)
-    src_ann_path = None if found is None else found.path
-    if src_ann_path is None:
+    found = find_film_annotation(source_path, annotations_dir)
+    if found is None:
         where = f" or in {annotations_dir}" if annotations_dir else ""
         raise FileError(source_path, f"the source film has no annotation (looked next to it"
                                      f"{where})")
-    src_ann = load_annotation(src_ann_path)
+    src_ann_path, src_ann = found
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         source = load_radiograph(source_path)
@@ -177,11 +197,8 @@ def propose_for_film(source_path: str | os.PathLike[str], target_path: str | os.
         raise FileError(src_ann_path, f"annotates a {src_ann.image.rows}x{src_ann.image.cols} "
                                       f"image; {Path(source_path).name} is "
                                       f"{source.shape[0]}x{source.shape[1]}")
-    existing = None
-    found = finder.find(target_path)
-    tgt_ann_path = None if found is None else found.path
-    if tgt_ann_path is not None:
-        existing = load_annotation(tgt_ann_path)
+    tgt = find_film_annotation(target_path, annotations_dir)
+    existing = None if tgt is None else tgt[1]
     try:
         result = propose_annotation(source, src_ann, target, existing=existing, options=options)
     except ValueError as exc:

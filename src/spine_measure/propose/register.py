@@ -13,8 +13,10 @@ The method, in three stages (documented for users in ``docs/propagation.md``):
    the body is ~:attr:`ProposeOptions.local_body_px` pixels. Segments move relative to each
    other when kyphosis changes; this stage follows them.
 3. **Per-point refinement** of the vertebrae whose shape changes between time points (flagged
-   ``fractured`` or ``treated`` on the source film, e.g. height restored by the procedure): a
-   small patch around each point is registered by translation alone, starting from stage 2.
+   ``fractured`` or ``treated`` on the source film, e.g. height restored by the procedure):
+   each endplate point starts where the well-fitted neighbour across its disc carries it (the
+   disc keeps its height while the body's changes; else from stage 2), and a small patch
+   around it is registered by rotation and translation.
 
 Cement is much brighter than bone and is new on the post-operative film. Every film is
 normalised to its 1st-99.5th percentile and clipped there (cement saturates instead of
@@ -551,7 +553,8 @@ def _body_mask(quad: np.ndarray, box: tuple[int, int, int, int], f: int, *,
 
 def _fit_patch(src: _Pyramid, tgt: _Pyramid, f_src: int, f_tgt: int, box: tuple[int, int, int,
                int], init: sitk.Similarity2DTransform, mask: np.ndarray | None,
-               weights: list[float] | None, opts: ProposeOptions
+               weights: list[float] | None, opts: ProposeOptions,
+               start_ncc: list[float] | None = None
                ) -> tuple[sitk.Similarity2DTransform | None, float, str | None]:
     r0, r1, c0, c1 = box
     patch = src.array(f_src)[r0:r1, c0:c1]
@@ -585,6 +588,11 @@ def _fit_patch(src: _Pyramid, tgt: _Pyramid, f_src: int, f_tgt: int, box: tuple[
     reg.SetMetricFixedMask(m)
     reg.SetMetricMovingMask(moving_mask)
     reg.SetInitialTransform(init, inPlace=False)
+    if start_ncc is not None:  # how well the patch matches where the fit starts
+        w0 = _resample(moving, fixed, init)
+        v0 = np.isfinite(w0) & keep & (np.nan_to_num(w0) < _SATURATED)
+        start_ncc.append(max(0.0, _ncc(patch, np.nan_to_num(w0), v0))
+                         if v0.sum() >= 0.25 * keep.sum() else 0.0)
     try:
         out = reg.Execute(fixed, moving)
     except RuntimeError as exc:
@@ -693,8 +701,9 @@ def _local_vertebra(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t_glob: sitk.Tran
             pmask = None if quad is None else _body_mask(quad, pbox, fp_src, outer=None,
                                                          inner=0.72)
             pinit = _recentred(start, _xy(pts[i]))
+            at_start: list[float] = []
             tp, pconf, perr = _fit_patch(src, tgt, fp_src, fp_tgt, pbox, pinit, pmask,
-                                         _POINT_WEIGHTS, opts)
+                                         _POINT_WEIGHTS, opts, at_start)
             if tp is None:
                 notes.append(f"{n}: {perr}; kept at its start")
                 continue
@@ -707,6 +716,11 @@ def _local_vertebra(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t_glob: sitk.Tran
             if pconf < floor:
                 notes.append(f"{n}: its own fit has confidence {pconf:.2f}; kept at its "
                              "start")
+                continue
+            if carried and n in carried and at_start and pconf < at_start[0] + _MIN_GAIN:
+                notes.append(f"{n}: its own fit does not match better than where the "
+                             f"neighbour puts it ({pconf:.2f} vs {at_start[0]:.2f}); kept "
+                             "there")
                 continue
             new[i] = q
             point_conf[n] = min(point_conf[n], pconf)
@@ -826,6 +840,8 @@ def propagate_landmarks(source: np.ndarray, landmarks: SpineLandmarks, target: n
 _SUPERIOR = ("As", "Ms", "Ps", "SL", "SR")
 _INFERIOR = ("Ai", "Mi", "Pi", "IL", "IR")
 _CARRY_ABOVE = 0.8
+_MIN_GAIN = 0.05
+"""A carried point moves by its own fit only when that raises its patch's NCC this much."""
 """A neighbour fitted at least this well carries the endplate points next to it."""
 
 

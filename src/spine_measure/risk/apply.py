@@ -279,7 +279,7 @@ def _apply_logistic(
             bad |= ~np.isfinite(x)
             rel = rel * np.where(x == 1, t.or_printed, 1.0)
         rel[bad] = np.nan
-        out[f"{p}_n_factors_present"] = n_factors
+        out[f"{p}_n_factors_present"] = n_factors.astype("Float64").astype("Int64")
         out[f"{p}_relative_odds_binary"] = rel
         meta["relative_odds_terms"] = [t.name for t in binary]
     out[f"{p}_missing_inputs"] = missing

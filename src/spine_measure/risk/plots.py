@@ -36,8 +36,10 @@ def plot_roc(v: Validation, path: str | Path) -> Path:
         fig, ax = plt.subplots(figsize=(4.2, 4.2))
         ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="0.6", label="chance")
         ax.plot(fpr, tpr, lw=1.8, color="#1f4e79",
-                label=f"AUC {v.auc:.3f} (95% CI {v.auc_ci[0]:.3f}–{v.auc_ci[1]:.3f})")
-        ax.plot([], [], " ", label=f"bootstrap-corrected c {v.c_corrected:.3f}")
+                label=f"AUC {v.auc:.3f} (95% CI {v.auc_ci[0]:.3f}–{v.auc_ci[1]:.3f}), "
+                "apparent")
+        ax.plot([], [], " ", label=(f"optimism-corrected c {v.c_corrected:.3f}" if v.n_boot_ok
+                                    else "no optimism correction (no bootstrap fit)"))
         ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="1 − specificity",
                ylabel="Sensitivity", aspect="equal")
         ax.legend(loc="lower right", frameon=False, fontsize=8)
@@ -346,4 +348,8 @@ def plot_nomogram(fit: LogisticFit, df: pd.DataFrame, path: str | Path,
         keep = _thin(pos, labs)
         axis_row(y, f"Risk of {outcome_label or pretty_name(fit.outcome).lower()}",
                  [pos[i] for i in keep], [labs[i] for i in keep])
+        if any("separation" in w or "did not converge" in w for w in fit.warnings):
+            ax.text(-60, -0.75, "Warning: the fit shows separation or did not converge; these "
+                    "scales rest on unreliable coefficients (see the report).", fontsize=8,
+                    color="#a00", va="bottom")
         return _save(fig, path)

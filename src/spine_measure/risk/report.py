@@ -19,7 +19,14 @@ import pandas as pd
 
 from spine_measure.risk.errors import RiskWarning
 from spine_measure.risk.fit import LogisticFit, fit_logistic, parse_predictors
-from spine_measure.risk.plots import plot_calibration, plot_dca, plot_nomogram, plot_roc
+from spine_measure.risk.plots import (
+    _group_label,
+    plot_calibration,
+    plot_dca,
+    plot_nomogram,
+    plot_roc,
+    pretty_name,
+)
 from spine_measure.risk.univariate import univariate_table
 from spine_measure.risk.validate import Validation, validate
 
@@ -73,6 +80,33 @@ def _fmt_table(df: pd.DataFrame, caption: str, int_cols: Sequence[str] = ()) -> 
     return body.replace(' style="text-align: right;"', "")
 
 
+def _level_label(column: str, group: tuple[str, ...]) -> str:
+    if "sex" in column.lower() and all(g in ("f", "m", "w") for g in group):
+        return "/".join({"f": "female", "w": "female", "m": "male"}[g] for g in group)
+    return _group_label(group)
+
+
+def _term_label(fit: LogisticFit, term: str) -> str:
+    """Readable row label of the coefficient table: levels and reference spelled out
+    (``Goutallier grade: 3–4 vs 0–1``, ``IVC (intravertebral cleft): yes vs no``)."""
+    if term == "Constant":
+        return term
+    for sp in fit.predictors:
+        name = pretty_name(sp.column)
+        if sp.kind == "binary" and term == sp.column:
+            return f"{name}: yes vs no"
+        if sp.kind == "continuous" and term == sp.column:
+            return f"{name}, per unit"
+        if sp.kind == "categorical":
+            ref = _level_label(sp.column, sp.groups[0])
+            if term == sp.label():
+                return f"{name} (joint test, {len(sp.terms)} df)"
+            for g, t in zip(sp.groups[1:], sp.terms, strict=True):
+                if term == t:
+                    return f"{name}: {_level_label(sp.column, g)} vs {ref}"
+    return term
+
+
 def _fmt_p(p) -> str:
     if p is None or pd.isna(p):
         return ""
@@ -82,6 +116,8 @@ def _fmt_p(p) -> str:
 def _html(fit: LogisticFit, v: Validation, uni: pd.DataFrame, files: dict[str, Path],
           warns: Sequence[str], title: str) -> str:
     coef = fit.table().copy()
+    coef.index = [_term_label(fit, str(t)) for t in coef.index]
+    coef.index.name = "term"
     coef["P"] = coef["P"].map(_fmt_p)
     uni = uni.copy()
     uni["p"] = uni["p"].map(_fmt_p)

@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -551,10 +552,17 @@ def film_sr(result: Any, *, pseudonym: str | None = None,
 
         fu = film_uncertainty(result.measurements, uncertainty)
     try:
-        sr = build_sr(header, result.measurements, result.annotation, cement=result.cement,
-                      skipped=skipped, uncertainty=fu)
-    except (SpineMeasureError, ValueError, TypeError, AttributeError) as exc:
-        raise FileError(path, f"cannot build the SR: {exc}") from None
+        with warnings.catch_warnings():
+            # a pseudonym is a one-component name on purpose; highdicom would warn per film
+            warnings.filterwarnings("ignore", category=UserWarning,
+                                    message=r'The string "P[0-9a-f]{16}" is unlikely to '
+                                            r'represent the intended person name')
+            sr = build_sr(header, result.measurements, result.annotation,
+                          cement=result.cement, skipped=skipped, uncertainty=fu)
+    except Exception as exc:  # noqa: BLE001 - highdicom/pydicom: one line, user terms
+        from spine_measure.io.radiograph import explain_exception
+
+        raise FileError(path, f"cannot build the SR: {explain_exception(exc)}") from None
     return sr, skipped
 
 
@@ -564,8 +572,17 @@ def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike
                   cobb: Iterable[str] = (), with_cement: bool = True,
                   file_name: str | None = None,
                   taken: Mapping[str, Any] | None = None,
+                  include_identifiers: bool = False,
+                  pseudonym_key: bytes | None = None,
                   uncertainty: Any = None) -> SrWritten:
     """Measure one DICOM film with its annotation and write its SR into ``out_dir``.
+
+    The SR is pseudonymised unless ``include_identifiers``: the patient's name and ID become
+    the keyed pseudonym ``batch`` gives the same PatientID with the same key
+    (:func:`spine_measure.batch.pseudonym.pseudonym`), birth date and accession number are
+    emptied. ``pseudonym_key`` defaults to the key ``batch`` would use
+    (:func:`spine_measure.batch.pseudonym.resolve_key`: the environment variables, else the
+    user's key file, generated once); it is never written into ``out_dir``.
 
     The film is measured by :func:`spine_measure.service.measure_film_file`, as
     ``spine-measure measure`` and ``batch`` measure it (same annotation precedence, same
@@ -577,8 +594,10 @@ def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike
     Raises
     ------
     FileError
-        Not a DICOM image, no annotation or another image's, unreadable file, or the SR
-        cannot be written (one line naming the file).
+        Not a DICOM image, no annotation or another image's, unreadable file, the SR
+        cannot be written, or the pseudonymisation key cannot be used
+        (:class:`~spine_measure.batch.pseudonym.PseudonymKeyError`; one line naming the
+        file).
     """
     from spine_measure.io.radiograph import looks_like_dicom
     from spine_measure.service import AnnotationFinder, measure_film_file
@@ -593,7 +612,14 @@ def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike
     if finder is None:
         finder = AnnotationFinder(annotations_dir)
     result = measure_film_file(path, finder=finder, cobb=list(cobb), cement=with_cement)
-    sr, skipped = film_sr(result, uncertainty=uncertainty)
+    pseudo = None
+    if not include_identifiers:
+        from spine_measure.batch.pseudonym import pseudonym, resolve_key
+
+        if pseudonym_key is None:
+            pseudonym_key = resolve_key(None, out).key
+        pseudo = pseudonym(result.metadata.patient_id or "", pseudonym_key)
+    sr, skipped = film_sr(result, pseudonym=pseudo, uncertainty=uncertainty)
     if not out.is_dir():
         raise FileError(out, "output folder does not exist")
     name = file_name or sr_file_name(str(result.metadata.sop_instance_uid or ""))
@@ -601,10 +627,21 @@ def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike
         raise FileError(path, f"its SR {name} was already written for {taken[name]} in this "
                               "run (same SOPInstanceUID: two copies of one image)")
     target = out / name
+    import io
+
+    from spine_measure.batch.journal import atomic_write_bytes
+    from spine_measure.io.files import describe_os_error
+    from spine_measure.io.radiograph import explain_exception
+
+    buf = io.BytesIO()
+    try:  # encode first: a value DICOM cannot hold never leaves a partial file
+        sr.save_as(buf, enforce_file_format=True)
+    except Exception as exc:  # noqa: BLE001 - pydicom's encoders: one line, user terms
+        raise FileError(path, f"cannot encode its SR: {explain_exception(exc)}") from None
     try:
-        sr.save_as(target, enforce_file_format=True)
-    except Exception as exc:
-        raise FileError(target, f"cannot write: {exc}") from None
+        atomic_write_bytes(target, buf.getvalue())
+    except OSError as exc:
+        raise FileError(target, f"cannot write ({describe_os_error(exc)})") from None
     for s in skipped:
         log.warning("%s: %s", path, s)
     return SrWritten(path, target, str(sr.SOPInstanceUID), tuple(skipped))

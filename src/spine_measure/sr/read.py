@@ -42,6 +42,7 @@ class FilmValue:
     unit: str
     upper: str | None = None
     lower: str | None = None
+    u95: float | None = None     # expanded (95 %) measurement uncertainty, when exported
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,16 @@ class SrContent:
         Level -> registry name -> unit (``mm``, ``px``, ``deg``, ``pct``; ``grade``/``""``
         for coded values).
     film : tuple of FilmValue
+        (``u95``: the expanded 95 % uncertainty when the SR was exported with one)
     cement : Mapping[str, Mapping[str, Any]]
         Level -> cement column (unit suffix restored) -> value.
     tracking : Mapping[str, str]
         Tracking identifier (``"L1"``, ``"film"``...) -> tracking UID.
     reader : str or None
     content_datetime : datetime or None
+    uncertainty95 : Mapping[str, Mapping[str, float]]
+        Level -> registry name -> expanded (95 %, ``1.96 u``) measurement uncertainty, for
+        SRs exported with ``--uncertainty`` (empty otherwise).
     """
 
     sop_instance_uid: str
@@ -96,6 +101,7 @@ class SrContent:
     reader: str | None = None
     content_datetime: dt.datetime | None = None
     notes: tuple[str, ...] = field(default=())
+    uncertainty95: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     def to_annotation(self) -> Any:
         """An :class:`~spine_measure.io.annotation.Annotation` with the landmarks, flags,
@@ -140,6 +146,18 @@ def _num(item: Any) -> tuple[float, str]:
 
 def _children(item: Any) -> list[Any]:
     return list(item.get("ContentSequence", []) or [])
+
+
+_UPPER_UNCERTAINTY = ("371886008", "SCT")
+
+
+def _u95(item: Any) -> float | None:
+    """The "+, range of upper measurement uncertainty" property of a NUM (``export-sr
+    --uncertainty`` writes ``1.96 u`` there), or None."""
+    for ch in _children(item):
+        if ch.get("ValueType") == "NUM" and _name(ch) == _UPPER_UNCERTAINTY:
+            return _num(ch)[0]
+    return None
 
 
 def _find_site(item: Any) -> tuple[str | None, str | None]:
@@ -204,6 +222,7 @@ def read_sr(path: str | os.PathLike[str]) -> SrContent:
     units: dict[str, dict[str, str]] = {}
     film: list[FilmValue] = []
     cement: dict[str, dict[str, Any]] = {}
+    uncertainty: dict[str, dict[str, float]] = {}
     tracking: dict[str, str] = {}
     spacing_r = spacing_c = None
     rows = cols = 0
@@ -244,7 +263,7 @@ def read_sr(path: str | os.PathLike[str]) -> SrContent:
                         txt = [f"{lv}:{ep}" if ep else str(lv) for lv, ep in ends]
                         film.append(FilmValue(_MEAS_BY_VALUE[_name(i)[0]], v, u,
                                               txt[0] if txt else None,
-                                              txt[1] if len(txt) > 1 else None))
+                                              txt[1] if len(txt) > 1 else None, _u95(i)))
                 elif vt == "CODE":
                     if _is(i, C.CALIBRATION_METHOD):
                         calibration_source = C.calibration_source_of(_code_value(i)[0]) \
@@ -279,6 +298,8 @@ def read_sr(path: str | os.PathLike[str]) -> SrContent:
                     vunits[mname] = "grade" if mname == "genant_grade" else ""
                 elif vt == "NUM" and ns == C.SCHEME and nv in _MEAS_BY_VALUE:
                     vals[_MEAS_BY_VALUE[nv]], vunits[_MEAS_BY_VALUE[nv]] = _num(i)
+                    if (u95 := _u95(i)) is not None:
+                        uncertainty.setdefault(level, {})[_MEAS_BY_VALUE[nv]] = u95
             pts = from_scoord(region.GraphicData)
             if len(pts) == len(names) + 1 and len(names) >= 3:
                 pts = pts[:-1]  # closing vertex
@@ -308,7 +329,7 @@ def read_sr(path: str | os.PathLike[str]) -> SrContent:
         landmarks=SpineLandmarks(view, tuple(vertebrae.values())),
         calibration_line=line, spacing=spacing, calibration_source=calibration_source,
         vertebrae=values, units=units, film=tuple(film), cement=cement, tracking=tracking,
-        reader=reader, content_datetime=content_dt,
+        reader=reader, content_datetime=content_dt, uncertainty95=uncertainty,
     )
 
 

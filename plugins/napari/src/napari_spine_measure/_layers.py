@@ -8,13 +8,15 @@ coordinates; every layer gets the image layer's ``scale`` so the viewer shows mi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from napari_spine_measure.controller import AnnotationController
 from spine_measure.landmarks import LEVELS
 
-__all__ = ["endplate_paths", "landmark_arrays", "level_label_points"]
+__all__ = ["endplate_paths", "grade_colour", "grade_labels", "landmark_arrays",
+           "level_label_points", "to_rgba"]
 
 _INDEX = {name: i for i, name in enumerate(LEVELS)}
 
@@ -96,3 +98,40 @@ def level_label_points(ctl: AnnotationController) -> tuple[np.ndarray, list[str]
         suffix = " ✕" if level in ctl.not_measurable else ""
         text.append(level + suffix)
     return np.array(pos, dtype=float).reshape(-1, 2), text
+
+
+#: Genant grade -> text colour on the film and in the table (0 normal: the plain text colour;
+#: 1 mild yellow, 2 moderate orange, 3 severe red; not graded: grey)
+GRADE_COLOURS = {0: "#e8eef2", 1: "#ffd54f", 2: "#ff9f43", 3: "#ff5c5c"}
+_SHAPE_TEXT = {"wedge": "wedge", "biconcave": "biconcave", "crush": "crush"}
+
+
+def to_rgba(colour: str) -> tuple[float, float, float, float]:
+    """``"#rrggbb"`` -> RGBA floats in [0, 1]."""
+    h = colour.lstrip("#")
+    return (int(h[0:2], 16) / 255, int(h[2:4], 16) / 255, int(h[4:6], 16) / 255, 1.0)
+
+
+def grade_colour(grade: object) -> str:
+    """Colour of a Genant grade (grey when not graded)."""
+    return GRADE_COLOURS.get(grade, "#9aa7b0") if isinstance(grade, int) else "#9aa7b0"
+
+
+def grade_labels(fm: Any, levels: list[str]) -> list[tuple[str, str]]:
+    """``("G1 wedge", colour)`` for each of ``levels`` from the film's measurements ``fm``
+    (the computed Genant grade and shape; empty text when the vertebra cannot be graded)."""
+    out = []
+    for level in levels:
+        per = fm.vertebrae.get(level, {})
+        g = per.get("genant_grade")
+        shape = per.get("genant_shape")
+        grade = None if g is None else g.value
+        if isinstance(grade, bool) or not isinstance(grade, int | np.integer):
+            out.append(("", grade_colour(None)))
+            continue
+        if int(grade) == 0:  # normal: the level name alone, in the plain colour
+            out.append(("", grade_colour(0)))
+            continue
+        sh = _SHAPE_TEXT.get(str(shape.value), "") if shape is not None else ""
+        out.append((f"G{int(grade)} {sh}".rstrip(), grade_colour(int(grade))))
+    return out

@@ -1,9 +1,11 @@
 """Reader contribution: radiographs -> napari image layers, in mm, with the right contrast.
 
 This is the boundary between spine_measure's films and napari layers. Everything comes from
-the toolkit: :func:`spine_measure.io.radiograph.load_radiograph` decodes and windows
-(``Radiograph.display``: the DICOM VOI LUT or window, MONOCHROME1 inverted, float32 in
-[0, 1]); its calibration gives the layer ``scale`` (``(row_mm, col_mm)``, or 1 px when
+the toolkit: :func:`spine_measure.io.radiograph.load_radiograph` decodes; the layer shows the
+modality values (``Radiograph.values``, never clipped, so cement keeps its grey levels) with
+the film's window as the initial contrast limits (:func:`initial_window`) and MONOCHROME1
+shown inverted (``gray_r``); its calibration gives the layer ``scale``
+(``(row_mm, col_mm)``, or 1 px when
 uncalibrated); :func:`spine_measure.io.scan.scan_folder` finds and groups the DICOM files of a
 folder without decoding them.
 
@@ -22,6 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from spine_measure.errors import SpineMeasureError
 from spine_measure.io.radiograph import (
     PLAIN_IMAGE_SUFFIXES,
@@ -30,7 +34,8 @@ from spine_measure.io.radiograph import (
     looks_like_dicom,
 )
 
-__all__ = ["assign_time_points", "film_layer_data", "get_reader", "read_paths"]
+__all__ = ["assign_time_points", "film_layer_data", "get_reader", "initial_window",
+           "read_paths", "window_preset"]
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +97,43 @@ def _sidecar_time_point(path: str) -> str | None:
         return None
 
 
+def initial_window(radiograph: Radiograph) -> tuple[float, float]:
+    """Contrast limits ``(lo, hi)`` in modality values: the DICOM window (WindowCenter /
+    Width), else the input range of the VOI LUT, else the 0.5th-99.5th percentiles."""
+    if radiograph.voi_lut is not None and radiograph.window is None:
+        lut, first = radiograph.voi_lut
+        return float(first), float(first + len(lut) - 1)
+    w = radiograph.default_window()
+    return float(w.center - w.width / 2.0), float(w.center + w.width / 2.0)
+
+
+def window_preset(radiograph: Radiograph, name: str) -> tuple[float, float]:
+    """Contrast limits of a preset, in modality values: ``film`` (:func:`initial_window`),
+    ``bone`` (the 1st-99th percentiles of the film: bone and soft tissue both graded) or
+    ``cement`` (the densest 3 % of the film spread over the whole grey scale, so the inside
+    of a cement cast is not flat white). Display only: no measurement reads it."""
+    if name == "film":
+        return initial_window(radiograph)
+    v = radiograph.values
+    sample = v[:: max(1, v.shape[0] // 768), :: max(1, v.shape[1] // 768)]
+    if name == "bone":
+        lo, hi = np.percentile(sample, [1.0, 99.0])
+    elif name == "cement":
+        # dense = high values, or low ones on a MONOCHROME1 film
+        if radiograph.monochrome1:
+            lo, hi = float(sample.min()), float(np.percentile(sample, 3.0))
+        else:
+            lo, hi = float(np.percentile(sample, 97.0)), float(sample.max())
+    else:
+        raise ValueError(f'window preset "{name}" must be film, bone or cement')
+    if hi <= lo:
+        hi = lo + 1.0
+    return float(lo), float(hi)
+
+
 def film_layer_data(radiograph: Radiograph, *, name: str | None = None,
                     time_point: str | None = None, visible: bool = True) -> LayerData:
-    """The image layer of one film: display array, ``scale`` in mm, metadata attached.
+    """The image layer of one film: modality values, ``scale`` in mm, metadata attached.
 
     ``metadata["spine_measure"]`` holds the path, calibration (spacing, source, detail),
     patient, dates, UIDs, view and time point; ``metadata["radiograph"]`` the
@@ -130,13 +169,13 @@ def film_layer_data(radiograph: Radiograph, *, name: str | None = None,
         "name": name,
         "scale": tuple(float(s) for s in scale),
         "units": ("mm", "mm") if cal.calibrated else ("pixel", "pixel"),
-        "colormap": "gray",
-        "contrast_limits": (0.0, 1.0),
+        "colormap": "gray_r" if radiograph.monochrome1 else "gray",
+        "contrast_limits": initial_window(radiograph),
         "interpolation2d": "linear",
         "visible": visible,
         "metadata": {"spine_measure": info, "radiograph": radiograph},
     }
-    return (radiograph.display, kwargs, "image")
+    return (radiograph.values, kwargs, "image")
 
 
 def _films_in_folder(folder: Path) -> list[tuple[str, str | None]]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtCore import QEvent, QObject, QSettings, Qt, QTimer
-from qtpy.QtGui import QFont
+from qtpy.QtGui import QColor, QFont
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -45,6 +45,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_spine_measure import _layers
+from napari_spine_measure._layers import to_rgba
 from napari_spine_measure.controller import FLAGS, AnnotationController, SessionError
 from spine_measure.errors import SpineMeasureError
 from spine_measure.io.annotation import (
@@ -71,10 +72,13 @@ TABLE_ROWS: tuple[tuple[str, str], ...] = (
     ("cr_posterior", "CR posterior"),
     ("compression_pct", "Compression"),
     ("wedge_ratio", "Wedge ha/hp"),
-    ("biconcavity_ratio", "Biconcavity hm/hp"),
+    ("biconcavity_ratio", "Biconc. hm/hp"),
     ("crush_ratio", "Crush hp/ref"),
     ("genant_grade", "Genant grade"),
+    ("genant_shape", "Genant shape"),
 )
+"""Rows of the table; the calibration of the lengths is named once, in its title (the rows
+stay narrow, so 7+ vertebrae fit side by side without scrolling)."""
 
 _SOURCE_LONG = {
     "reader": "reader line",
@@ -96,6 +100,7 @@ _SOURCE_SHORT = {
     "pixel_spacing": "PS",
     "uncalibrated": "uncal.",
 }
+_SHAPE_SHORT = {"wedge": "wedge", "biconcave": "bicon.", "crush": "crush", "none": "none"}
 _UNIT_TEXT = {"mm": "mm", "px": "px", "deg": "°", "pct": "%", "grade": "", "": ""}
 _TRI = (("unknown", None), ("yes", True), ("no", False))
 _FINDING_FLAGS = (
@@ -207,6 +212,23 @@ def _settings() -> QSettings:
     return QSettings("spine_measure", "napari-spine-measure")
 
 
+READER_PATTERNS = ("*.dcm", "*.dicom")
+
+
+def prefer_this_reader() -> None:
+    """Make this plugin napari's reader for DICOM files (napari's own cannot open JPEG 2000
+    films), unless the user already chose a reader for them in napari's preferences."""
+    try:
+        from napari.settings import get_settings
+    except ImportError:
+        return
+    plugins = get_settings().plugins
+    current = dict(plugins.extension2reader)
+    missing = {p: "napari-spine-measure" for p in READER_PATTERNS if p not in current}
+    if missing:
+        plugins.extension2reader = {**current, **missing}
+
+
 def _inside(poly: np.ndarray, p: np.ndarray) -> bool:
     """Point ``p`` inside polygon ``poly`` (even-odd rule)."""
     r, c = p
@@ -288,6 +310,9 @@ class SpineAnnotationWidget(QWidget):
         self._bind_keys()
         self.viewer.layers.events.inserted.connect(self._layer_inserted)
         self.viewer.layers.events.removed.connect(self._films_changed)
+        prefer_this_reader()
+        if _settings().value("reading_mode", False, type=bool):
+            self.set_reading_mode(True)
         self._close_guard = _CloseGuard(self)
         qt_window = getattr(getattr(self.viewer, "window", None), "_qt_window", None)
         if qt_window is not None:
@@ -336,6 +361,27 @@ class SpineAnnotationWidget(QWidget):
         self.calibration_label.setWordWrap(True)
         root.addWidget(self.calibration_label)
 
+        # display only (measurements and cement read the film's values, never the screen)
+        view_row = QHBoxLayout()
+        view_row.addWidget(QLabel("Window"))
+        self.window_buttons: dict[str, QPushButton] = {}
+        for name, tip in (("film", "the film's own window (DICOM)"),
+                          ("bone", "bone and soft tissue"),
+                          ("cement", "the densest 3 %: the inside of the cement")):
+            b = QPushButton(name.capitalize())
+            b.setToolTip(f"Contrast: {tip}. Right-drag on the film: left/right = width, "
+                         "up/down = level")
+            b.clicked.connect(lambda _=False, n=name: self.set_window(n))
+            self.window_buttons[name] = b
+            view_row.addWidget(b)
+        view_row.addStretch(1)
+        self.reading_button = QPushButton("Reading mode")
+        self.reading_button.setCheckable(True)
+        self.reading_button.setToolTip("Hide napari's layer list and layer controls")
+        self.reading_button.toggled.connect(self.set_reading_mode)
+        view_row.addWidget(self.reading_button)
+        root.addLayout(view_row)
+
         # next point, big and unmistakable
         self.prompt_label = QLabel("Open a film")
         f = QFont()
@@ -355,7 +401,7 @@ class SpineAnnotationWidget(QWidget):
         root.addWidget(tabs)
         self.tabs = tabs
 
-        table_box = QGroupBox("Measurements (this film)")
+        table_box = QGroupBox("Measurements")
         tl = QVBoxLayout(table_box)
         self.table = QTableWidget(0, 0)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -368,6 +414,13 @@ class SpineAnnotationWidget(QWidget):
                                  "background-color: #22272e; color: #e8eef2; }")
         self.table.setMinimumHeight(340)
         self.table.setWordWrap(False)
+        small = QFont(self.table.font())
+        small.setPointSizeF(max(small.pointSizeF() - 1.0, 7.0))
+        self.table.setFont(small)
+        self.table.horizontalHeader().setMinimumSectionSize(20)
+        self.table.horizontalHeader().setFont(small)
+        self.table.verticalHeader().setFont(small)
+        self.table_box = table_box
         tl.addWidget(self.table)
         root.addWidget(table_box, 1)
 
@@ -774,6 +827,52 @@ class SpineAnnotationWidget(QWidget):
         self.notice_label.setText("\n".join(lines))
         self.notice_label.setVisible(bool(lines))
 
+    def set_window(self, preset: str) -> None:
+        """Contrast of the film on screen: ``film``, ``bone`` or ``cement`` (display only)."""
+        if self._image_layer is None:
+            return
+        from napari_spine_measure._reader import window_preset
+
+        lo, hi = window_preset(self._image_layer.metadata["radiograph"], preset)
+        self._set_contrast(lo, hi)
+
+    def _set_contrast(self, lo: float, hi: float) -> None:
+        layer = self._image_layer
+        rng = layer.contrast_limits_range
+        if lo < rng[0] or hi > rng[1]:
+            layer.contrast_limits_range = (min(lo, rng[0]), max(hi, rng[1]))
+        layer.contrast_limits = (float(lo), float(hi))
+
+    def set_reading_mode(self, on: bool) -> None:
+        """Reading mode: napari's layer list and layer controls hidden (the film, the widget
+        and the plugin's keys only)."""
+        qt_viewer = getattr(getattr(self.viewer, "window", None), "_qt_viewer", None)
+        for name in ("dockLayerList", "dockLayerControls"):
+            dock = getattr(qt_viewer, name, None)
+            if dock is not None:
+                dock.setVisible(not on)
+        if self.reading_button.isChecked() != bool(on):
+            self.reading_button.blockSignals(True)
+            self.reading_button.setChecked(bool(on))
+            self.reading_button.blockSignals(False)
+        _settings().setValue("reading_mode", bool(on))
+
+    def _window_level_drag(self, event: Any) -> Any:
+        """Right-drag: horizontal = window width, vertical = level (centre), as on a PACS
+        workstation; on the film's modality values, display only."""
+        layer = self._image_layer
+        lo, hi = layer.contrast_limits
+        rng = layer.contrast_limits_range
+        span = max(float(rng[1] - rng[0]), 1e-6)
+        x0, y0 = np.asarray(event.pos, dtype=float)[:2]
+        yield
+        while event.type == "mouse_move":
+            x, y = np.asarray(event.pos, dtype=float)[:2]
+            centre = (lo + hi) / 2.0 - (y - y0) * span / 500.0
+            width = max((hi - lo) + (x - x0) * span / 500.0, span / 1000.0)
+            self._set_contrast(centre - width / 2.0, centre + width / 2.0)
+            yield
+
     def set_reader(self, reader: str | None) -> None:
         """Reader id written into the annotations saved from now on (remembered)."""
         reader = (reader or "").strip() or None
@@ -811,37 +910,43 @@ class SpineAnnotationWidget(QWidget):
 
     def _ensure_layers(self) -> None:
         scale = tuple(self._image_layer.scale)
+        units = tuple(self._image_layer.units)  # given at creation: no mixed-units warning
         rows, cols = self._image_layer.data.shape[:2]
         if self.cement_layer is None or self.cement_layer not in self.viewer.layers:
             self.cement_layer = self.viewer.add_labels(
-                np.zeros((rows, cols), dtype=np.uint8), name="cement", scale=scale,
+                np.zeros((rows, cols), dtype=np.uint8), name="cement", scale=scale, units=units,
                 opacity=0.45)
             self.cement_layer.events.paint.connect(self._cement_painted)
         if self.calibration_layer is None or self.calibration_layer not in self.viewer.layers:
             self.calibration_layer = self.viewer.add_shapes(
-                name="calibration line", scale=scale, edge_color="#ffb347", edge_width=2,
+                name="calibration line", scale=scale,
+                units=units, edge_color="#ffb347", edge_width=2,
                 shape_type="line")
         if self.endplates_layer is None or self.endplates_layer not in self.viewer.layers:
             # endplate polylines as segments of a Vectors layer: cheap to redraw while a
             # point is dragged (a Shapes layer re-triangulates every path, ~50 ms)
             self.endplates_layer = self.viewer.add_vectors(
-                np.zeros((0, 2, 2)), name="endplates", scale=scale, edge_width=1.6,
+                np.zeros((0, 2, 2)), name="endplates", scale=scale, units=units, edge_width=1.6,
                 vector_style="line", opacity=0.95)
         if self.labels_layer is None or self.labels_layer not in self.viewer.layers:
             self.labels_layer = self.viewer.add_points(
-                np.zeros((0, 2)), name="levels", scale=scale, size=0,
+                np.zeros((0, 2)), name="levels", scale=scale, units=units, size=1,
+                face_color="transparent", border_color="transparent", border_width=0,
                 text={"string": "{label}", "size": 11, "color": "#e8eef2"},
-                features={"label": np.array([], dtype=str)})
+                features={"label": np.array([], dtype=str),
+                          "colour": np.array([], dtype=str)})
         if self.preview_layer is None or self.preview_layer not in self.viewer.layers:
             self.preview_layer = self.viewer.add_points(
-                np.zeros((0, 2)), name="next point", scale=scale, symbol="ring", size=14,
+                np.zeros((0, 2)), name="next point", scale=scale,
+                units=units, symbol="ring", size=14,
                 face_color="#ffc24d", border_width=0,
                 text={"string": "{name}", "size": 9, "color": "#ffc24d",
                       "anchor": "upper_left", "translation": (-10, 8)},
                 features={"name": np.array([], dtype=str)})
         if self.landmarks_layer is None or self.landmarks_layer not in self.viewer.layers:
             self.landmarks_layer = self.viewer.add_points(
-                np.zeros((0, 2)), name="landmarks", scale=scale, size=7, border_width=0.1,
+                np.zeros((0, 2)), name="landmarks", scale=scale,
+                units=units, size=7, border_width=0.1,
                 border_color="#10202a", face_color="#8cccff",
                 features={"level": np.array([], dtype=str), "point": np.array([], dtype=str),
                           "label": np.array([], dtype=str)},
@@ -852,8 +957,10 @@ class SpineAnnotationWidget(QWidget):
             self.landmarks_layer.mouse_drag_callbacks.append(self._drag_point)
         for ly in (self.cement_layer, self.calibration_layer, self.endplates_layer,
                    self.labels_layer, self.preview_layer, self.landmarks_layer):
-            ly.scale = scale
-            ly.units = self._image_layer.units
+            if tuple(ly.scale) != scale:
+                ly.scale = scale
+            if tuple(ly.units) != units:
+                ly.units = units
         for ly in [*self._annotation_layers(), *self._film_layers()]:
             self._bind_keys(ly)
         self._cache: dict[str, Any] = {}
@@ -1139,6 +1246,18 @@ class SpineAnnotationWidget(QWidget):
         move goes to the controller, so the endplate lines and the table follow the mouse
         (napari's select-drag reports a move only on release). The release closes the undo
         step: one drag is one undo."""
+        if getattr(event, "button", 1) == 2 and self._image_layer is not None:
+            mode_cb = layer._drag_modes[layer._mode]
+            held = mode_cb in layer.mouse_drag_callbacks
+            if held:
+                layer.mouse_drag_callbacks.remove(mode_cb)  # no point on a right-drag
+            try:
+                yield from self._window_level_drag(event)
+            finally:
+                if held and mode_cb not in layer.mouse_drag_callbacks \
+                        and layer._drag_modes[layer._mode] is mode_cb:
+                    layer.mouse_drag_callbacks.append(mode_cb)
+            return
         ctl = self.controller
         grabbed = None
         mode_cb = None
@@ -1161,7 +1280,6 @@ class SpineAnnotationWidget(QWidget):
                     now = np.asarray(layer.world_to_data(event.position), dtype=float)[-2:]
                     r, c = origin + (now - start)
                     self.move_point(grabbed[0], grabbed[1], float(r), float(c))
-                    event.handled = True
                 yield
         finally:
             if mode_cb is not None and mode_cb not in layer.mouse_drag_callbacks \
@@ -1251,18 +1369,22 @@ class SpineAnnotationWidget(QWidget):
         t0 = time.perf_counter()
         self._syncing = True
         try:
-            self._refresh_layers(ctl, force_points)
+            fm = ctl.measurements()  # once per redraw: table and on-film grades
+            self._refresh_layers(ctl, force_points, fm)
             self._refresh_controls(ctl)
-            self._refresh_table(ctl)
+            self._refresh_table(ctl, fm)
         finally:
             self._syncing = False
         self.last_refresh_ms = (time.perf_counter() - t0) * 1000.0
 
-    def _refresh_layers(self, ctl: AnnotationController, force_points: bool) -> None:
+    def _refresh_layers(self, ctl: AnnotationController, force_points: bool,
+                        fm: Any) -> None:
         data, features, colours, keys = _layers.landmark_arrays(ctl)
         lay = self.landmarks_layer
-        same = (keys == self._keys and len(lay.data) == len(data)
-                and np.allclose(lay.data, data)) if len(data) else len(lay.data) == 0
+        # a click: napari already holds the new point where the controller put it, so the
+        # data are not assigned again (each assignment redraws the layer)
+        same = (len(lay.data) == len(data) and np.allclose(lay.data, data)) if len(data) \
+            else len(lay.data) == 0
         # point names only on the vertebra being annotated: the rest stays uncluttered
         features["label"] = [p if lv == ctl.level else ""
                              for lv, p in zip(features["level"], features["point"], strict=True)]
@@ -1286,14 +1408,29 @@ class SpineAnnotationWidget(QWidget):
                 self.endplates_layer.edge_color = np.array(seg_colours)
 
         pos, text = _layers.level_label_points(ctl)
+        grades = _layers.grade_labels(fm, [t.split()[0] for t in text])
+        text = [f"{t} {g}".rstrip() for t, (g, _c) in zip(text, grades, strict=True)]
+        colours = [c for _g, c in grades]
         # level names sit beside the body: moved only when the body moved by >= 8 px, so a
-        # drag redraws the endplates and the table, not the labels
-        if self._changed_cache("labels", (np.round(pos / 8.0), text)):
+        # drag redraws the endplates and the table, not the labels (the text follows)
+        if self._changed_cache("labels", np.round(pos / 8.0)) or len(pos) != len(
+                self.labels_layer.data):
             self.labels_layer.data = pos
-            self.labels_layer.features = {"label": np.array(text, dtype=str)}
+            self._cache.pop("label_text", None)
+        if self._changed_cache("label_text", (text, colours)):
+            self.labels_layer.features = {"label": np.array(text, dtype=str),
+                                          "colour": np.array(colours, dtype=str)}
+            # one colour per label (Genant grade); new rows get the plain colour
+            self.labels_layer.text.color = {
+                "array": np.array([to_rgba(c) for c in colours]).reshape(-1, 4),
+                "default": "#e8eef2"}
 
         prev = ctl.preview()
         nxt = ctl.next_point()
+        if ctl.level != self._cache.get("followed_level", _MISSING):
+            self._cache["followed_level"] = ctl.level
+            if prev is not None:
+                self._follow(prev)
         pv = (np.array([prev]) if prev is not None and nxt is not None else np.zeros((0, 2)),
               [f"next: {nxt[0]} {nxt[1]}"] if prev is not None and nxt is not None else [])
         if self._changed_cache("preview", pv):
@@ -1324,6 +1461,24 @@ class SpineAnnotationWidget(QWidget):
                     f"({mask.source}); paint or erase in the 'cement' layer to correct\n"
                     + self._cement_features_text(ctl, level, mask))
         self.cement_label.setText(text)
+
+    def _follow(self, point: tuple[float, float]) -> None:
+        """Auto-pan: when the next point (a new vertebra) is off screen or near its edge,
+        centre the view on it; the zoom is kept."""
+        camera = getattr(getattr(self.viewer, "scene", None), "camera", None) or \
+            self.viewer.camera
+        qt_viewer = getattr(getattr(self.viewer, "window", None), "_qt_viewer", None)
+        native = getattr(getattr(qt_viewer, "canvas", None), "native", None)
+        if native is None or camera.zoom <= 0:
+            return
+        world = np.asarray(point, dtype=float) * np.asarray(self.landmarks_layer.scale)
+        centre = np.asarray(camera.center, dtype=float)[-2:]
+        half = np.array([native.height(), native.width()], dtype=float) / 2.0 / camera.zoom
+        if np.all(np.abs(world - centre) <= 0.7 * half):
+            return
+        new = list(camera.center)
+        new[-2:] = world.tolist()
+        camera.center = tuple(new)
 
     def _cement_features_text(self, ctl: AnnotationController, level: str, mask: Any) -> str:
         """:func:`cement_summary` of ``level``'s mask, recomputed only when the mask, the
@@ -1388,10 +1543,13 @@ class SpineAnnotationWidget(QWidget):
         else:
             self._status(f"{ctl.last_message} · {where}: {saved}".strip(" ·"))
 
-    def _refresh_table(self, ctl: AnnotationController) -> None:
-        fm = ctl.measurements()
+    def _refresh_table(self, ctl: AnnotationController, fm: Any = None) -> None:
+        if fm is None:
+            fm = ctl.measurements()
         levels = list(fm.vertebrae)
-        cal_src = _SOURCE_SHORT.get(fm.calibration_source, fm.calibration_source)
+        cal_src = _SOURCE_LONG.get(fm.calibration_source, fm.calibration_source)
+        unit = "px" if ctl.calibration.spacing is None else "mm"
+        self.table_box.setTitle(f"Measurements · lengths in {unit} ({cal_src})")
         t = self.table
         t.setRowCount(len(TABLE_ROWS))
         t.setColumnCount(len(levels))
@@ -1410,25 +1568,23 @@ class SpineAnnotationWidget(QWidget):
                 if r is None:
                     continue
                 unit = r.unit
-                value = r.value
-                text = _fmt(value, r.unit)
-                if name == "genant_grade" and value is not None:
-                    shape = fm.vertebrae[lv].get("genant_shape")
-                    if shape is not None and shape.value:
-                        text += f" {shape.value}"
+                text = _fmt(r.value, r.unit)
+                if name == "genant_shape":
+                    text = _SHAPE_SHORT.get(str(r.value), text) if r.value else "—"
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight
                                       | Qt.AlignmentFlag.AlignVCenter)
+                if name in ("genant_grade", "genant_shape"):
+                    g = fm.vertebrae[lv].get("genant_grade")
+                    colour = _layers.grade_colour(None if g is None else g.value)
+                    item.setForeground(QColor(colour))
                 tip = r.reason or ""
                 if r.neighbours:
                     tip = (tip + "; " if tip else "") + f"reference: {', '.join(r.neighbours)}"
                 item.setToolTip(tip)
                 t.setItem(i, j, item)
             u = _UNIT_TEXT.get(unit, unit)
-            if unit in ("mm", "px"):
-                labels.append(f"{label} ({u}, {cal_src})")
-            else:
-                labels.append(f"{label}" + (f" ({u})" if u else ""))
+            labels.append(f"{label}" + (f" ({u})" if u and unit not in ("grade",) else ""))
         t.setVerticalHeaderLabels(labels)
         self._schedule_uncertainty()
 

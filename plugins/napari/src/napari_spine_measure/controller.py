@@ -27,9 +27,9 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import shutil
 import logging
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
