@@ -158,7 +158,7 @@ def batch(
         err.print(f"Error: {exc}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     except SpineMeasureError as exc:
-        err.print(str(exc), markup=False)
+        err.print(f"Error: {exc}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     err.print(f"films: {summary.n_films}  done: {summary.n_done}  failed: {summary.n_failed}  "
               f"skipped: {summary.n_skipped}  warnings: {summary.n_warnings}  "
