@@ -15,7 +15,12 @@ from napari_samples import load_truth, truth_cement, truth_points
 
 from napari_spine_measure._predict import predict_point
 from napari_spine_measure.controller import AnnotationController, SessionError
-from spine_measure.io.annotation import AnnotationConflictError, load_annotation, save_annotation
+from spine_measure.io.annotation import (
+    AnnotationConflictError,
+    AnnotationFileError,
+    load_annotation,
+    save_annotation,
+)
 from spine_measure.io.radiograph import load_radiograph
 
 
@@ -238,3 +243,42 @@ def test_autosave_file_is_plain_json(ctl, postop_film):
     data = json.loads(ctl.autosave_path.read_text())
     assert data["schema"] == "napari_spine_measure.autosave/1"
     assert data["points"]["L1"]["As"] == list(truth_points(postop_film, "L1")["As"])
+
+
+def test_drag_autosaves_once_at_the_release(ctl, postop_film):
+    ctl.select_level("L1")
+    _place_level(ctl, postop_film, "L1")
+    before = ctl.autosave_path.read_text()
+    r, c = ctl.points("L1")["Ai"]
+    for k in range(1, 4):
+        ctl.move("L1", "Ai", r + k, c, autosave=False)
+    assert ctl.autosave_path.read_text() == before  # not at every mouse move
+    ctl.end_move()
+    saved = json.loads(ctl.autosave_path.read_text())
+    assert saved["points"]["L1"]["Ai"] == [r + 3, c]
+    assert ctl.undo() and ctl.points("L1")["Ai"] == (r, c)  # one drag, one undo step
+
+
+def test_read_only_and_start_over_keep_the_unreadable_file(postop_film):
+    side = postop_film.with_suffix(".sm.json")
+    side.write_text("{not json")
+    with pytest.raises(AnnotationFileError):
+        AnnotationController.from_radiograph(load_radiograph(postop_film))
+    ctl = AnnotationController.from_radiograph(load_radiograph(postop_film),
+                                               load_existing=False)
+    ctl.open_read_only("cannot be read")
+    with pytest.raises(SessionError, match="read-only"):
+        ctl.place(100.0, 100.0)
+    with pytest.raises(SessionError, match="read-only"):
+        ctl.save()
+    assert ctl.autosave() is None and side.read_text() == "{not json"
+    backup = ctl.start_over()
+    assert backup.read_text() == "{not json" and side.read_text() == "{not json"
+    ctl.select_level("L1")
+    _place_level(ctl, postop_film, "L1")
+    side.write_text("{changed meanwhile")  # someone touched it: not replaced
+    with pytest.raises(AnnotationFileError, match="changed on disk"):
+        ctl.save()
+    side.write_text("{not json")
+    assert ctl.save() == side and load_annotation(side).landmarks["L1"]
+    assert backup.read_text() == "{not json"

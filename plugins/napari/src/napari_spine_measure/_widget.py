@@ -1279,7 +1279,8 @@ class SpineAnnotationWidget(QWidget):
                 if grabbed is not None:
                     now = np.asarray(layer.world_to_data(event.position), dtype=float)[-2:]
                     r, c = origin + (now - start)
-                    self.move_point(grabbed[0], grabbed[1], float(r), float(c))
+                    self._call(ctl.move, grabbed[0], grabbed[1], float(r), float(c),
+                               autosave=False)  # written once, at the release
                 yield
         finally:
             if mode_cb is not None and mode_cb not in layer.mouse_drag_callbacks \

@@ -191,6 +191,7 @@ class AnnotationController:
         # "start over" on an unreadable file: (its SHA-256, backup path); saving replaces it
         # only while its bytes are still the ones backed up
         self._replaces_unreadable: tuple[str, Path] | None = None
+        self._autosave_pending = False  # moves of a drag not yet autosaved
         if load_existing and self.annotation_path is not None and \
                 self.annotation_path.is_file():
             self.load(self.annotation_path)
@@ -429,8 +430,11 @@ class AnnotationController:
         self._changed()
         return level, name
 
-    def move(self, level: str, name: str, row: float, col: float) -> None:
-        """Move an existing point (a drag); a drag of one point is one undo step."""
+    def move(self, level: str, name: str, row: float, col: float, *,
+             autosave: bool = True) -> None:
+        """Move an existing point (a drag); a drag of one point is one undo step. With
+        ``autosave=False`` (the moves of a mouse drag) the autosave is written by
+        :meth:`end_move` at the release instead of at every mouse move."""
         pts = self._state.points.get(level, {})
         if name not in pts:
             raise SessionError(f"{level}: point {name} was not placed")
@@ -440,13 +444,17 @@ class AnnotationController:
             return
         self._push(f"move:{level}:{name}")
         pts[name] = new
-        self._changed()
+        self._autosave_pending = not autosave
+        self._changed(autosave=autosave)
 
     def end_move(self) -> None:
         """Close the current drag: the next move of the same point is a new undo step."""
         if self._undo and self._undo[-1][0].startswith("move:"):
             tag, state = self._undo[-1]
             self._undo[-1] = ("moved", state)
+        if self._autosave_pending:
+            self._autosave_pending = False
+            self.autosave()
 
     def skip(self) -> str:
         """Skip the next point. An optional point (``Ms``/``Mi``) is left out (middle height
