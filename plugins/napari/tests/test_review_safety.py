@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from napari_gui import drag, focus_canvas, open_film
-from napari_proposals import film_with_proposals, proposed_postop
+from napari_proposals import film_with_proposals
 
 from napari_spine_measure.controller import AnnotationController
 from spine_measure.io.annotation import load_annotation
