@@ -198,6 +198,12 @@ class AnnotationController:
         # only while its bytes are still the ones backed up
         self._replaces_unreadable: tuple[str, Path] | None = None
         self._autosave_pending = False  # moves of a drag not yet autosaved
+        #: click refinement (the reader's toggle): ``refiner(level, name, points)`` returns
+        #: a :class:`spine_measure.propose.refine.Refinement` for point ``name`` of the
+        #: vertebra's ``points``, or raises ValueError when the point cannot be refined
+        #: yet (its neighbours are not placed); applied to a placed point and at the end of
+        #: a drag, in the same undo step
+        self.refiner: Callable[[str, str, dict[str, tuple[float, float]]], Any] | None = None
         if load_existing and self.annotation_path is not None and \
                 self.annotation_path.is_file():
             self.load(self.annotation_path)
@@ -430,10 +436,11 @@ class AnnotationController:
         self._push("place")
         self._state.points.setdefault(level, {})[name] = (float(row), float(col))
         self._mark_source(level, name, "reader")
+        note = self._refine(level, name)
         if self.is_complete(level):
             self.last_completed = level
             self._advance()
-        self.last_message = f"placed {level} {name}"
+        self.last_message = f"placed {level} {name}" + note
         self._changed()
         return level, name
 
@@ -465,6 +472,13 @@ class AnnotationController:
         if self._undo and self._undo[-1][0].startswith("move:"):
             tag, state = self._undo[-1]
             self._undo[-1] = ("moved", state)
+            _, level, name = tag.split(":")
+            if self.refiner is not None and name in self._state.points.get(level, {}):
+                note = self._refine(level, name)
+                if note:
+                    self.last_message = f"moved {level} {name}" + note
+                    self._autosave_pending = False
+                    self._changed()
         if self._autosave_pending:
             self._autosave_pending = False
             self.autosave()
@@ -534,12 +548,32 @@ class AnnotationController:
         (no entry is kept for a level a reader placed entirely)."""
         state = self._state.review.get(level)
         if state is None:
-            return
+            if source == "reader":
+                return
+            state = _READER_REVIEW
         src = dict(state.point_source)
         src[name] = source
         conf = {k: c for k, c in state.confidence.items() if k != name}
         self._state.review[level] = LevelReview(confirmed=state.confirmed, point_source=src,
                                                 confidence=conf)
+
+    def _refine(self, level: str, name: str) -> str:
+        """Apply :attr:`refiner` to the point just placed or dropped; returns a note for the
+        message ("" when refinement is off or the point cannot be refined yet)."""
+        if self.refiner is None:
+            return ""
+        pts = self._state.points[level]
+        try:
+            r = self.refiner(level, name, dict(pts))
+        except ValueError:
+            return ""  # S1, or the neighbours that give the directions are not placed yet
+        if not r.ok:
+            return f"; not refined: {r.reason}"
+        if r.distance <= 0:
+            return ""
+        pts[name] = (float(r.point[0]), float(r.point[1]))
+        self._mark_source(level, name, "refined")
+        return f"; refined by {r.distance:.1f} px"
 
     def confirm(self, level: str) -> str:
         """Confirm the proposal of ``level`` (a reader accepts its points as they are now);
