@@ -48,6 +48,7 @@ def test_review_walks_with_enter_drag_and_n(make_napari_viewer, qtbot, tmp_path)
     panel.review_button.click()
     assert panel.active and panel.current == "T10" and ctl.level == "T10"
     assert lay.mode == "select"  # a click does not add points while reviewing
+    assert widget.prompt_label.text().startswith("Reviewing T10 (proposed, ")
     # the reviewed vertebra's points show their confidence
     labels = [lb for lb, (lv, _n) in zip(lay.features["label"], widget._keys, strict=True)
               if lv == "T10"]

@@ -413,6 +413,11 @@ class ReviewPanel(QWidget):
                 self.review_button.setChecked(False)
                 self.review_button.blockSignals(False)
         todo = ctl.unconfirmed_levels()
+        if self.active and self.current is not None:
+            c = self.level_confidence(ctl, self.current)
+            conf = f" (proposed, {_conf_text(c)})" if c is not None else ""
+            self.w.prompt_label.setText(f"Reviewing {self.current}{conf}: Enter confirms · "
+                                        "drag a point to fix it · N not measurable")
         if todo:
             now = f" · reviewing {self.current}" if self.active and self.current else ""
             self.review_label.setText(f"{len(todo)} unconfirmed: {', '.join(todo)}{now}")
