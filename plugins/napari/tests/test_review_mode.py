@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from napari_gui import drag, focus_canvas, key, open_film
 from napari_proposals import film_with_proposals, proposed_postop
-from napari_samples import SAMPLES, copy_film
+from napari_samples import SAMPLES, copy_film, truth_points
 from qtpy.QtCore import Qt
 
 from napari_spine_measure._review import PROPOSAL_COLOUR, UNCONFIRMED_MARK
@@ -56,6 +56,11 @@ def test_review_walks_with_enter_drag_and_n(make_napari_viewer, qtbot, tmp_path)
 
     focus_canvas(qtbot, viewer)
     key(qtbot, viewer, Qt.Key.Key_Return)  # Enter: T10 confirmed, on to T11
+    assert ctl.review_of("T10").confirmed and panel.current == "T11"
+    key(qtbot, viewer, "U")  # one undo: T10 unconfirmed again and under review
+    assert not ctl.review_of("T10").confirmed and panel.current == "T10"
+    assert ctl.level == "T10"
+    key(qtbot, viewer, Qt.Key.Key_Return)
     assert ctl.review_of("T10").confirmed and panel.current == "T11"
     # T10 is drawn as a reading now; T11 still hollow
     idx = {k: i for i, k in enumerate(widget._keys)}
@@ -143,22 +148,27 @@ def test_propose_without_other_film_says_why(make_napari_viewer, qtbot, tmp_path
 
 def test_refine_toggle_marks_refined(make_napari_viewer, qtbot, tmp_path):
     film = film_with_proposals(tmp_path)
+    truth = truth_points(film, "L2")
     viewer, widget = _window(make_napari_viewer, qtbot, film)
     ctl, lay = widget.controller, widget.landmarks_layer
     widget.review_panel.refine_box.click()
     assert ctl.refiner is not None
     widget.review_panel.review_button.click()
-    # L2 As dragged 4 px off its corner: refinement pulls it back onto the edge
+    # L2 As dropped 5 px off the true corner: refinement puts it back on the corner
     p0 = tuple(ctl.points("L2")["As"])
-    drag(qtbot, viewer, lay, p0, (p0[0] - 4, p0[1] - 3), steps=6)
+    off = (truth["As"][0] - 4, truth["As"][1] - 3)
+    drag(qtbot, viewer, lay, p0, off, steps=6)
     p1 = ctl.points("L2")["As"]
-    src = ctl.review_of("L2").source("As")
-    assert src in ("refined", "reader")
-    if src == "refined":
-        assert "refined by" in ctl.last_message
-        assert np.hypot(p1[0] - (p0[0] - 4), p1[1] - (p0[1] - 3)) <= 8.0 + 1e-6
-    else:  # the image gave no clear answer: the point stays where it was dropped
-        assert "not refined" in ctl.last_message
+    assert np.hypot(p1[0] - truth["As"][0], p1[1] - truth["As"][1]) < 1.5
+    assert ctl.review_of("L2").source("As") == "refined"
+    assert "refined by" in ctl.last_message
+    assert not ctl.review_of("L2").confirmed  # the reader still confirms (Enter)
+    assert ctl.undo() and ctl.points("L2")["As"] == p0  # drag and refinement: one undo step
+    # toggled off: a drop stays where it is, a reader point
     widget.review_panel.refine_box.click()
     assert ctl.refiner is None
+    drag(qtbot, viewer, lay, p0, off, steps=6)
+    p2 = ctl.points("L2")["As"]
+    assert np.hypot(p2[0] - off[0], p2[1] - off[1]) < 2.5  # a screen pixel is ~1 px here
+    assert ctl.review_of("L2").source("As") == "reader"
     widget.ask = False

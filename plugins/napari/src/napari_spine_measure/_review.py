@@ -287,7 +287,7 @@ class ReviewPanel(QWidget):
             self.review_button.blockSignals(False)
         if on:
             self.w.set_placing(False)  # a click on the film does not add points; drags fix
-            self._go(self._next(None))
+            self._go(self._next(None), undoable=True)
         else:
             self.current = None
             self.w.refresh()
@@ -302,7 +302,9 @@ class ReviewPanel(QWidget):
         later = [lv for lv in todo if _INDEX[lv] > _INDEX[after]]
         return (later or list(todo))[0]
 
-    def _go(self, level: str | None) -> None:
+    def _go(self, level: str | None, *, undoable: bool = False) -> None:
+        """Review ``level`` (None: review is over). Not ``undoable``: moving on after a
+        confirmation or rejection is part of it, so one undo brings back both."""
         ctl = self.w.controller
         self.current = level
         if level is None or ctl is None:
@@ -315,7 +317,7 @@ class ReviewPanel(QWidget):
                                                          "every proposal is reviewed") if m)
             self.w.refresh()
             return
-        self.w._call(ctl.select_level, level)
+        self.w._call(ctl.select_level, level, undoable=undoable)
         pts = np.array(list(ctl.points(level).values()), dtype=float)
         if len(pts) and self.w.landmarks_layer is not None:
             centre = pts.mean(axis=0) * np.asarray(self.w.landmarks_layer.scale)[-2:]
@@ -403,7 +405,9 @@ class ReviewPanel(QWidget):
             self.result_label.setText("")
             self._sync_refiner()
             self.refresh_sources()
-        if self.active and not self._acting and self.current is not None and \
+        if self.active and not self._acting and ctl.level in ctl.unconfirmed_levels():
+            self.current = ctl.level  # undo, or [ / ]: review the vertebra on screen
+        elif self.active and not self._acting and self.current is not None and \
                 self.current not in ctl.unconfirmed_levels():
             # confirmed or removed some other way (undo, delete): go on
             self.current = self._next(self.current)

@@ -361,13 +361,16 @@ class AnnotationController:
         return pt
 
     # ------------------------------------------------------------------ guided placement
-    def select_level(self, level: str) -> None:
-        """Make ``level`` the current one (its placed points are kept)."""
+    def select_level(self, level: str, *, undoable: bool = True) -> None:
+        """Make ``level`` the current one (its placed points are kept). ``undoable=False``:
+        part of the previous step (review mode moving on after a confirmation), so one undo
+        brings back both."""
         if level not in _LEVEL_INDEX:
             raise SessionError(f'"{level}" is not a vertebral level (C2-C7, T1-T12, L1-L5, S1)')
         if level == self._state.level:
             return
-        self._push("select")
+        if undoable:
+            self._push("select")
         self._state.level = level
         self._changed(autosave=False)
 
