@@ -13,6 +13,7 @@ from napari_gui import drag, focus_canvas, key, open_film
 from napari_proposals import film_with_proposals, proposed_postop
 from napari_samples import SAMPLES, copy_film, truth_points
 from qtpy.QtCore import Qt
+from qtpy.QtTest import QTest
 
 from napari_spine_measure._review import PROPOSAL_COLOUR, UNCONFIRMED_MARK
 from spine_measure.io.annotation import load_annotation
@@ -26,6 +27,14 @@ def _window(make_napari_viewer, qtbot, film):
     viewer.reset_view()
     focus_canvas(qtbot, viewer)
     return viewer, widget
+
+
+def _click_tab(qtbot, widget, page):
+    """A mouse click on the tab of ``page`` (the Proposals tab)."""
+    bar = widget.tabs.tabBar()
+    QTest.mouseClick(bar, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     bar.tabRect(widget.tabs.indexOf(page)).center())
+    qtbot.waitUntil(lambda: widget.tabs.currentWidget() is page, timeout=2000)
 
 
 def test_review_walks_with_enter_drag_and_n(make_napari_viewer, qtbot, tmp_path):
@@ -109,6 +118,7 @@ def test_propose_from_other_time_point(make_napari_viewer, qtbot, tmp_path):
     shutil.copy(SAMPLES / "SM001" / "SM001_preop.sm.json", pre.with_suffix(".sm.json"))
     viewer, widget = _window(make_napari_viewer, qtbot, film)
     panel = widget.review_panel
+    _click_tab(qtbot, widget, panel)
     # the patient's other annotated film is listed, with its date
     assert panel.source_combo.count() == 1
     assert panel.source_combo.itemText(0).startswith("SM001_preop.dcm")
@@ -139,6 +149,7 @@ def test_propose_without_other_film_says_why(make_napari_viewer, qtbot, tmp_path
     film = copy_film(tmp_path, "SM001", "SM001_postop")
     viewer, widget = _window(make_napari_viewer, qtbot, film)
     panel = widget.review_panel
+    _click_tab(qtbot, widget, panel)
     assert panel.source_combo.count() == 0
     assert "no other annotated film of patient" in panel.result_label.text()
     assert panel.propose() is None

@@ -131,6 +131,7 @@ class ReviewPanel(QWidget):
         self._ctl: AnnotationController | None = None
         self.last_result: Any = None
         self._acting = False  # confirming / rejecting: refresh() does not move on by itself
+        self._sources_stale = True  # listed when the tab is shown (a folder scan)
         self._build()
 
     # ------------------------------------------------------------------ UI
@@ -197,8 +198,16 @@ class ReviewPanel(QWidget):
         layer = self.w._image_layer
         return None if layer is None else layer.metadata.get("radiograph")
 
+    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
+        """The patient's films are listed when the tab is first shown for a film (reading
+        the folder's headers is not done on every film switch)."""
+        super().showEvent(event)
+        if self._sources_stale and self.w.controller is not None:
+            self.refresh_sources()
+
     def refresh_sources(self) -> list[tuple[Path, str]]:
         """List the patient's other annotated films in the drop-down."""
+        self._sources_stale = False
         rg = self._radiograph()
         self.source_combo.clear()
         if rg is None:
@@ -227,6 +236,8 @@ class ReviewPanel(QWidget):
         ctl = self.w.controller
         target = self._radiograph()
         if source is None:
+            if self._sources_stale:
+                self.refresh_sources()
             source = self.source_combo.currentData()
         if ctl is None or target is None:
             self.w._status("open a film first", error=True)
@@ -404,7 +415,9 @@ class ReviewPanel(QWidget):
             self.review_button.blockSignals(False)
             self.result_label.setText("")
             self._sync_refiner()
-            self.refresh_sources()
+            self._sources_stale = True
+            if self.isVisible():
+                self.refresh_sources()
         if self.active and not self._acting and ctl.level in ctl.unconfirmed_levels():
             self.current = ctl.level  # undo, or [ / ]: review the vertebra on screen
         elif self.active and not self._acting and self.current is not None and \
