@@ -183,3 +183,40 @@ def test_refine_toggle_marks_refined(make_napari_viewer, qtbot, tmp_path):
     assert np.hypot(p2[0] - off[0], p2[1] - off[1]) < 2.5  # a screen pixel is ~1 px here
     assert ctl.review_of("L2").source("As") == "reader"
     widget.ask = False
+
+
+def test_chain_propagate_review_measure(make_napari_viewer, qtbot, tmp_path, capsys):
+    """`spine-measure propagate` -> review in napari -> `spine-measure measure`: only what
+    the reader confirmed is measured."""
+    import json
+
+    from spine_measure.cli import main
+
+    films = tmp_path / "films"
+    films.mkdir()
+    for stem in ("SM001_preop", "SM001_postop"):
+        shutil.copy(SAMPLES / "SM001" / f"{stem}.dcm", films)
+    shutil.copy(SAMPLES / "SM001" / "SM001_preop.sm.json", films)
+    out = tmp_path / "proposed"
+    assert main(["propagate", str(films / "SM001_preop.dcm"), str(films / "SM001_postop.dcm"),
+                 "--out", str(out)]) == 0
+    film = films / "SM001_postop.dcm"
+    viewer = make_napari_viewer(show=True)
+    widget = open_film(viewer, film, annotations_dir=out)
+    viewer.reset_view()
+    focus_canvas(qtbot, viewer)
+    ctl = widget.controller
+    assert ctl.unconfirmed_levels()[:2] == ("T10", "T11")
+    widget.review_panel.review_button.click()
+    focus_canvas(qtbot, viewer)
+    key(qtbot, viewer, Qt.Key.Key_Return)  # T10 confirmed
+    key(qtbot, viewer, "N")                # T11 not measurable
+    key(qtbot, viewer, "S", Qt.KeyboardModifier.ShiftModifier)  # save
+    saved = load_annotation(out / "SM001_postop.sm.json")
+    assert saved.review_of("T10").confirmed and "T11" not in saved.landmarks
+    capsys.readouterr()
+    assert main(["measure", str(film), "--annotations", str(out), "--json",
+                 "--no-cement"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert {x["level"] for x in lines if "wedge_angle_deg" in x} == {"T10"}
+    widget.ask = False
