@@ -103,6 +103,7 @@ def test_review_walks_with_enter_drag_and_n(make_napari_viewer, qtbot, tmp_path)
         key(qtbot, viewer, Qt.Key.Key_Return)
     assert not panel.active and ctl.unconfirmed_levels() == ()
     assert "reviewed" in widget.status_label.text()
+    assert lay.mode == "add"  # placing again, as before the review
     assert not any(UNCONFIRMED_MARK in widget.table.horizontalHeaderItem(j).text()
                    for j in range(widget.table.columnCount()))
     assert np.all(lay.face_color[:, 3] == 1)
@@ -138,10 +139,11 @@ def test_propose_from_other_time_point(make_napari_viewer, qtbot, tmp_path):
     assert panel.active and panel.current == "T10"  # review starts by itself
     border = widget.landmarks_layer.border_color
     assert any(np.allclose(b, PROPOSAL_COLOUR) for b in border)
-    # propose again: nothing new, the session's points are kept
-    panel.propose()
-    assert "nothing new" in ctl.last_message or "kept as annotated" in \
-        panel.result_label.text()
+    # the proposal is one undo step: U takes all of it back, review ends, placing resumes
+    focus_canvas(qtbot, viewer)
+    key(qtbot, viewer, "U")
+    assert ctl.points() == {} and ctl.unconfirmed_levels() == ()
+    assert not panel.active and widget.landmarks_layer.mode == "add"
     widget.ask = False
 
 

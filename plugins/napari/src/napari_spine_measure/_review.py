@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor, QFont
 from qtpy.QtWidgets import (
     QApplication,
@@ -128,6 +128,7 @@ class ReviewPanel(QWidget):
         #: review mode on: Enter confirms, N rejects the vertebra being reviewed
         self.active = False
         self.current: str | None = None
+        self._placing_before = True  # the widget's mode before review, restored after
         self._ctl: AnnotationController | None = None
         self.last_result: Any = None
         self._acting = False  # confirming / rejecting: refresh() does not move on by itself
@@ -273,19 +274,21 @@ class ReviewPanel(QWidget):
         failed = [f"{r['level']}: {r['reason']}" for r in result.rows if r["status"] == "failed"]
         if failed:
             parts.append(f"failed {'; '.join(failed)}")
-        kept = [r["level"] for r in result.rows if r["status"] == "kept"]
+        kept = [r["level"] for r in result.rows if r["status"] == "kept"
+                or (r["status"] == "proposed" and r["level"] not in added)]
         if kept:
             parts.append(f"kept as annotated {', '.join(kept)}")
         text = f"From {source.name}: " + (" · ".join(parts) or "nothing to propose")
         self.result_label.setText(text)
         self.w._status(text, error=bool(failed) and not ok)
-        if added:
-            self.review_button.setChecked(True)
+        if added:  # review starts; one undo takes back the proposal
+            self.set_review(True, undoable=False)
         return result
 
     # ------------------------------------------------------------------ review mode
-    def set_review(self, on: bool) -> None:
-        """Start (or stop) walking the unconfirmed vertebrae."""
+    def set_review(self, on: bool, *, undoable: bool = True) -> None:
+        """Start (or stop) walking the unconfirmed vertebrae (not ``undoable``: going to the
+        first one is part of the previous step, e.g. the proposal)."""
         on = bool(on)
         ctl = self.w.controller
         if on and (ctl is None or not ctl.unconfirmed_levels()):
@@ -297,11 +300,11 @@ class ReviewPanel(QWidget):
             self.review_button.setChecked(on)
             self.review_button.blockSignals(False)
         if on:
+            self._placing_before = self.w._placing
             self.w.set_placing(False)  # a click on the film does not add points; drags fix
-            self._go(self._next(None), undoable=True)
+            self._go(self._next(None), undoable=undoable)
         else:
-            self.current = None
-            self.w.refresh()
+            self._end()
 
     def _next(self, after: str | None) -> str | None:
         ctl = self.w.controller
@@ -319,10 +322,7 @@ class ReviewPanel(QWidget):
         ctl = self.w.controller
         self.current = level
         if level is None or ctl is None:
-            self.active = False
-            self.review_button.blockSignals(True)
-            self.review_button.setChecked(False)
-            self.review_button.blockSignals(False)
+            self._end()
             if ctl is not None:
                 ctl.last_message = "; ".join(m for m in (ctl.last_message,
                                                          "every proposal is reviewed") if m)
@@ -336,6 +336,19 @@ class ReviewPanel(QWidget):
                 self.w.viewer.camera
             cam.center = (*tuple(cam.center)[:-2], *centre)
         self.w.refresh(force_points=True)
+
+    def _end(self) -> None:
+        """Leave review mode (the widget's placing / correcting mode comes back)."""
+        was = self.active or self.current is not None or \
+            self.w._placing != self._placing_before
+        self.active = False
+        self.current = None
+        self.review_button.blockSignals(True)
+        self.review_button.setChecked(False)
+        self.review_button.blockSignals(False)
+        if was and self.w.landmarks_layer is not None:
+            self.w.set_placing(self._placing_before)
+        self.w.refresh()
 
     def confirm_current(self) -> str | None:
         """Confirm the vertebra being reviewed (outside review mode: the current level when
@@ -426,9 +439,7 @@ class ReviewPanel(QWidget):
             self.current = self._next(self.current)
             if self.current is None:
                 self.active = False
-                self.review_button.blockSignals(True)
-                self.review_button.setChecked(False)
-                self.review_button.blockSignals(False)
+                QTimer.singleShot(0, self._end)  # after this redraw
         todo = ctl.unconfirmed_levels()
         if self.active and self.current is not None:
             c = self.level_confidence(ctl, self.current)
