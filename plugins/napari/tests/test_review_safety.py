@@ -4,6 +4,8 @@ deleted vertebra leaves no review entry. Real viewer under Xvfb, real Qt mouse e
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from napari_gui import drag, focus_canvas, open_film
 from napari_proposals import film_with_proposals
@@ -90,3 +92,34 @@ def test_drag_and_save_in_napari_keep_proposals_unconfirmed(make_napari_viewer, 
     measured, left_out = after.for_measurement()
     assert measured.landmarks.levels() == () and len(left_out) == 7
     widget.ask = False
+
+
+def test_click_refinement_in_the_controller(postop_film):
+    """With the refiner on, a click whose neighbours are placed goes onto the corner the
+    image shows (the sample's truth), is marked refined, and the vertebra stays confirmed
+    (the reader watched it land); the first click of a vertebra cannot be refined yet."""
+    from napari_samples import truth_points
+
+    from spine_measure.propose.refine import refine_landmark
+
+    rg = load_radiograph(postop_film)
+    ctl = AnnotationController.from_radiograph(rg)
+    ctl.refiner = lambda level, name, pts: refine_landmark(rg.density, pts, name,
+                                                           radius_px=8.0)
+    truth = truth_points(postop_film, "L2")
+    ctl.select_level("L2")
+    while ctl.level == "L2":
+        name = ctl.next_point()[1]
+        t = truth[name]
+        click = (t[0] - 3.0, t[1] + 2.0) if name == "Ai" else (t[0], t[1])
+        ctl.place(*click)
+    ai = ctl.points("L2")["Ai"]  # the last click: every neighbour placed
+    assert math.hypot(ai[0] - truth["Ai"][0], ai[1] - truth["Ai"][1]) < 1.0
+    assert ctl.review_of("L2").source("Ai") == "refined"
+    assert ctl.review_of("L2").confirmed
+    path = ctl.save(postop_film.with_suffix(".sm.json"))
+    saved = load_annotation(path)
+    assert saved.review_of("L2").source("Ai") == "refined"
+    assert saved.unconfirmed_levels() == ()
+    assert ctl.undo()  # the click and its refinement: one step
+    assert "Ai" not in ctl.points("L2")
