@@ -88,6 +88,8 @@ def test_review_walks_with_enter_drag_and_n(make_napari_viewer, qtbot, tmp_path)
     assert "T12" not in ctl.points() and panel.current == "L1"
     assert ctl.not_measurable == set()  # rejected, not kept as a "not measurable" vertebra
     assert widget.review_panel.review_label.text().startswith("4 unconfirmed")
+    # 6 levels x 6 points, one of them dragged by the reader
+    assert widget.review_panel.review_label.text().endswith("points: 35 propagated, 1 reader")
     widget.save()
     after = load_annotation(side)
     assert after.review_of("T10").confirmed and after.review_of("T11").confirmed

@@ -446,11 +446,20 @@ class ReviewPanel(QWidget):
             conf = f" (proposed, {_conf_text(c)})" if c is not None else ""
             self.w.prompt_label.setText(f"Reviewing {self.current}{conf}: Enter confirms · "
                                         "drag a point to fix it · N not measurable")
+        counts = {"propagated": 0, "refined": 0, "reader": 0}
+        for lv, pts in ctl.points().items():
+            state = ctl.review_of(lv)
+            for n in pts:
+                counts[state.source(n)] += 1
+        points = ""
+        if counts["propagated"] or counts["refined"]:
+            points = "\npoints: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
         if todo:
             now = f" · reviewing {self.current}" if self.active and self.current else ""
-            self.review_label.setText(f"{len(todo)} unconfirmed: {', '.join(todo)}{now}")
+            self.review_label.setText(f"{len(todo)} unconfirmed: {', '.join(todo)}{now}"
+                                      + points)
         else:
-            self.review_label.setText("No unconfirmed proposals")
+            self.review_label.setText("No unconfirmed proposals" + points)
         self.review_button.setEnabled(bool(todo) or self.active)
         self.confirm_button.setEnabled(self.active)
         self.reject_button.setEnabled(self.active)
