@@ -26,13 +26,13 @@ Usage: ``python benchmarks/bench_cement.py [--repeat 5]``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
+
+from _timing import median_time as _median_time  # benchmarks/_timing.py
 
 from spine_measure.cement import analyze_cement, cement_features, segment_cement
 from spine_measure.io.radiograph import load_radiograph
@@ -63,14 +63,6 @@ def _batch_step(gen, ts: str, folder: Path, repeat: int) -> float:
     return _median_time(lambda: process_film(task), repeat)
 
 
-def _median_time(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:

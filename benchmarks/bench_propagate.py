@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from _timing import median_time as _median_time  # benchmarks/_timing.py
 
 from spine_measure.io.radiograph import load_radiograph
 from spine_measure.landmarks import SpineLandmarks
@@ -41,14 +40,6 @@ TARGET_PROPAGATE_S = 2.0
 TARGET_REFINE_MS = 20.0
 
 
-def _median_time(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,11 +4,11 @@ This module is part of the pure core: it imports numpy only and knows nothing ab
 DICOM or screens. Points are ``(row, col)`` floats in pixels of the stored image, ``(0, 0)``
 the centre of the top-left pixel (``docs/conventions.md``).
 
-Lateral films carry six points per vertebral body (SPEC §1.3): ``As`` anterior-superior,
-``Ai`` anterior-inferior, ``Ms``/``Mi`` middle of the superior/inferior endplate (optional),
-``Ps`` posterior-superior, ``Pi`` posterior-inferior. S1 carries only ``As`` and ``Ps`` (its
-superior endplate). AP films carry four points: ``SL``, ``SR``, ``IL``, ``IR`` (superior and
-inferior endplate ends, left and right as seen on the image).
+Lateral films carry six points per vertebral body (docs/annotation_format.md): ``As``
+anterior-superior, ``Ai`` anterior-inferior, ``Ms``/``Mi`` middle of the superior/inferior endplate
+(optional), ``Ps`` posterior-superior, ``Pi`` posterior-inferior. S1 carries only ``As`` and
+``Ps`` (its superior endplate). AP films carry four points: ``SL``, ``SR``, ``IL``, ``IR``
+(superior and inferior endplate ends, left and right as seen on the image).
 
 Examples
 --------

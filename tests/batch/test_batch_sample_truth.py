@@ -41,9 +41,9 @@ def _truths(src: Path, pid: str) -> dict[str, dict]:
 
 
 def _calibration(t: dict) -> tuple[tuple[float, float] | None, str]:
-    """The spacing the batch must use: the header's (SPEC §1.1), or, for the film whose header
-    has none, the reader's calibration line of the sample annotation, which is exact at the
-    render spacing (80 mm drawn over 80 / s px gives s mm/px)."""
+    """The spacing the batch must use: the header's (docs/calibration.md), or, for the film
+    whose header has none, the reader's calibration line of the sample annotation, which is
+    exact at the render spacing (80 mm drawn over 80 / s px gives s mm/px)."""
     cal = t["calibration"]
     if cal["row_mm"] is not None:
         return (cal["row_mm"], cal["col_mm"]), cal["source"]

@@ -1,4 +1,4 @@
-"""`spine-measure measure` reports the cement of treated vertebrae (SPEC §4)."""
+"""`spine-measure measure` reports the cement of treated vertebrae (docs/cement.md)."""
 
 from __future__ import annotations
 

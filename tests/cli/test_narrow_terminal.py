@@ -70,3 +70,20 @@ def test_measure_table_keeps_every_name_at_80_columns(capsys):
     for level in fm.vertebrae:
         assert level in out
     assert "L1 FT" in out and "F fractured, T treated" in out
+
+
+def test_reliability_tables_keep_every_name_at_80_columns(tmp_path, capsys):
+    from spine_measure.reliability.simulate import simulate_readers
+
+    sim = simulate_readers(SAMPLE, tmp_path / "sim", sd_px=2.0,
+                           files=["SM001/SM001_preop.sm.json", "SM001/SM001_postop.sm.json",
+                                  "SM005/SM005_preop_ap.sm.json"])
+    assert main(["reliability", str(sim.dir_a), str(sim.dir_b), "--out",
+                 str(tmp_path / "rel"), "--no-plots"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    # the two coronal Cobb angles and every other measurement are distinguishable: whole names
+    for name in ("coronal_cobb_angle_deg", "coronal_cobb_angle_midline_deg", "wedge_angle_deg",
+                 "regional_kyphotic_angle_deg"):
+        assert f" {name} " in out, name
+    assert "…" not in out

@@ -14,7 +14,7 @@ from spine_measure.measurements.registry import FAMILIES, MeasurementDef, PaperT
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
-SPEC_NAMES = {  # SPEC §2 and §3, every one must be registered
+SPEC_NAMES = {  # the single-film and longitudinal measurements: every one must be registered
     "ha", "hm", "hp", "wedge_angle", "regional_kyphotic_angle", "cobb_angle", "cr_anterior",
     "cr_middle", "cr_posterior", "compression_pct", "wedge_ratio", "biconcavity_ratio",
     "crush_ratio", "genant_grade", "genant_shape", "coronal_cobb_angle",

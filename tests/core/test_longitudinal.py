@@ -1,4 +1,4 @@
-"""SPEC §3 measurements across time points, against hand calculations."""
+"""docs/measurements.md measurements across time points, against hand calculations."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Property tests: no measurement depends on the image axes (SPEC §2 sign convention)."""
+"""Property tests: no measurement depends on the image axes (sign convention:
+docs/measurements.md)."""
 
 from __future__ import annotations
 

@@ -308,7 +308,9 @@ def _unknown_options(text: str) -> tuple[list[str], list[str]]:
     while hasattr(cmd, "commands") and words and words[0] in cmd.commands:  # a group
         path.append(words[0])
         cmd = cmd.commands[words.pop(0)]
-    if not path or hasattr(cmd, "commands"):
+    if not path and words and words[0].startswith("-"):  # the root's own options
+        path = ["(root)"]
+    elif not path or hasattr(cmd, "commands"):
         return path, ["(no such command)"]
     known = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)} | {"--help"}
     used = {t.split("=")[0] for t in re.findall(r"(?<![\w-])--?[A-Za-z][\w-]*(?:=\S+)?",
@@ -321,6 +323,8 @@ def test_the_option_check_can_fail() -> None:
         ["batch"], ["--annotation"])
     assert _unknown_options("risk apply T.csv --model li2021 -x") == (["risk", "apply"], ["-x"])
     assert _unknown_options("measure-all DIR")[1] == ["(no such command)"]
+    assert _unknown_options("--version") == (["(root)"], [])
+    assert _unknown_options("--versio") == (["(root)"], ["--versio"])
     assert _unknown_options("export-sr F --out D --include-identifiers") == (["export-sr"], [])
 
 
@@ -357,3 +361,40 @@ def test_reliability_simulation_example(workdir: Path) -> None:
     run_python(block.body, workdir)
     made = sorted(p.relative_to(workdir / "sim") for p in (workdir / "sim").rglob("*.sm.json"))
     assert made, "the example wrote no annotation"
+
+
+def test_annotation_error_message_examples(tmp_path: Path) -> None:
+    """The error lines annotation_format.md shows are what loading such files prints: each
+    made from the doc's own full example by the one change the message names."""
+    from spine_measure.io.annotation import SCHEMA_ID, load_annotation
+
+    doc = DOCS / "annotation_format.md"
+    shown = block_with(doc, "x.sm.json: not valid JSON").body.splitlines()
+    example = next(b.body for b in blocks(doc) if b.lang == "json" and '"schema"' in b.body)
+    assert json.loads(example)["schema"] == SCHEMA_ID  # the example is of the current version
+    later = SCHEMA_ID.rsplit("/", 1)[0] + "/" + str(int(SCHEMA_ID.rsplit("/", 1)[1]) + 1)
+
+    def variant(change) -> str:
+        d = json.loads(example)
+        change(d)
+        return json.dumps(d)
+
+    def points(d: dict) -> dict:
+        return d["landmarks"]["vertebrae"][0]["points"]
+
+    files = [
+        variant(lambda d: points(d).__setitem__("As", [1.0, 2.0, 3.0])),
+        variant(lambda d: d.__setitem__("view", "sideways")),
+        variant(lambda d: d.__setitem__("readr", "reader-02")),
+        variant(lambda d: d.__setitem__("schema", later)),
+        variant(lambda d: points(d).pop("Ai")),
+        "{x",
+    ]
+    got = []
+    path = tmp_path / "x.sm.json"
+    for text in files:
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(Exception) as info:  # noqa: PT011 - the message is what is checked
+            load_annotation(path)
+        got.append(str(info.value).replace(str(path), "x.sm.json"))
+    assert got == shown

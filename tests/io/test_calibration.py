@@ -1,4 +1,4 @@
-"""SPEC §1.1 calibration order, attribute by attribute."""
+"""docs/calibration.md calibration order, attribute by attribute."""
 
 from __future__ import annotations
 

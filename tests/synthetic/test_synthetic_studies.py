@@ -31,7 +31,7 @@ SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_dicoms"
 
 LATERAL = ("As", "Ai", "Ms", "Mi", "Ps", "Pi")
 COMPRESSED = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.80"}
-ZERO_SPACING_FILE = "SM007_followup.dcm"  # PixelSpacing 0\0 on purpose (SPEC §1.1)
+ZERO_SPACING_FILE = "SM007_followup.dcm"  # PixelSpacing 0\0 on purpose (docs/calibration.md)
 
 
 def _dicoms(folder: Path) -> list[Path]:
@@ -175,7 +175,7 @@ def test_headers_are_realistic_dx():
 
 
 def _calibration_from_header(ds) -> dict:
-    """SPEC §1.1 order, written independently of the generator."""
+    """docs/calibration.md order, written independently of the generator."""
 
     def ok(v):
         return v is not None and np.isfinite(v) and 0.01 <= v <= 5.0

@@ -81,7 +81,7 @@ def test_full_annotation_save_reload_matches_truth(make_napari_viewer, postop_fi
     dice = 2 * (auto & truth_mask).sum() / (auto.sum() + truth_mask.sum())
     assert dice > 0.8
     assert widget.cement_layer.data.sum() == auto.sum()
-    # the cement tab shows the SPEC §4 features of the mask (the sample's ground truth)
+    # the cement tab shows the docs/cement.md features of the mask (the sample's ground truth)
     c = truth["cement"]
     text = widget.cement_label.text()
     assert f"NPEC {c['npec']}:" in text and f"distribution {c['distribution']}" in text

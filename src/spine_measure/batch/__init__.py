@@ -3,7 +3,7 @@
 * :mod:`.plan`: header scan, annotation lookup, duplicate UIDs -> one task per film;
 * :mod:`.worker`: one film in a worker process (annotation, measurements, cement, overlay);
 * :mod:`.journal`: atomic per-film journal that makes a run resumable;
-* :mod:`.timepoints`: SPEC §1.2 time points; :mod:`.clinical`: the clinical table;
+* :mod:`.timepoints`: docs/batch.md time points; :mod:`.clinical`: the clinical table;
 * :mod:`.tables`: deterministic assembly of the CSVs; :mod:`.runner`: :func:`run_batch`.
 """
 

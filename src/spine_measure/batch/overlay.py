@@ -87,7 +87,8 @@ def _tint_base(colour: tuple[int, int, int]) -> int:
 
 
 def body_polygon(points: Mapping[str, Sequence[float]]) -> list[tuple[float, float]]:
-    """Body outline ``As, Ai, (Mi), Pi, Ps, (Ms)`` as (row, col) points (SPEC §1.3)."""
+    """Body outline ``As, Ai, (Mi), Pi, Ps, (Ms)`` as (row, col) points
+    (docs/annotation_format.md)."""
     order = ("As", "Ai", "Mi", "Pi", "Ps", "Ms")
     return [(float(points[k][0]), float(points[k][1])) for k in order if k in points]
 

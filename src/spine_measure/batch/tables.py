@@ -114,10 +114,10 @@ def _cement_definition(base: str) -> dict[str, str]:
     for suffix, unit in (("_mm2", "mm2"), ("_px2", "px2"), ("_mm", "mm"), ("_px", "px")):
         if base.endswith(suffix) and base[: -len(suffix)] in CEMENT_COLUMNS:
             return {"unit": unit, "definition": CEMENT_COLUMNS[base[: -len(suffix)]][1],
-                    "source": "SPEC §4"}
+                    "source": "docs/cement.md"}
     if base in CEMENT_COLUMNS:
         unit, definition = CEMENT_COLUMNS[base]
-        return {"unit": unit, "definition": definition, "source": "SPEC §4"}
+        return {"unit": unit, "definition": definition, "source": "docs/cement.md"}
     if base in CEMENT_SHAPE_COLUMNS:
         unit, definition = CEMENT_SHAPE_COLUMNS[base]
         return {"unit": unit, "definition": definition, "source": "docs/cement.md"}
@@ -285,7 +285,7 @@ def _hu(films: Sequence[dict[str, Any]], level: str) -> tuple[float | None, floa
 
 def _volume_ratio(crow: Mapping[str, Any] | None, postop: FilmMeasurements | None,
                   ap: FilmMeasurements | None, level: str) -> Any:
-    """Cement-to-body volume ratio of ``level`` (SPEC §4, Zeng 2025's 13.82 %): the body's
+    """Cement-to-body volume ratio of ``level`` (docs/cement.md, Zeng 2025's 13.82 %): the body's
     depth and height from the post-operative lateral film, its width from the AP film (the
     width hardly changes with a compression fracture, so an AP film of any time point
     serves), the cement volume from the clinical table (``spine_measure.cement.volume``)."""
@@ -661,7 +661,7 @@ BATCH_COLUMNS: dict[str, tuple[str, str]] = {
     "sop_instance_uid": ("", "SOPInstanceUID of the film."),
     "date": ("date", "Film date (AcquisitionDate, else StudyDate, else ContentDate)."),
     "days_from_procedure": ("days", "Film date minus procedure date."),
-    "time_point": ("", "preop, postop or followup (SPEC §1.2; docs/batch.md)."),
+    "time_point": ("", "preop, postop or followup (docs/batch.md)."),
     "time_point_source": ("", "How the time point was decided: annotation, procedure_date or "
                               "date_order."),
     "calibration_source": ("", "Where the spacing came from (docs/calibration.md)."),

@@ -1,4 +1,4 @@
-"""Time points of the films of one patient (SPEC §1.2).
+"""Time points of the films of one patient (docs/batch.md).
 
 Rules, in order:
 

@@ -1,4 +1,4 @@
-"""Bone cement on post-operative films: segmentation and the features of SPEC §4.
+"""Bone cement on post-operative films: segmentation and the features of docs/cement.md.
 
 Pure core: arrays, landmarks and spacing in; masks and frozen result objects out. No file
 I/O, no DICOM, no GUI (``docs/architecture.md``). See ``docs/cement.md``.

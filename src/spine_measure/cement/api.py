@@ -113,9 +113,9 @@ CEMENT_COLUMNS: dict[str, tuple[str, str]] = {
     "cement_mask_source": ("text", "auto (segmented) or edited (a reader's mask, which wins)."),
     "cement_contact_tolerance": ("mm|px", "Tolerance of endplate contact and of leakage."),
     "cement_contacts_superior": ("flag", "Cement reaches the superior endplate polyline "
-                                         "within the tolerance (SPEC §4)."),
+                                         "within the tolerance (docs/cement.md)."),
     "cement_contacts_inferior": ("flag", "Cement reaches the inferior endplate polyline "
-                                         "within the tolerance (SPEC §4)."),
+                                         "within the tolerance (docs/cement.md)."),
     "cement_contacts_both": ("flag", "Cement reaches both endplates (Zeng 2025; An 2021)."),
     "npec": ("category", "Non-endplate-contact pattern: none / superior / inferior / both "
                          "(Xiong 2021)."),
@@ -150,7 +150,7 @@ def measure_cement(radiograph: Any, landmarks: SpineLandmarks, level: str, *,
                    tolerance_mm: float = 1.0,
                    with_mask: bool = False,
                    spacing: Any = _HEADER) -> dict[str, Any] | tuple[dict[str, Any], Any]:
-    """SPEC §4 features of the cement at ``level`` of a film, as one flat table row.
+    """docs/cement.md features of the cement at ``level`` of a film, as one flat table row.
 
     ``radiograph`` is a :class:`~spine_measure.io.radiograph.Radiograph` (its ``density`` and
     ``calibration.spacing`` are used); ``mask`` a reader's edited mask, which wins over the

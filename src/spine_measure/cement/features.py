@@ -1,4 +1,4 @@
-"""Cement features of SPEC §4 from a cement mask and the treated vertebra's landmarks.
+"""Cement features of docs/cement.md from a cement mask and the treated vertebra's landmarks.
 
 Part of the pure core. Lengths are in mm on calibrated films and in px otherwise (the
 *report* spacing is the film's spacing, or ``(1, 1)``); areas in mm² / px²; ratios in
@@ -83,7 +83,7 @@ class FeatureParams:
     Attributes
     ----------
     contact_tolerance_mm : float
-        Endplate contact and leak tolerance (SPEC §4 default 1 mm).
+        Endplate contact and leak tolerance (docs/cement.md default 1 mm).
     contact_tolerance_px : float or None
         Tolerance on uncalibrated films, in px; None = ``contact_tolerance_mm`` at the
         nominal scale (:func:`~spine_measure.cement.frame.working_spacing`).
@@ -167,7 +167,7 @@ class Leak:
 
 @dataclass(frozen=True)
 class CementFeatures:
-    """Every SPEC §4 cement feature of one treated vertebra on one film.
+    """Every docs/cement.md cement feature of one treated vertebra on one film.
 
     Missing values are ``NaN`` (numbers) or ``None`` (flags, categories) with an entry in
     ``reasons``. ``found`` False means "no cement found" (``status``), a value, not an error.
@@ -500,7 +500,7 @@ def cement_features(mask: np.ndarray | CementSegmentation,
                     spacing: tuple[float, float] | None, *,
                     params: FeatureParams | None = None,
                     excess: np.ndarray | None = None) -> CementFeatures:
-    """Compute every SPEC §4 feature of the cement of ``level``.
+    """Compute every docs/cement.md feature of the cement of ``level``.
 
     Parameters
     ----------

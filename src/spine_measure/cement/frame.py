@@ -22,7 +22,7 @@ functions ``t_sup(s)``, ``t_inf(s)`` interpolated along their polylines (constan
 corners), the walls functions ``s_first(t)`` (posterior / left) and ``s_last(t)``
 (anterior / right).
 
-The body polygon is ``As, Ai, (Mi), Pi, Ps, (Ms)`` on lateral films (SPEC §1.3) and
+The body polygon is ``As, Ai, (Mi), Pi, Ps, (Ms)`` on lateral films (docs/annotation_format.md) and
 ``SL, SR, IR, IL`` on AP films.
 """
 

@@ -1,4 +1,4 @@
-"""Cement-to-vertebral-body volume ratio (SPEC §4, Zeng 2025's 13.82 % threshold).
+"""Cement-to-vertebral-body volume ratio (docs/cement.md, Zeng 2025's 13.82 % threshold).
 
 Part of the pure core. A radiograph shows the body in two projections only, so its volume is
 *estimated* as an elliptic cylinder: the axial cross-section is an ellipse whose axes are the

@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from spine_measure.cli import EXIT_INTERRUPTED, EXIT_NOTHING_DONE, EXIT_USAGE, app
+from spine_measure.cli.pseudonym_options import KEY_FILE_OPTION, KEY_OPTION
 from spine_measure.cli.uncertainty_options import (
     HELP_FROM,
     HELP_SD,
@@ -46,13 +47,8 @@ def batch(
         help="Seconds to wait for the --scheduler to answer before giving up."),
     include_identifiers: bool = typer.Option(
         False, "--include-identifiers", help="Also write real PatientIDs and file paths."),
-    pseudonym_key: str | None = typer.Option(
-        None, "--pseudonym-key", metavar="KEY", help="Key of the pseudonyms (default: "
-                                      "$SPINE_MEASURE_PSEUDONYM_KEY, else a key file)."),
-    pseudonym_key_file: Path | None = typer.Option(
-        None, "--pseudonym-key-file", metavar="FILE",
-        help="File holding the key (default: $SPINE_MEASURE_PSEUDONYM_KEY_FILE, else the "
-             "user's key, generated once; never in OUT)."),
+    pseudonym_key: str | None = KEY_OPTION,
+    pseudonym_key_file: Path | None = KEY_FILE_OPTION,
     no_overlays: bool = typer.Option(False, "--no-overlays",
                                      help="Do not draw review overlays."),
     sr: bool = typer.Option(False, "--sr", help="Also write each film's measurements as a "
@@ -83,7 +79,7 @@ def batch(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from spine_measure.batch import BatchOptions, JournalMismatchError, run_batch
-    from spine_measure.batch.runner import BatchOutputError
+    from spine_measure.batch.runner import BatchOutputError, SchedulerError
     from spine_measure.errors import SpineMeasureError
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -154,8 +150,11 @@ def batch(
     except BatchOutputError as exc:
         err.print(f"Error: {exc}", markup=False)
         raise typer.Exit(EXIT_NOTHING_DONE) from None
+    except SchedulerError as exc:
+        err.print(f"Error: {exc}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
     except SpineMeasureError as exc:
-        err.print(str(exc), markup=False)
+        err.print(f"Error: {exc}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     err.print(f"films: {summary.n_films}  done: {summary.n_done}  failed: {summary.n_failed}  "
               f"skipped: {summary.n_skipped}  warnings: {summary.n_warnings}  "

@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
+from spine_measure.cli.pseudonym_options import KEY_FILE_OPTION, KEY_OPTION
 from spine_measure.cli.uncertainty_options import (
     HELP_FROM,
     HELP_SD,
@@ -22,7 +23,6 @@ from spine_measure.cli.uncertainty_options import (
     resolve_uncertainty,
 )
 from spine_measure.errors import SpineMeasureError
-from spine_measure.io.files import working_on
 
 
 @app.command("export-sr")
@@ -45,13 +45,8 @@ def export_sr(
         False, "--include-identifiers", help="Keep the real patient name, ID, birth date and "
                                              "accession number (default: the pseudonym "
                                              "batch gives, docs/sr_export.md)."),
-    pseudonym_key: str | None = typer.Option(
-        None, "--pseudonym-key", metavar="KEY", help="Key of the pseudonyms (default: "
-                                      "$SPINE_MEASURE_PSEUDONYM_KEY, else a key file)."),
-    pseudonym_key_file: Path | None = typer.Option(
-        None, "--pseudonym-key-file", metavar="FILE",
-        help="File holding the key (default: $SPINE_MEASURE_PSEUDONYM_KEY_FILE, else the "
-             "user's key, generated once; never in DIR)."),
+    pseudonym_key: str | None = KEY_OPTION,
+    pseudonym_key_file: Path | None = KEY_FILE_OPTION,
     uncertainty: float | None = typer.Option(None, "--uncertainty", metavar="SD_MM",
                                              help=HELP_SD),
     uncertainty_from: Path | None = typer.Option(None, "--uncertainty-from", metavar="DIR",
@@ -60,6 +55,7 @@ def export_sr(
     """Write each film's measurements as a DICOM SR (Comprehensive 3D SR, TID 1500),
     pseudonymised as ``batch --sr`` does unless ``--include-identifiers``."""
     from spine_measure.cli.measure import candidates, report_unused
+    from spine_measure.io.files import working_on
     from spine_measure.measurements.context import parse_cobb_spec
     from spine_measure.service import AnnotationFinder
     from spine_measure.sr.export import write_film_sr

@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
-from spine_measure.io.files import describe_os_error
 
 _HELP = (
     "Import landmarks from a CSV made in another tool into annotation files (*.sm.json). "
@@ -41,6 +40,7 @@ def import_landmarks(
              "'corner' (0.5 px is subtracted).")] = "center",
 ) -> None:
     """Import landmarks from a CSV into annotation files (see ``_HELP``)."""
+    from spine_measure.io.files import describe_os_error
     from spine_measure.io.landmark_csv import LandmarkCsvError, import_landmark_csv
 
     if pixel_origin not in ("center", "corner"):

@@ -27,39 +27,31 @@ def _f(v: Any, nd: int = 2) -> str:
 
 def _print(run: Any) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    console = Console()
-    t = Table(title=f"Reliability: {run.n_films} paired film(s) (differences: reader b - a)")
-    for col in ("measurement", "n", "ICC(2,1) [95% CI]", "ICC(3,1)", "bias", "95% LoA", "SEM",
-                "MDC95"):
-        t.add_column(col, justify="left" if col == "measurement" else "right")
+    from spine_measure.cli.tables import print_table
     from spine_measure.reliability.report import _ci_text, design_sentence
 
-    for _, r in run.reliability.iterrows():
-        t.add_row(r["column"], str(r["n_pairs"]),
-                  f"{_f(r['icc2_1'], 3)} {_ci_text(r.to_dict(), 'icc2_1')}",
-                  _f(r["icc3_1"], 3), _f(r["bias"]),
-                  f"{_f(r['loa_low'])} to {_f(r['loa_high'])}", _f(r["sem"]), _f(r["mdc95"]))
-    console.print(t)
+    console = Console(highlight=False)
+    rows = [[r["column"], str(r["n_pairs"]),
+             f"{_f(r['icc2_1'], 3)} {_ci_text(r.to_dict(), 'icc2_1')}",
+             _f(r["icc3_1"], 3), _f(r["bias"]),
+             f"{_f(r['loa_low'])} to {_f(r['loa_high'])}", _f(r["sem"]), _f(r["mdc95"])]
+            for _, r in run.reliability.iterrows()]
+    print_table(console, f"Reliability: {run.n_films} paired film(s) (differences: reader b - a)",
+                ("measurement", "n", "ICC(2,1) [95% CI]", "ICC(3,1)", "bias", "95% LoA", "SEM",
+                 "MDC95"), rows)
     console.print(design_sentence(run))
     if len(run.kappa):
-        k = Table(title="Categorical: Cohen's kappa")
-        for col in ("measurement", "n", "weights", "% agree", "kappa [95% CI]"):
-            k.add_column(col, justify="left" if col == "measurement" else "right")
-        for _, r in run.kappa.iterrows():
-            k.add_row(r["measurement"], str(r["n_pairs"]), r["weights"],
-                      _f(r["pct_agreement"], 1),
-                      f"{_f(r['kappa'], 3)} [{_f(r['kappa_ci_low'])}, {_f(r['kappa_ci_high'])}]")
-        console.print(k)
-    th = Table(title="Thresholds versus MDC95")
-    for col in ("flag", "change", "threshold", "underlying", "MDC95", "ratio", "verdict"):
-        th.add_column(col)
-    for _, r in run.thresholds.iterrows():
-        th.add_row(r["flag"], r["change_measure"], f"{_f(r['threshold'], 1)} {r['unit']}",
-                   r["underlying_measurement"], _f(r["mdc95"]),
-                   _f(r["ratio_threshold_to_mdc"]), r["verdict"])
-    console.print(th)
+        rows = [[r["measurement"], str(r["n_pairs"]), r["weights"], _f(r["pct_agreement"], 1),
+                 f"{_f(r['kappa'], 3)} [{_f(r['kappa_ci_low'])}, {_f(r['kappa_ci_high'])}]"]
+                for _, r in run.kappa.iterrows()]
+        print_table(console, "Categorical: Cohen's kappa",
+                    ("measurement", "n", "weights", "% agree", "kappa [95% CI]"), rows)
+    rows = [[r["flag"], r["change_measure"], f"{_f(r['threshold'], 1)} {r['unit']}",
+             r["underlying_measurement"], _f(r["mdc95"]), _f(r["ratio_threshold_to_mdc"]),
+             r["verdict"]] for _, r in run.thresholds.iterrows()]
+    print_table(console, "Thresholds versus MDC95",
+                ("flag", "change", "threshold", "underlying", "MDC95", "ratio", "verdict"), rows)
     console.print(f"Longitudinal: {run.longitudinal_status}")
 
 

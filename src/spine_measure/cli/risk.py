@@ -12,10 +12,8 @@ import typer
 
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
 from spine_measure.errors import SpineMeasureError
-from spine_measure.io.annotation import atomic_write_text
-from spine_measure.io.files import describe_os_error, working_on
 
-if TYPE_CHECKING:  # pandas is imported when a command runs (fast start-up)
+if TYPE_CHECKING:  # pandas and the I/O layer are imported when a command runs (fast start-up)
     import pandas as pd
 
 risk_app = typer.Typer(help="Risk models: apply published models, fit your own, check tables.",
@@ -47,6 +45,8 @@ _console = _StderrConsole()
 def _read_csv(path: Path) -> pd.DataFrame:
     import pandas as pd
 
+    from spine_measure.io.files import describe_os_error
+
     if not path.is_file():
         _console.print(f"[red]{path}: no such file[/red]")
         raise typer.Exit(EXIT_USAGE)
@@ -66,6 +66,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 def _write_csv(frame: pd.DataFrame, output: Path) -> None:
     """Write ``frame`` to ``output`` or say in one line why it cannot be written."""
+    from spine_measure.io.annotation import atomic_write_text
+    from spine_measure.io.files import describe_os_error
+
     if output.is_dir():
         typer.echo(f"error: {output}: is a folder; give a file name (-o)", err=True)
         raise typer.Exit(EXIT_USAGE)
@@ -124,6 +127,7 @@ def apply_cmd(
 ) -> None:
     """Apply a published model (or a saved fit) to every row; missing inputs give a
     missing output and a reason."""
+    from spine_measure.io.files import working_on
     from spine_measure.risk.apply import apply_model
     from spine_measure.risk.fit import LogisticFit
     from spine_measure.risk.published import get_model

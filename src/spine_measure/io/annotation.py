@@ -1,9 +1,9 @@
 """Annotation files (``*.sm.json``, schema ``spine_measure.annotation/2``).
 
 One file per radiograph holds everything a reader adds to it: landmarks, an optional
-calibration line, the reader findings of SPEC §1.4, a time-point override, cement masks,
-the reader id, timestamps and a revision counter. The format is described field by field in
-``docs/annotation_format.md``; its JSON Schema (draft 2020-12) ships as package data
+calibration line, the reader findings (docs/annotation_format.md), a time-point override,
+cement masks, the reader id, timestamps and a revision counter. The format is described field
+by field in ``docs/annotation_format.md``; its JSON Schema (draft 2020-12) ships as package data
 (``spine_measure/schemas/annotation-2.schema.json``) and is copied to
 ``docs/annotation.schema.json`` by :func:`export_schema`.
 
@@ -391,7 +391,8 @@ _FINDING_FLAGS = ("ivc", "endplate_disruption", "posterior_fascia_oedema",
 
 @dataclass(frozen=True, kw_only=True)
 class Findings:
-    """Reader findings that are not geometry (SPEC §1.4); ``None`` always means unknown.
+    """Reader findings that are not geometry (docs/annotation_format.md); ``None`` always
+    means unknown.
 
     Parameters
     ----------
@@ -692,7 +693,7 @@ class Annotation:
     landmarks : SpineLandmarks
         Landmarks (may hold no vertebra); its ``view`` is the annotation's :attr:`view`.
     calibration : CalibrationLine or None
-        Reader-drawn calibration line (SPEC §1.1, source 1).
+        Reader-drawn calibration line (docs/calibration.md, source 1).
     findings : Findings
     time_point : {"preop", "postop", "followup"} or None
         Overrides the time point derived from the DICOM dates.

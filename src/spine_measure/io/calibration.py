@@ -7,7 +7,7 @@ the patient, or a copy of the detector pitch, or ``0\\0`` in real exports. Simpl
 report ``ImagerPixelSpacing`` and silently fall back to 1.0 mm when it is missing, so
 spine_measure reads the attributes itself and always says which one it used.
 
-The order (SPEC §1.1) is:
+The order (docs/calibration.md) is:
 
 ===  ==============================  =========================================================
  #   ``source``                      spacing
@@ -49,7 +49,7 @@ __all__ = [
     "calibration_from_line",
 ]
 
-#: Plausible range of a pixel spacing in mm (SPEC §1.1); outside it a spacing is "absurd".
+#: Plausible range of a pixel spacing in mm (docs/calibration.md); outside it a spacing is "absurd".
 SPACING_RANGE_MM: tuple[float, float] = (0.01, 5.0)
 #: Plausible range of EstimatedRadiographicMagnificationFactor (>= 1 by definition).
 ERMF_RANGE: tuple[float, float] = (1.0, 3.0)
@@ -64,7 +64,7 @@ CALIBRATION_TAGS: tuple[str, ...] = (
 
 
 class CalibrationSource(StrEnum):
-    """Where a film's spacing came from, best first (SPEC §1.1)."""
+    """Where a film's spacing came from, best first (docs/calibration.md)."""
 
     READER = "reader"
     PIXEL_SPACING_CALIBRATED = "pixel_spacing_calibrated"
@@ -84,7 +84,7 @@ class Calibration:
         Distance between the centres of adjacent rows / columns, in mm; both ``None`` when the
         film is uncalibrated.
     source : CalibrationSource
-        Which rule of SPEC §1.1 gave the spacing.
+        Which rule of docs/calibration.md gave the spacing.
     detail : str
         Human-readable provenance, e.g. ``"ImagerPixelSpacing 0.139\\0.139 / ERMF 1.12"``.
     notes : tuple of str
@@ -225,7 +225,7 @@ def decide_calibration(
     context: str = "",
     warn: bool = True,
 ) -> Calibration:
-    """Decide a film's spacing from its DICOM attribute values (SPEC §1.1, rules 2–6).
+    """Decide a film's spacing from its DICOM attribute values (docs/calibration.md, rules 2–6).
 
     Values may be anything pydicom returns for the attribute (``MultiValue`` of ``DSfloat``, a
     single number, a raw string); malformed ones count as missing.

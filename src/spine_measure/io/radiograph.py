@@ -57,7 +57,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Modalities accepted as projection radiographs (SPEC §1.1).
+#: Modalities accepted as projection radiographs (docs/calibration.md).
 PROJECTION_MODALITIES = frozenset({"CR", "DX", "RF", "XA", "OT", "SC", "RG", "PX", "MG", "IO"})
 #: File suffixes opened as plain (uncalibrated) images.
 PLAIN_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
@@ -130,7 +130,7 @@ class Radiograph:
     pixels : ndarray, shape (rows, cols)
         Stored values (after decoding; before any LUT), read-only, (row, col) order.
     calibration : Calibration
-        Spacing with its source (SPEC §1.1).
+        Spacing with its source (docs/calibration.md).
     metadata : RadiographMetadata
     rescale : (slope, intercept)
         Modality LUT as a linear rescale (``RescaleSlope``, ``RescaleIntercept``).

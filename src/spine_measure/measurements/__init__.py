@@ -1,4 +1,4 @@
-"""Every geometric measurement of SPEC §2-3, from one self-documenting registry.
+"""Every geometric measurement of docs/measurements.md-3, from one self-documenting registry.
 
 Pure core: landmarks in, numbers out (numpy only; no DICOM, no GUI). The registry
 (:data:`REGISTRY`) is filled by importing the measurement modules below; ``api`` runs them.

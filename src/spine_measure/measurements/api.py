@@ -264,7 +264,7 @@ def measure_radiograph(
 
     The spacing comes from ``radiograph.calibration`` unless a reader-drawn
     ``calibration_line`` (an object with ``p0``, ``p1``, ``length_mm``) is given: it comes
-    first (SPEC §1.1 rule 1) and keeps the header's pixel aspect ratio.
+    first (docs/calibration.md rule 1) and keeps the header's pixel aspect ratio.
     """
     cal = radiograph.calibration
     spacing = cal.spacing if cal.calibrated else None
@@ -324,7 +324,7 @@ def measure_longitudinal(
     bone_marrow_oedema: bool | None = None,
     options: LongitudinalOptions | None = None,
 ) -> LongitudinalMeasurements:
-    """Every SPEC §3 measurement of one treated level.
+    """Every docs/measurements.md measurement of one treated level.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Measurements across time points of one treated vertebra (SPEC §3).
+"""Measurements across time points of one treated vertebra (docs/measurements.md).
 
 A series is the pre-operative film, the immediate post-operative film and the follow-up
 films (chronological; the last one is "last follow-up") of one study, each already measured

@@ -1,4 +1,4 @@
-"""Single-film measurements on a lateral radiograph, per vertebra (SPEC §2).
+"""Single-film measurements on a lateral radiograph, per vertebra (docs/measurements.md).
 
 Every function here takes a :class:`~spine_measure.measurements.context.FilmContext` and a
 level and returns a :class:`~spine_measure.measurements.registry.Result`; degenerate geometry
@@ -36,7 +36,7 @@ KYPHOSIS_SIGN = ("positive when the lines converge anteriorly (kyphosis, anterio
                  "negative when they converge posteriorly (lordosis); anterior and cranial "
                  "come from the landmarks, not the image axes")
 
-#: Genant grade thresholds on the height reduction, percent (SPEC §2).
+#: Genant grade thresholds on the height reduction, percent (docs/measurements.md).
 GENANT_THRESHOLDS = (20.0, 25.0, 40.0)
 #: A reduction within this many percentage points of a boundary counts as on it (floating
 #: point: 1 - 80/100 is 19.999999999999996).

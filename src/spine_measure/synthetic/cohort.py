@@ -159,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         args = p.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    if args.reader_b and Path(args.reader_b).resolve() == Path(args.out_dir).resolve():
+        print(f"error: {args.reader_b}: reader B's folder must differ from the films' folder",
+              file=sys.stderr)
+        return 2
     try:
         paths = generate_cohort(args.out_dir, args.patients, args.seed, ap=not args.no_ap)
         print(f"{len(paths)} files written to {args.out_dir}")

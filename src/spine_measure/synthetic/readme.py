@@ -1,4 +1,4 @@
-"""Write ``sample_dicoms/README.md``: tables of patients, SPEC §4 coverage and every file."""
+"""Write ``sample_dicoms/README.md``: tables of patients, docs/cement.md coverage and every file."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ _TS = {"explicit": "Explicit VR Little Endian", "j2k": "JPEG 2000 lossless",
 
 
 def coverage(films: list[GeneratedFilm]) -> dict[str, list[str]]:
-    """SPEC §4 (and a few §1/§3) items -> the films (stems) whose truth shows them."""
+    """Sample-set items (cement, calibration, longitudinal events) -> the films (stems)
+    whose truth shows them."""
     cov: dict[str, list[str]] = {}
 
     def add(key: str, stem: str) -> None:
@@ -91,7 +92,7 @@ def write_readme(out: Path, films: list[GeneratedFilm], seed: int) -> Path:
         "each followed pre-op, immediately post-op (vertebroplasty PVP / kyphoplasty PKP) and at",
         "the last follow-up. Nothing here comes from a real person. Every image `X.dcm` has its",
         "exact ground truth in `X.truth.json` and, with cement, the cement mask `X.cement.png`",
-        "(format: `docs/sample_data.md`). `clinical.csv` is the clinical table (SPEC §1.5).",
+        "(format: `docs/sample_data.md`). `clinical.csv` is the clinical table (docs/batch.md).",
         "",
         "Regenerate (deterministic: same seed, same pixels, headers and truth; a few seconds):",
         "",
@@ -101,7 +102,7 @@ def write_readme(out: Path, films: list[GeneratedFilm], seed: int) -> Path:
         "",
         "Every file passes `dciodvfy` without errors except `SM007_followup.dcm`, a CR export",
         "with `PixelSpacing` `0\\0` on purpose (dciodvfy reports the two zero values as errors;",
-        "SPEC §1.1 treats the spacing as missing, so the film is uncalibrated).",
+        "docs/calibration.md treats the spacing as missing, so the film is uncalibrated).",
         "",
         "## Patients",
         "",
@@ -111,14 +112,15 @@ def write_readme(out: Path, films: list[GeneratedFilm], seed: int) -> Path:
     for c in CASES:
         lines.append(f"| {c.patient_id} | {c.level} | {c.procedure} {c.approach} | "
                      f"{c.summary} |")
-    lines += ["", "## Coverage (SPEC §1.1, §3, §4)", "", "| item | films |", "|---|---|"]
+    lines += ["", "## Coverage (calibration, longitudinal events, cement)", "",
+              "| item | films |", "|---|---|"]
     for k, v in sorted(coverage(films).items()):
         lines.append(f"| {k} | {', '.join(v)} |")
     lines += [
         "", "## Files", "",
         "Calibration attributes: PS PixelSpacing, PSCalType PixelSpacingCalibrationType, IPS",
         "ImagerPixelSpacing, ERMF EstimatedRadiographicMagnificationFactor; *expected* is what",
-        "SPEC §1.1 derives from them (`calibration` in the truth file).",
+        "docs/calibration.md derives from them (`calibration` in the truth file).",
         "",
         "| file | time point | date | view | facing | photometric | bits | transfer syntax | "
         "SOP class | size | calibration attributes | expected calibration | content |",

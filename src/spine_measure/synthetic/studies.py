@@ -12,7 +12,7 @@ The fracture of the index vertebra is described by a *loss* ``x`` per time point
 * ``biconcave``: ``ha = ha0 (1 - x / 2)`` and both endplate concavities deepened by
   ``x hp0 / 2`` (so the middle height drops by about ``x hp0``).
 
-Recompression at follow-up (SPEC §3: height loss >= 15 % or kyphotic-angle increase
+Recompression at follow-up (docs/measurements.md: height loss >= 15 % or kyphotic-angle increase
 >= 10 deg) follows from the losses: for a wedge, the anterior height loss is
 ``(x_followup - x_postop) / (1 - x_postop)``.
 """
@@ -76,8 +76,8 @@ class FilmPlan:
     ``ps_only`` (a CR object with a valid PixelSpacing and nothing else), ``zero_ps`` (a CR
     object with PixelSpacing ``0\\0`` and nothing else).
     ``imager_spacing`` is ImagerPixelSpacing (mm); the film is drawn at the spacing the header
-    implies in the patient plane (SPEC §1.1), or at ``imager_spacing / ermf`` when it implies
-    none.
+    implies in the patient plane (docs/calibration.md), or at ``imager_spacing / ermf`` when it
+    implies none.
     """
 
     time_point: str
@@ -329,7 +329,7 @@ def _valid(v: float | None) -> bool:
 
 
 def expected_calibration(attrs: dict[str, object]) -> dict[str, object]:
-    """The calibration SPEC §1.1 derives from header attributes (no reader calibration).
+    """The calibration docs/calibration.md derives from header attributes (no reader calibration).
 
     Order: PixelSpacing with a PixelSpacingCalibrationType (``pixel_spacing_calibrated``),
     ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor

@@ -12,7 +12,7 @@ folder without decoding them.
 A folder gives one layer per DICOM film (plain images only when it holds no DICOM film:
 beside films, PNGs are masks or figures), named ``<patient> · <time point> · <date> · <file>``;
 only the first film of the folder is visible. The time point is the annotation file's when
-it has one, else it follows SPEC §1.2 without a procedure date: per patient, the earliest
+it has one, else it follows docs/batch.md without a procedure date: per patient, the earliest
 film date is ``preop``, the next ``postop``, later ones ``followup``.
 """
 
@@ -67,7 +67,7 @@ def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | 
 
 
 def assign_time_points(dates: Sequence[Any]) -> list[str | None]:
-    """Time point of each film of one patient from its date (SPEC §1.2, no procedure date).
+    """Time point of each film of one patient from its date (docs/batch.md, no procedure date).
 
     The earliest date is ``preop``, the second ``postop``, later ones ``followup``; films of
     the same date share a time point; an undated film (or a lone film) gets None.

@@ -135,7 +135,7 @@ _LEAK_PLACE = {"superior_disc": "superior disc", "inferior_disc": "inferior disc
 
 
 def cement_summary(f: Any) -> str:
-    """The SPEC §4 features of one treated vertebra (a ``CementFeatures``) as the few lines
+    """The docs/cement.md features of one treated vertebra (a ``CementFeatures``) as the few lines
     the cement tab shows under the mask: NPEC with both gaps, fill and distribution, and
     every leak with its location, type, area and endplate contact.
 

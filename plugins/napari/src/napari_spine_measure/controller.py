@@ -10,7 +10,8 @@ What the controller keeps:
   flags, levels marked "not measurable", optional points skipped;
 * the guided sequence: the current level, the direction of travel (caudal or cranial) and
   the next point (:data:`PLACEMENT_ORDER`);
-* the reader calibration line, the findings of SPEC §1.4, the time point, cement masks;
+* the reader calibration line, the findings (docs/annotation_format.md), the time point,
+  cement masks;
 * an undo stack of snapshots (a drag of one point is one undo step), the dirty flag;
 * the annotation file it was loaded from (its revision, for conflict detection) and an
   autosave file written atomically after every change, from which a crashed session is
@@ -669,7 +670,7 @@ class AnnotationController:
         self._changed()
 
     def set_finding(self, name: str, value: Any) -> None:
-        """Set one reader finding (SPEC §1.4); ``None`` means unknown. ``ct_hu`` takes a
+        """Set one reader finding (docs/annotation_format.md); ``None`` = unknown. ``ct_hu`` takes a
         mapping level -> HU. Validation is :class:`~spine_measure.io.annotation.Findings`'s."""
         names = [f.name for f in dataclasses.fields(Findings)]
         if name not in names:
@@ -696,7 +697,7 @@ class AnnotationController:
     def set_calibration(self, p0: tuple[float, float], p1: tuple[float, float],
                         length_mm: float) -> Calibration:
         """A reader line of ``length_mm`` from ``p0`` to ``p1`` becomes the calibration
-        (SPEC §1.1 rule 1). Returns the resulting :class:`Calibration`.
+        (docs/calibration.md rule 1). Returns the resulting :class:`Calibration`.
 
         Raises
         ------
@@ -788,7 +789,7 @@ class AnnotationController:
                                  for p in required_points(lv, self.view)))
 
     def cement_features(self, level: str) -> CementFeatures | None:
-        """SPEC §4 cement features of ``level``'s mask (automatic or edited) with the landmarks
+        """Cement features (docs/cement.md) of ``level``'s mask (automatic or edited), landmarks
         and calibration in force: what the batch reports for a stored mask. None without a
         mask; :class:`~spine_measure.cement.frame.CementError` when the vertebra cannot be
         measured (no landmarks, body outside the mask)."""
@@ -801,8 +802,8 @@ class AnnotationController:
                                self.calibration.spacing)
 
     def measurements(self) -> FilmMeasurements:
-        """Every single-film measurement (SPEC §2) of the measurable vertebrae, with the
-        calibration in force; the same call the batch run makes."""
+        """Every single-film measurement (docs/measurements.md) of the measurable vertebrae,
+        with the calibration in force; the same call the batch run makes."""
         cal = self.calibration
         return measure_film(self.landmarks(), spacing=cal.spacing,
                             calibration_source=str(cal.source.value),
