@@ -162,6 +162,11 @@ def test_propose_without_other_film_says_why(make_napari_viewer, qtbot, tmp_path
     assert "no other annotated film of patient" in panel.result_label.text()
     assert panel.propose() is None
     assert "no film to propose from" in widget.status_label.text()
+    other = copy_film(tmp_path, "SM001", "SM001_followup")  # not annotated
+    assert panel.propose(other) is None
+    assert widget.status_label.text() == ("SM001_followup.dcm: has no annotation "
+                                          "(annotate it first)")
+    assert widget.controller.points() == {}
     widget.ask = False
 
 

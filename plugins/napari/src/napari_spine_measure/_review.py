@@ -243,6 +243,9 @@ class ReviewPanel(QWidget):
         if ctl is None or target is None:
             self.w._status("open a film first", error=True)
             return None
+        if ctl.read_only is not None:
+            self.w._status(f"read-only session, nothing proposed: {ctl.read_only}", error=True)
+            return None
         if not source:
             self.w._status("no film to propose from: annotate another film of this patient "
                            "first", error=True)
@@ -252,7 +255,7 @@ class ReviewPanel(QWidget):
         try:
             found = find_film_annotation(source, self.w.annotations_dir)
             if found is None:
-                raise SessionError(f"{source.name}: has no annotation")
+                raise SessionError("has no annotation (annotate it first)")
             open_rg = {Path(ly.metadata["radiograph"].metadata.path).resolve():
                        ly.metadata["radiograph"] for ly in self.w._film_layers()}
             with warnings.catch_warnings():
@@ -261,7 +264,9 @@ class ReviewPanel(QWidget):
             result = propose_annotation(src_rg, found[1], target, existing=ctl.annotation())
             added = ctl.add_proposals(result.annotation)
         except (SessionError, SpineMeasureError, ValueError, OSError) as exc:
-            self.w._status(f"{source.name}: {exc}", error=True)
+            text = str(exc)
+            self.w._status(text if source.name in text else f"{source.name}: {text}",
+                           error=True)
             return None
         finally:
             QApplication.restoreOverrideCursor()
