@@ -205,3 +205,30 @@ def test_propagate_source_without_annotation_is_a_film_error(tmp_path, capsys):
                "--out", str(tmp_path / "o"), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 3 and "has no annotation" in err
+
+
+def test_same_films_give_bit_identical_proposals():
+    """ITK sums its metric per thread; propagation runs single-threaded so that the same
+    inputs always give the same points (a sample pair, three runs, compared exactly)."""
+    import warnings
+
+    import SimpleITK as sitk
+
+    from spine_measure.io.annotation import annotation_to_json
+    from spine_measure.propose.files import propose_annotation
+
+    root = Path(__file__).resolve().parents[2] / "sample_dicoms" / "SM001"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        src = load_radiograph(root / "SM001_preop.dcm")
+        tgt = load_radiograph(root / "SM001_postop.dcm")
+    ann = load_annotation(root / "SM001_preop.sm.json")
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    def content(result):  # the file's content but its creation time
+        d = json.loads(annotation_to_json(result.annotation))
+        return {k: v for k, v in d.items() if k not in ("created", "modified")}, result.rows
+
+    runs = [content(propose_annotation(src, ann, tgt)) for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2]
+    assert runs[0][0]["landmarks"]["vertebrae"]
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == threads  # restored

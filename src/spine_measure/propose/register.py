@@ -39,15 +39,20 @@ film, whatever the pyramid level.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import SimpleITK as sitk
 
 from spine_measure.landmarks import SpineLandmarks, Vertebra
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
     "GlobalFit",
@@ -203,6 +208,28 @@ class Propagation:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _one_itk_thread() -> Iterator[None]:
+    """Run ITK single-threaded: its metrics and filters sum per thread, so with several threads
+    the result depends on how the work was split and the same inputs gave different points.
+    On these small pyramid images one thread is also faster (less thread start-up)."""
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
+
+def _deterministic(fn: F) -> F:
+    """``fn`` run under :func:`_one_itk_thread`: same inputs, same output, bit for bit."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _one_itk_thread():
+            return fn(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
 
 
 def _similarity_matrix(scale: float, rotation_deg: float, centre: tuple[float, float],
@@ -472,6 +499,7 @@ def _global(src: _Pyramid, tgt: _Pyramid, scale_guess: float, opts: ProposeOptio
     return fit, t
 
 
+@_deterministic
 def global_align(source: np.ndarray, target: np.ndarray, *, scale_guess: float = 1.0,
                  options: ProposeOptions | None = None) -> GlobalFit:
     """Fit the global similarity from ``source`` to ``target`` films (stage 1 only).
@@ -736,6 +764,7 @@ def _local_vertebra(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t_glob: sitk.Tran
                             None, tuple(refined), tuple(notes)), t
 
 
+@_deterministic
 def propagate_landmarks(source: np.ndarray, landmarks: SpineLandmarks, target: np.ndarray, *,
                         scale_guess: float = 1.0, levels: Iterable[str] | None = None,
                         refine_levels: Iterable[str] | None = None,
