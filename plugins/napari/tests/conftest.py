@@ -27,3 +27,26 @@ def study_folder(tmp_path: Path) -> Path:
     for tp in ("preop", "postop", "followup"):
         copy_film(tmp_path, "SM001", f"SM001_{tp}")
     return tmp_path / "SM001"
+
+
+@pytest.fixture
+def make_napari_viewer(make_napari_viewer):
+    """napari's factory, with one guard: before the test's windows are closed, no widget may
+    ask a question any more. A test that fails half-way leaves unsaved work, and the "Save /
+    Discard / Cancel" question of the window's close would wait for an answer forever."""
+    from napari_spine_measure._widget import SpineAnnotationWidget
+
+    viewers = []
+
+    def factory(*args, **kwargs):
+        viewer = make_napari_viewer(*args, **kwargs)
+        viewers.append(viewer)
+        return viewer
+
+    yield factory
+    for viewer in viewers:
+        qt_window = getattr(viewer.window, "_qt_window", None)
+        if qt_window is None:
+            continue
+        for widget in qt_window.findChildren(SpineAnnotationWidget):
+            widget.ask = False
