@@ -46,6 +46,7 @@ from qtpy.QtWidgets import (
 
 from napari_spine_measure import _layers
 from napari_spine_measure._layers import to_rgba
+from napari_spine_measure._review import ReviewPanel
 from napari_spine_measure.controller import FLAGS, AnnotationController, SessionError
 from spine_measure.errors import SpineMeasureError
 from spine_measure.io.annotation import (
@@ -112,7 +113,9 @@ _FINDING_FLAGS = (
 )
 HOTKEYS = {
     "K": "skip the next point (optional) / vertebra not measurable (required)",
-    "N": "mark the current vertebra not measurable",
+    "N": "mark the current vertebra not measurable (reviewing proposals: reject the one "
+         "under review)",
+    "Enter": "reviewing proposals: confirm the vertebra under review",
     "U": "undo",
     "E": "switch between placing points and correcting (dragging) them",
     "]": "next level (caudal)",
@@ -397,6 +400,8 @@ class SpineAnnotationWidget(QWidget):
         tabs.addTab(self._landmarks_tab(), "Landmarks")
         tabs.addTab(self._findings_tab(), "Findings")
         tabs.addTab(self._calibration_cement_tab(), "Calibration · cement")
+        self.review_panel = ReviewPanel(self)  # proposals: propose, review, refine clicks
+        tabs.addTab(self.review_panel, "Proposals")
         tabs.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         root.addWidget(tabs)
         self.tabs = tabs
@@ -591,7 +596,9 @@ class SpineAnnotationWidget(QWidget):
         over the layer type's own keys)."""
         actions = {
             "K": lambda _: self.skip(),
-            "N": lambda _: self.mark_not_measurable(),
+            # review mode: N rejects the proposal under review, Enter confirms it
+            "N": lambda _: self.review_panel.key_n() or self.mark_not_measurable(),
+            "Enter": lambda _: self.review_panel.key_enter(),
             "U": lambda _: self.undo(),
             "E": lambda _: self.set_placing(not self._placing_shown()),
             "]": lambda _: self.step_level(1),
@@ -1374,6 +1381,7 @@ class SpineAnnotationWidget(QWidget):
             self._refresh_layers(ctl, force_points, fm)
             self._refresh_controls(ctl)
             self._refresh_table(ctl, fm)
+            self.review_panel.refresh(ctl)
         finally:
             self._syncing = False
         self.last_refresh_ms = (time.perf_counter() - t0) * 1000.0
@@ -1389,12 +1397,18 @@ class SpineAnnotationWidget(QWidget):
         # point names only on the vertebra being annotated: the rest stays uncluttered
         features["label"] = [p if lv == ctl.level else ""
                              for lv, p in zip(features["level"], features["point"], strict=True)]
+        # proposals hollow, with their confidence (_review.py)
+        colours, borders, widths, features["label"] = self.review_panel.point_style(
+            ctl, keys, colours, features["label"])
         if force_points or not same:
             lay.data = data
             self._cache.pop("point_style", None)
-        if self._changed_cache("point_style", (keys, features["label"], colours)) and len(data):
+        if self._changed_cache("point_style", (keys, features["label"], colours,
+                                               borders)) and len(data):
             lay.features = features
             lay.face_color = colours
+            lay.border_color = borders
+            lay.border_width = widths
         self._keys = keys
 
         # every layer is redrawn only when its content changed: a napari data assignment
@@ -1411,6 +1425,7 @@ class SpineAnnotationWidget(QWidget):
         pos, text = _layers.level_label_points(ctl)
         grades = _layers.grade_labels(fm, [t.split()[0] for t in text])
         text = [f"{t} {g}".rstrip() for t, (g, _c) in zip(text, grades, strict=True)]
+        text = self.review_panel.level_texts(ctl, text)
         colours = [c for _g, c in grades]
         # level names sit beside the body: moved only when the body moved by >= 8 px, so a
         # drag redraws the endplates and the table, not the labels (the text follows)
@@ -1587,6 +1602,7 @@ class SpineAnnotationWidget(QWidget):
             u = _UNIT_TEXT.get(unit, unit)
             labels.append(f"{label}" + (f" ({u})" if u and unit not in ("grade",) else ""))
         t.setVerticalHeaderLabels(labels)
+        self.review_panel.mark_table(ctl, fm, [name for name, _label in TABLE_ROWS])
         self._schedule_uncertainty()
 
     def _schedule_uncertainty(self) -> None:

@@ -47,6 +47,7 @@ from spine_measure.io.annotation import (
     CementMask,
     Findings,
     ImageRef,
+    LevelReview,
     atomic_write_text,
     load_annotation,
     save_annotation,
@@ -95,6 +96,7 @@ POINT_NAMES: dict[str, str] = {
 FLAGS = ("fractured", "treated", "excluded")
 AUTOSAVE_SUFFIX = ".autosave.json"
 AUTOSAVE_SCHEMA = "napari_spine_measure.autosave/1"
+_READER_REVIEW = LevelReview()
 _LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
 _UNDO_LIMIT = 500
 
@@ -123,6 +125,9 @@ class _State:
     findings: Findings = field(default_factory=Findings)
     time_point: str | None = None
     cement: dict[str, CementMask] = field(default_factory=dict)
+    #: level -> review state of proposals (``docs/propagation.md``); a level not listed was
+    #: placed by a reader and is confirmed
+    review: dict[str, LevelReview] = field(default_factory=dict)
 
     def copy(self) -> _State:
         return _State(
@@ -132,6 +137,7 @@ class _State:
             not_measurable=set(self.not_measurable),
             level=self.level, direction=self.direction, calibration=self.calibration,
             findings=self.findings, time_point=self.time_point, cement=dict(self.cement),
+            review=dict(self.review),
         )
 
 
@@ -193,6 +199,12 @@ class AnnotationController:
         # only while its bytes are still the ones backed up
         self._replaces_unreadable: tuple[str, Path] | None = None
         self._autosave_pending = False  # moves of a drag not yet autosaved
+        #: click refinement (the reader's toggle): ``refiner(level, name, points)`` returns
+        #: a :class:`spine_measure.propose.refine.Refinement` for point ``name`` of the
+        #: vertebra's ``points``, or raises ValueError when the point cannot be refined
+        #: yet (its neighbours are not placed); applied to a placed point and at the end of
+        #: a drag, in the same undo step
+        self.refiner: Callable[[str, str, dict[str, tuple[float, float]]], Any] | None = None
         if load_existing and self.annotation_path is not None and \
                 self.annotation_path.is_file():
             self.load(self.annotation_path)
@@ -350,13 +362,16 @@ class AnnotationController:
         return pt
 
     # ------------------------------------------------------------------ guided placement
-    def select_level(self, level: str) -> None:
-        """Make ``level`` the current one (its placed points are kept)."""
+    def select_level(self, level: str, *, undoable: bool = True) -> None:
+        """Make ``level`` the current one (its placed points are kept). ``undoable=False``:
+        part of the previous step (review mode moving on after a confirmation), so one undo
+        brings back both."""
         if level not in _LEVEL_INDEX:
             raise SessionError(f'"{level}" is not a vertebral level (C2-C7, T1-T12, L1-L5, S1)')
         if level == self._state.level:
             return
-        self._push("select")
+        if undoable:
+            self._push("select")
         self._state.level = level
         self._changed(autosave=False)
 
@@ -424,18 +439,25 @@ class AnnotationController:
         level, name = nxt
         self._push("place")
         self._state.points.setdefault(level, {})[name] = (float(row), float(col))
+        self._mark_source(level, name, "reader")
+        note = self._refine(level, name)
         if self.is_complete(level):
             self.last_completed = level
             self._advance()
-        self.last_message = f"placed {level} {name}"
+        self.last_message = f"placed {level} {name}" + note
         self._changed()
         return level, name
 
     def move(self, level: str, name: str, row: float, col: float, *,
-             autosave: bool = True) -> None:
+             autosave: bool = True, refined: bool = False) -> None:
         """Move an existing point (a drag); a drag of one point is one undo step. With
         ``autosave=False`` (the moves of a mouse drag) the autosave is written by
-        :meth:`end_move` at the release instead of at every mouse move."""
+        :meth:`end_move` at the release instead of at every mouse move.
+
+        The moved point's source becomes ``reader`` (``refined`` when the click refinement
+        placed it) and its proposal confidence is dropped, as
+        :func:`spine_measure.propose.review.move_point` does; the vertebra's confirmation
+        does not change (:meth:`confirm` does)."""
         pts = self._state.points.get(level, {})
         if name not in pts:
             raise SessionError(f"{level}: point {name} was not placed")
@@ -445,6 +467,7 @@ class AnnotationController:
             return
         self._push(f"move:{level}:{name}")
         pts[name] = new
+        self._mark_source(level, name, "refined" if refined else "reader")
         self._autosave_pending = not autosave
         self._changed(autosave=autosave)
 
@@ -453,6 +476,13 @@ class AnnotationController:
         if self._undo and self._undo[-1][0].startswith("move:"):
             tag, state = self._undo[-1]
             self._undo[-1] = ("moved", state)
+            _, level, name = tag.split(":")
+            if self.refiner is not None and name in self._state.points.get(level, {}):
+                note = self._refine(level, name)
+                if note:
+                    self.last_message = f"moved {level} {name}" + note
+                    self._autosave_pending = False
+                    self._changed()
         if self._autosave_pending:
             self._autosave_pending = False
             self.autosave()
@@ -500,10 +530,114 @@ class AnnotationController:
     def delete_level(self, level: str) -> None:
         """Remove every point and flag of ``level``."""
         self._push("delete")
-        for d in (self._state.points, self._state.flags, self._state.skipped):
+        for d in (self._state.points, self._state.flags, self._state.skipped,
+                  self._state.review):
             d.pop(level, None)
         self._state.not_measurable.discard(level)
         self._changed()
+
+    # ------------------------------------------------------------------ review of proposals
+    def review_of(self, level: str) -> LevelReview:
+        """Review state of ``level`` (reader-placed and confirmed when not recorded)."""
+        return self._state.review.get(level, _READER_REVIEW)
+
+    def unconfirmed_levels(self) -> tuple[str, ...]:
+        """Levels with points that hold proposals a reader has not confirmed yet, cranial to
+        caudal."""
+        return tuple(lv for lv in LEVELS if lv in self._state.points
+                     and not self.review_of(lv).confirmed)
+
+    def _mark_source(self, level: str, name: str, source: str) -> None:
+        """Record that a reader (or the click refinement) put point ``name`` of ``level``
+        (no entry is kept for a level a reader placed entirely)."""
+        state = self._state.review.get(level)
+        if state is None:
+            if source == "reader":
+                return
+            state = _READER_REVIEW
+        src = dict(state.point_source)
+        src[name] = source
+        conf = {k: c for k, c in state.confidence.items() if k != name}
+        self._state.review[level] = LevelReview(confirmed=state.confirmed, point_source=src,
+                                                confidence=conf)
+
+    def _refine(self, level: str, name: str) -> str:
+        """Apply :attr:`refiner` to the point just placed or dropped; returns a note for the
+        message ("" when refinement is off or the point cannot be refined yet)."""
+        if self.refiner is None:
+            return ""
+        pts = self._state.points[level]
+        try:
+            r = self.refiner(level, name, dict(pts))
+        except ValueError:
+            return ""  # S1, or the neighbours that give the directions are not placed yet
+        if not r.ok:
+            return f"; not refined: {r.reason}"
+        if r.distance <= 0:
+            return ""
+        pts[name] = (float(r.point[0]), float(r.point[1]))
+        self._mark_source(level, name, "refined")
+        return f"; refined by {r.distance:.1f} px"
+
+    def confirm(self, level: str) -> str:
+        """Confirm the proposal of ``level`` (a reader accepts its points as they are now);
+        point sources and confidences are kept (``spine_measure.propose.review.confirm``)."""
+        state = self._state.review.get(level)
+        if level not in self._state.points:
+            raise SessionError(f"{level}: no points to confirm")
+        if state is None or state.confirmed:
+            self.last_message = f"{level} is already confirmed"
+            return self.last_message
+        self._push("confirm")
+        self._state.review[level] = LevelReview(confirmed=True,
+                                                point_source=state.point_source,
+                                                confidence=state.confidence)
+        self.last_message = f"{level} confirmed"
+        self._changed()
+        return self.last_message
+
+    def reject(self, level: str) -> str:
+        """Reject the proposal of ``level`` (not measurable on this film): its points and
+        review state are removed, so nothing is measured or saved from it
+        (``spine_measure.propose.review.reject``); undo brings it back."""
+        if level not in self._state.points:
+            raise SessionError(f"{level}: no points to reject")
+        self._push("reject")
+        for d in (self._state.points, self._state.flags, self._state.skipped,
+                  self._state.review):
+            d.pop(level, None)
+        self._state.not_measurable.discard(level)
+        self.last_message = f"{level} proposal rejected (not measurable)"
+        self._changed()
+        return self.last_message
+
+    def add_proposals(self, proposed: Annotation) -> tuple[str, ...]:
+        """Take the vertebrae of ``proposed`` (an annotation of this film from
+        :func:`spine_measure.propose.files.propose_annotation`) that this session has no
+        points for, with their review state; one undo step. Returns the levels added."""
+        if proposed.view != self.view:
+            raise SessionError(f"the proposals are {proposed.view}, this film is {self.view}")
+        new = [v for v in proposed.landmarks if v.level not in self._state.points]
+        if not new:
+            self.last_message = "nothing new to propose"
+            return ()
+        self._push("propose")
+        for v in new:
+            self._state.points[v.level] = dict(v.points)
+            self._state.flags[v.level] = {f: getattr(v, f) for f in FLAGS}
+            optional = [p for p in self.order(v.level) if p not in v.points]
+            if optional:
+                self._state.skipped[v.level] = set(optional)
+            self._state.not_measurable.discard(v.level)
+            state = proposed.review_of(v.level)
+            if not state.is_default:
+                self._state.review[v.level] = state
+        if self._state.level in self._state.points:
+            self._advance()
+        levels = tuple(v.level for v in new)
+        self.last_message = f"proposed {', '.join(levels)}"
+        self._changed()
+        return levels
 
     def undo(self) -> bool:
         """Restore the state before the last change; False when there is nothing to undo."""
@@ -686,7 +820,7 @@ class AnnotationController:
                       "revision": base.revision, "procedure_date": base.procedure_date}
         return Annotation(self.image, self.landmarks(), calibration=s.calibration,
                           findings=s.findings, time_point=s.time_point,  # type: ignore[arg-type]
-                          cement=tuple(s.cement.values()),
+                          cement=tuple(s.cement.values()), review=dict(s.review),
                           reader=self.reader or (base.reader if base else None), **kwargs)
 
     # ------------------------------------------------------------------ files
@@ -736,6 +870,7 @@ class AnnotationController:
         st.findings = ann.findings
         st.time_point = ann.time_point
         st.cement = {m.level: m for m in ann.cement}
+        st.review = dict(ann.review)
         if st.level in st.points:
             st.level = next((lv for lv in LEVELS if lv not in st.points), None)
         return st
@@ -816,6 +951,9 @@ class AnnotationController:
             "findings": s.findings.to_dict(),
             "time_point": s.time_point,
             "cement": [m.to_dict() for m in s.cement.values()],
+            "review": {lv: {"confirmed": r.confirmed, "point_source": dict(r.point_source),
+                            "confidence": dict(r.confidence)}
+                       for lv, r in s.review.items()},
         }
 
     def autosave(self) -> Path | None:
@@ -877,6 +1015,13 @@ class AnnotationController:
         st.findings = Findings.from_dict(data.get("findings") or {})
         st.time_point = data.get("time_point")
         st.cement = {m["level"]: CementMask.from_dict(m) for m in data.get("cement", [])}
+        try:
+            st.review = {lv: LevelReview(confirmed=bool(r.get("confirmed", True)),
+                                         point_source=r.get("point_source") or {},
+                                         confidence=r.get("confidence") or {})
+                         for lv, r in (data.get("review") or {}).items()}
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise SessionError(f"{p}: invalid review state in the autosave ({exc})") from None
         base_rev = int(data.get("base_revision", 0))
         if self._base is not None and self._base.revision != base_rev:
             # the file moved on since the crashed session loaded it: keep the crashed base
