@@ -22,6 +22,10 @@ def print_table(console: Any, title: str | None, columns: Sequence[str],
     def width(j: int) -> int:
         return max([len(columns[j]), *(len(str(r[j])) for r in rows)]) + 3
 
+    def numeric(j: int) -> bool:  # numbers (and "-") right-aligned, words left-aligned
+        cells = [str(r[j]).split(" ")[0].rstrip("%†") for r in rows]
+        return all(c in ("-", "") or _is_number(c) for c in cells)
+
     first = width(0) + 1
     groups: list[list[int]] = [[]]
     used = first
@@ -36,7 +40,16 @@ def print_table(console: Any, title: str | None, columns: Sequence[str],
         t = Table(title=escape(title) + part if title else None)
         t.add_column(escape(columns[0]), no_wrap=True, min_width=width(0) - 3)
         for j in group:
-            t.add_column(escape(columns[j]), justify="right", no_wrap=True)
+            t.add_column(escape(columns[j]), justify="right" if numeric(j) else "left",
+                         no_wrap=True)
         for r in rows:
             t.add_row(*(escape(str(r[j])) for j in [0, *group]))
         console.print(t)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
