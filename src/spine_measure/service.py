@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -416,9 +415,7 @@ def _film_identity(path: Path, header: DicomHeader | None
         if looks_like_dicom(head):
             return True, read_header(path), None
         if path.suffix.lower() in PLAIN_IMAGE_SUFFIXES:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                rg = load_radiograph(path)
+            rg = load_radiograph(path)  # its warnings name the file (io.files.route_warnings)
             return False, rg, rg
     except RadiographError as exc:
         raise FilmError(path, exc.reason, "read") from None
@@ -513,9 +510,7 @@ def measure_film_file(path: str | os.PathLike[str], *,
     levels = cement_levels(ann) if cement else ()
     if (levels or decode) and radiograph is None:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                radiograph = load_radiograph(p)
+            radiograph = load_radiograph(p)  # warnings name the file, once (route_warnings)
         except RadiographError as exc:
             raise FilmError(p, exc.reason, "decode") from None
         if radiograph.shape != (ann.image.rows, ann.image.cols):
