@@ -46,7 +46,7 @@ from qtpy.QtWidgets import (
 
 from napari_spine_measure import _layers
 from napari_spine_measure._layers import to_rgba
-from napari_spine_measure._review import ReviewPanel
+from napari_spine_measure._review import READING_BORDER, ReviewPanel
 from napari_spine_measure.controller import FLAGS, AnnotationController, SessionError
 from spine_measure.errors import SpineMeasureError
 from spine_measure.io.annotation import (
@@ -91,6 +91,10 @@ _SOURCE_LONG = {
 }
 #: Delay (ms) after the last change before the table gets its "± u" (Landmark SD set).
 UNCERTAINTY_DELAY_MS = 250
+#: While a point is dragged the layers and the table are redrawn at most once per this
+#: many ms (mouse moves come faster than a redraw on a large film); the release redraws
+#: everything exactly.
+DRAG_REDRAW_MS = 40
 
 #: Short form shown next to every length in the table.
 _SOURCE_SHORT = {
@@ -245,6 +249,25 @@ def _inside(poly: np.ndarray, p: np.ndarray) -> bool:
     return inside
 
 
+def _assign(layer: Any, values: dict[str, Any]) -> None:
+    """Set several properties of a napari layer (in order) with one refresh: napari
+    re-slices and redraws the layer after each property otherwise (several ms each)."""
+    if not values:
+        return
+    values = dict(values)
+    if "data" in values and len(values["data"]) != len(layer.data):
+        layer.data = values.pop("data")  # new rows: napari re-slices before they are styled
+    block = getattr(layer, "_block_refresh", None)  # napari >= 0.5
+    if block is None or len(values) <= 1:
+        for name, value in values.items():
+            setattr(layer, name, value)
+        return
+    with block():
+        for name, value in values.items():
+            setattr(layer, name, value)
+    layer.refresh()
+
+
 def _writable(folder: Path) -> bool:
     return folder.is_dir() and os.access(folder, os.W_OK)
 
@@ -309,10 +332,18 @@ class SpineAnnotationWidget(QWidget):
         self._cement_features_key: tuple[Any, Any, str] | None = None  # mask, inputs, text
         self._segment = cement_segmenter()
         self._error: str | None = None  # the last refused action, until the next one
+        # a drag redraws at most every DRAG_REDRAW_MS (the timer catches the last move)
+        self._dragging = False
+        self._drag_pending = False  # the controller changed since the last full redraw
+        self._last_drag_redraw = 0.0
+        self._drag_timer = QTimer(self)
+        self._drag_timer.setSingleShot(True)
+        self._drag_timer.timeout.connect(self._drag_redraw)
         self._build_ui()
         self._bind_keys()
         self.viewer.layers.events.inserted.connect(self._layer_inserted)
         self.viewer.layers.events.removed.connect(self._films_changed)
+        self.viewer.layers.selection.events.active.connect(self._show_cement_layer)
         prefer_this_reader()
         if _settings().value("reading_mode", False, type=bool):
             self.set_reading_mode(True)
@@ -816,9 +847,25 @@ class SpineAnnotationWidget(QWidget):
             ctl.open_read_only(reason)
 
     def _controller_changed(self, ctl: AnnotationController) -> None:
-        if ctl is self.controller:
-            self.refresh()
-            self._update_notice()
+        if ctl is not self.controller:
+            return
+        if self._dragging:  # coalesced: a redraw at most every DRAG_REDRAW_MS
+            self._drag_pending = True
+            wait = DRAG_REDRAW_MS - (time.perf_counter() - self._last_drag_redraw) * 1000.0
+            if wait <= 0:
+                self._drag_redraw()
+            elif not self._drag_timer.isActive():
+                self._drag_timer.start(max(1, math.ceil(wait)))
+            return
+        self.refresh()
+        self._update_notice()
+
+    def _drag_redraw(self) -> None:
+        """One redraw during a drag: the moved point, endplates, labels and table."""
+        self._drag_timer.stop()
+        self._last_drag_redraw = time.perf_counter()
+        if self._dragging:
+            self.refresh(light=True)
 
     def _update_notice(self) -> None:
         ctl = self.controller
@@ -951,10 +998,12 @@ class SpineAnnotationWidget(QWidget):
                       "anchor": "upper_left", "translation": (-10, 8)},
                 features={"name": np.array([], dtype=str)})
         if self.landmarks_layer is None or self.landmarks_layer not in self.viewer.layers:
+            # a click adds a point styled as the vertebra being placed (napari gives it the
+            # layer's current colours and feature defaults): nothing to restyle afterwards
             self.landmarks_layer = self.viewer.add_points(
                 np.zeros((0, 2)), name="landmarks", scale=scale,
                 units=units, size=7, border_width=0.1,
-                border_color="#10202a", face_color="#8cccff",
+                border_color=READING_BORDER, face_color=_layers.CURRENT_COLOUR,
                 features={"level": np.array([], dtype=str), "point": np.array([], dtype=str),
                           "label": np.array([], dtype=str)},
                 text={"string": "{label}", "size": 9, "color": "#ffd27a",
@@ -962,6 +1011,12 @@ class SpineAnnotationWidget(QWidget):
             self.landmarks_layer.events.data.connect(self._landmarks_data_event)
             self.landmarks_layer.events.mode.connect(self._layer_mode_changed)
             self.landmarks_layer.mouse_drag_callbacks.append(self._drag_point)
+        for ly in (self.endplates_layer, self.labels_layer, self.preview_layer,
+                   self.landmarks_layer):
+            # these layers lie on the film, so their points never change the viewer's
+            # dims: napari's dims update after each of their data changes (twice a change,
+            # a few ms each) is not needed
+            ly.events.data.disconnect(self.viewer._on_layers_change)
         for ly in (self.cement_layer, self.calibration_layer, self.endplates_layer,
                    self.labels_layer, self.preview_layer, self.landmarks_layer):
             if tuple(ly.scale) != scale:
@@ -1232,7 +1287,13 @@ class SpineAnnotationWidget(QWidget):
                 finally:
                     self._syncing = False
             return
-        if action.endswith("ADDED") or action == "added":
+        if action.endswith("ADDING") or action == "adding":
+            # the row napari is about to add carries the next point's name already (napari
+            # takes the defaults of the point selected last, so they are set here)
+            nxt = self.controller.next_point()
+            if nxt is not None and not self.review_panel.active:
+                layer.feature_defaults = {"level": nxt[0], "point": nxt[1], "label": nxt[1]}
+        elif action.endswith("ADDED") or action == "added":
             pos = np.asarray(layer.data[-1], dtype=float)
             if self.place_point(float(pos[0]), float(pos[1])) is None:
                 self.refresh(force_points=True)  # refused (read-only, outside): drop it
@@ -1284,6 +1345,7 @@ class SpineAnnotationWidget(QWidget):
             yield
             while event.type == "mouse_move":
                 if grabbed is not None:
+                    self._dragging = True
                     now = np.asarray(layer.world_to_data(event.position), dtype=float)[-2:]
                     r, c = origin + (now - start)
                     self._call(ctl.move, grabbed[0], grabbed[1], float(r), float(c),
@@ -1293,8 +1355,12 @@ class SpineAnnotationWidget(QWidget):
             if mode_cb is not None and mode_cb not in layer.mouse_drag_callbacks \
                     and layer._drag_modes[layer._mode] is mode_cb:
                 layer.mouse_drag_callbacks.append(mode_cb)
+            self._dragging = False
+            self._drag_timer.stop()
             if self.controller is not None:
-                self.controller.end_move()
+                self.controller.end_move()  # may refine the point: redraws when it does
+                if self._drag_pending:  # the release shows the final points exactly
+                    self.refresh()
 
     def _cement_painted(self, *_: Any) -> None:
         ctl = self.controller
@@ -1369,8 +1435,13 @@ class SpineAnnotationWidget(QWidget):
             log.info("%s", text)
 
     # ================================================================== redraw
-    def refresh(self, *, force_points: bool = False) -> None:
-        """Redraw layers, labels and the table from the controller (<50 ms on a film)."""
+    def refresh(self, *, force_points: bool = False, light: bool = False) -> None:
+        """Redraw layers, labels and the table from the controller; only what changed is
+        handed to napari (each layer change costs napari a re-slice and a redraw).
+
+        ``light``: a redraw during a drag (:meth:`_drag_point`): the moved point, the
+        endplates, the level labels and the table follow; the next-point ring, the cement
+        summary and the proposal panel wait for the release, which redraws everything."""
         ctl = self.controller
         if ctl is None or self._syncing:
             return
@@ -1378,16 +1449,18 @@ class SpineAnnotationWidget(QWidget):
         self._syncing = True
         try:
             fm = ctl.measurements()  # once per redraw: table and on-film grades
-            self._refresh_layers(ctl, force_points, fm)
+            self._refresh_layers(ctl, force_points, fm, light=light)
             self._refresh_controls(ctl)
             self._refresh_table(ctl, fm)
-            self.review_panel.refresh(ctl)
+            if not light:
+                self._drag_pending = False
+                self.review_panel.refresh(ctl)
         finally:
             self._syncing = False
         self.last_refresh_ms = (time.perf_counter() - t0) * 1000.0
 
     def _refresh_layers(self, ctl: AnnotationController, force_points: bool,
-                        fm: Any) -> None:
+                        fm: Any, *, light: bool = False) -> None:
         data, features, colours, keys = _layers.landmark_arrays(ctl)
         lay = self.landmarks_layer
         # a click: napari already holds the new point where the controller put it, so the
@@ -1400,27 +1473,40 @@ class SpineAnnotationWidget(QWidget):
         # proposals hollow, with their confidence (_review.py)
         colours, borders, widths, features["label"] = self.review_panel.point_style(
             ctl, keys, colours, features["label"])
+        todo: dict[str, Any] = {}
         if force_points or not same:
-            lay.data = data
-            self._cache.pop("point_style", None)
-        if self._changed_cache("point_style", (keys, features["label"], colours,
-                                               borders)) and len(data):
-            lay.features = features
-            lay.face_color = colours
-            lay.border_color = borders
-            lay.border_width = widths
+            if len(lay.data) != len(data):
+                self._cache.pop("point_style", None)  # napari styled new rows its way
+            todo["data"] = data
+        # the style is handed over only when it changed (a click of a new vertebra, a level
+        # switch, proposals), and only the part that changed
+        if len(data) and self._changed_cache("point_style", (keys, features["label"],
+                                                             colours, borders, widths)):
+            if len(lay.data) != len(data) or \
+                    list(lay.features.get("label", [])) != list(features["label"]) or \
+                    list(lay.features.get("level", [])) != list(features["level"]):
+                todo["features"] = features
+            for name, value in (("face_color", colours), ("border_color", borders),
+                                ("border_width", widths)):
+                cur = np.asarray(getattr(lay, name))
+                if len(lay.data) != len(data) or cur.shape != np.shape(value) \
+                        or not np.allclose(cur, value):
+                    todo[name] = value
+        _assign(lay, todo)
         self._keys = keys
 
         # every layer is redrawn only when its content changed: a napari data assignment
-        # costs ~10 ms (layer refresh, dims update), too much to do for all on each move
+        # costs several ms (layer refresh, redraw), too much to do for all on each move
         paths, _kinds, edge = _layers.endplate_paths(ctl)
         segs = [np.stack([p[k], p[k + 1] - p[k]]) for p in paths for k in range(len(p) - 1)]
         seg_colours = [c for p, c in zip(paths, edge, strict=True) for _ in range(len(p) - 1)]
         vec = np.array(segs, dtype=float).reshape(-1, 2, 2)
         if self._changed_cache("endplates", vec):
-            self.endplates_layer.data = vec
-            if len(vec):
-                self.endplates_layer.edge_color = np.array(seg_colours)
+            todo = {"data": vec}
+            if len(vec) and (self._changed_cache("endplate_colours", seg_colours)
+                             or len(vec) != len(self.endplates_layer.data)):
+                todo["edge_color"] = np.array(seg_colours)
+            _assign(self.endplates_layer, todo)
 
         pos, text = _layers.level_label_points(ctl)
         grades = _layers.grade_labels(fm, [t.split()[0] for t in text])
@@ -1429,17 +1515,22 @@ class SpineAnnotationWidget(QWidget):
         colours = [c for _g, c in grades]
         # level names sit beside the body: moved only when the body moved by >= 8 px, so a
         # drag redraws the endplates and the table, not the labels (the text follows)
+        todo = {}
         if self._changed_cache("labels", np.round(pos / 8.0)) or len(pos) != len(
                 self.labels_layer.data):
-            self.labels_layer.data = pos
+            todo["data"] = pos
             self._cache.pop("label_text", None)
-        if self._changed_cache("label_text", (text, colours)):
-            self.labels_layer.features = {"label": np.array(text, dtype=str),
-                                          "colour": np.array(colours, dtype=str)}
-            # one colour per label (Genant grade); new rows get the plain colour
+        recolour = self._changed_cache("label_text", (text, colours))
+        if recolour:
+            todo["features"] = {"label": np.array(text, dtype=str),
+                                "colour": np.array(colours, dtype=str)}
+        _assign(self.labels_layer, todo)
+        if recolour:  # one colour per label (Genant grade); new rows get the plain colour
             self.labels_layer.text.color = {
                 "array": np.array([to_rgba(c) for c in colours]).reshape(-1, 4),
                 "default": "#e8eef2"}
+        if light:
+            return  # the ring, the calibration line and the cement wait for the release
 
         prev = ctl.preview()
         nxt = ctl.next_point()
@@ -1450,8 +1541,8 @@ class SpineAnnotationWidget(QWidget):
         pv = (np.array([prev]) if prev is not None and nxt is not None else np.zeros((0, 2)),
               [f"next: {nxt[0]} {nxt[1]}"] if prev is not None and nxt is not None else [])
         if self._changed_cache("preview", pv):
-            self.preview_layer.data = pv[0]
-            self.preview_layer.features = {"name": np.array(pv[1], dtype=str)}
+            _assign(self.preview_layer, {"data": pv[0],
+                                         "features": {"name": np.array(pv[1], dtype=str)}})
 
         cal = ctl.calibration_line
         if self._changed_cache("calibration", cal):
@@ -1471,12 +1562,26 @@ class SpineAnnotationWidget(QWidget):
             if not np.array_equal(cement, self.cement_layer.data):
                 self.cement_layer.data = cement
             self._cement_px = int(cement.sum())
+        self._show_cement_layer()
         text = "No cement mask"
         if mask is not None and level is not None:
             text = (f"{level}: cement mask, {getattr(self, '_cement_px', 0):,} px "
                     f"({mask.source}); paint or erase in the 'cement' layer to correct\n"
                     + self._cement_features_text(ctl, level, mask))
         self.cement_label.setText(text)
+
+    def _show_cement_layer(self, *_: Any) -> None:
+        """The cement layer is shown when there is cement to see or paint: a mask, a
+        vertebra flagged treated, or the layer made active to paint. An empty labels layer
+        over the whole film would double the cost of drawing every frame (software OpenGL);
+        the reader's own eye toggle is kept until this changes."""
+        ctl, layer = self.controller, self.cement_layer
+        if layer is None or layer not in self.viewer.layers:
+            return
+        want = layer is self.viewer.layers.selection.active or (
+            ctl is not None and (bool(ctl.cement_levels) or ctl.treated_level() is not None))
+        if self._changed_cache("cement_visible", want):
+            layer.visible = want
 
     def _follow(self, point: tuple[float, float]) -> None:
         """Auto-pan: when the next point (a new vertebra) is off screen or near its edge,
@@ -1560,48 +1665,82 @@ class SpineAnnotationWidget(QWidget):
             self._status(f"{ctl.last_message} · {where}: {saved}".strip(" ·"))
 
     def _refresh_table(self, ctl: AnnotationController, fm: Any = None) -> None:
+        """The measurement table from ``fm`` (default: measured now). Cells are updated in
+        place, and only those whose text, colour or tooltip changed (a drag changes the
+        moved vertebra and the ones using it as a reference); rebuilt when proposals mark
+        it (:meth:`ReviewPanel.mark_table` restyles cells)."""
         if fm is None:
             fm = ctl.measurements()
         levels = list(fm.vertebrae)
         cal_src = _SOURCE_LONG.get(fm.calibration_source, fm.calibration_source)
         unit = "px" if ctl.calibration.spacing is None else "mm"
-        self.table_box.setTitle(f"Measurements · lengths in {unit} ({cal_src})")
+        title = f"Measurements · lengths in {unit} ({cal_src})"
+        if self.table_box.title() != title:
+            self.table_box.setTitle(title)
         t = self.table
-        t.setRowCount(len(TABLE_ROWS))
-        t.setColumnCount(len(levels))
+        marked = bool(ctl.unconfirmed_levels())
+        if marked or self._cache.get("table_marked", False):
+            t.clearContents()  # mark_table restyled cells: start afresh
+            self._cell_colours: dict[tuple[int, int], str | None] = {}
+        self._cache["table_marked"] = marked
+        if t.rowCount() != len(TABLE_ROWS):
+            t.setRowCount(len(TABLE_ROWS))
+        if t.columnCount() != len(levels):
+            t.setColumnCount(len(levels))
         headers = []
         for lv in levels:
             fl = ctl.flags(lv)
             marks = "".join(m for f, m in (("treated", " ●T"), ("fractured", " F"),
                                            ("excluded", " ✕")) if fl[f])
             headers.append(lv + marks)
-        t.setHorizontalHeaderLabels(headers)
+        shown = [(h.text() if (h := t.horizontalHeaderItem(j)) is not None else None)
+                 for j in range(len(levels))]
+        if shown != headers:
+            t.setHorizontalHeaderLabels(headers)
+        colours = getattr(self, "_cell_colours", None)
+        if colours is None:
+            colours = self._cell_colours = {}
         labels = []
         for i, (name, label) in enumerate(TABLE_ROWS):
             unit = ""
             for j, lv in enumerate(levels):
                 r = fm.vertebrae[lv].get(name)
                 if r is None:
+                    if t.item(i, j) is not None:
+                        t.takeItem(i, j)
                     continue
                 unit = r.unit
                 text = _fmt(r.value, r.unit)
                 if name == "genant_shape":
                     text = _SHAPE_SHORT.get(str(r.value), text) if r.value else "—"
-                item = QTableWidgetItem(text)
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight
-                                      | Qt.AlignmentFlag.AlignVCenter)
+                colour = None
                 if name in ("genant_grade", "genant_shape"):
                     g = fm.vertebrae[lv].get("genant_grade")
                     colour = _layers.grade_colour(None if g is None else g.value)
-                    item.setForeground(QColor(colour))
                 tip = r.reason or ""
                 if r.neighbours:
                     tip = (tip + "; " if tip else "") + f"reference: {', '.join(r.neighbours)}"
-                item.setToolTip(tip)
-                t.setItem(i, j, item)
+                item = t.item(i, j)
+                if item is None:
+                    item = QTableWidgetItem(text)
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                          | Qt.AlignmentFlag.AlignVCenter)
+                    colours.pop((i, j), None)
+                    t.setItem(i, j, item)
+                elif item.text() != text:
+                    item.setText(text)
+                if colours.get((i, j)) != colour:
+                    colours[(i, j)] = colour
+                    item.setData(Qt.ItemDataRole.ForegroundRole,
+                                 None if colour is None else QColor(colour))
+                if item.toolTip() != tip:
+                    item.setToolTip(tip)
             u = _UNIT_TEXT.get(unit, unit)
             labels.append(f"{label}" + (f" ({u})" if u and unit not in ("grade",) else ""))
-        t.setVerticalHeaderLabels(labels)
+        shown = [(h.text() if (h := t.verticalHeaderItem(i)) is not None else None)
+                 for i in range(len(labels))]
+        if shown != labels:
+            t.setVerticalHeaderLabels(labels)
         self.review_panel.mark_table(ctl, fm, [name for name, _label in TABLE_ROWS])
         self._schedule_uncertainty()
 
