@@ -118,6 +118,9 @@ def test_drag_while_placing_and_table_follows_mid_drag(window, qtbot, postop_fil
     n_points = len(widget.landmarks_layer.data)
 
     def mid(k):
+        if k % 5 == 0:  # the mouse rests a moment: the table catches up (redraws coalesced)
+            qtbot.waitUntil(lambda: widget.table.item(0, col).text() ==
+                            f"{ctl.measurements().get('L1', 'ha').value:.1f}", timeout=3000)
         seen.append(widget.table.item(0, col).text())
 
     # placing mode (no E): the press lands on L1 Ai, the drag moves it 12 px down

@@ -11,7 +11,10 @@ folder without decoding them.
 
 A folder gives one layer per DICOM film (plain images only when it holds no DICOM film:
 beside films, PNGs are masks or figures), named ``<patient> · <time point> · <date> · <file>``;
-only the first film of the folder is visible. The time point is the annotation file's when
+only the first film of the folder is visible, and only it is decoded when the folder opens:
+the others are read from their headers (:class:`LazyRadiograph`) and decoded when first
+shown or annotated (:func:`decode_film_layer`). Measurements are always made on the decoded
+film, never on what the header said. The time point is the annotation file's when
 it has one, else it follows docs/batch.md without a procedure date: per patient, the earliest
 film date is ``preop``, the next ``postop``, later ones ``followup``.
 """
@@ -34,8 +37,8 @@ from spine_measure.io.radiograph import (
     looks_like_dicom,
 )
 
-__all__ = ["assign_time_points", "film_layer_data", "get_reader", "initial_window",
-           "read_paths", "window_preset"]
+__all__ = ["LazyRadiograph", "assign_time_points", "decode_film_layer", "film_layer_data",
+           "get_reader", "initial_window", "read_paths", "window_preset"]
 
 log = logging.getLogger(__name__)
 
@@ -178,22 +181,158 @@ def film_layer_data(radiograph: Radiograph, *, name: str | None = None,
     return (radiograph.values, kwargs, "image")
 
 
-def _films_in_folder(folder: Path) -> list[tuple[str, str | None]]:
-    """(path, time point) of every film in ``folder``, by patient then date."""
+class LazyRadiograph:
+    """A film of a folder known by its header only, decoded on first use.
+
+    ``metadata`` and ``shape`` come from the header; any other attribute of the
+    :class:`Radiograph` (pixels, values, calibration, window ...) decodes the file first
+    (:meth:`load`, once). :func:`decode_film_layer` replaces it in the layer by the decoded
+    :class:`Radiograph`.
+    """
+
+    def __init__(self, header: Any) -> None:
+        self.header = header
+        self._radiograph: Radiograph | None = None
+
+    @property
+    def decoded(self) -> bool:
+        return self._radiograph is not None
+
+    def load(self) -> Radiograph:
+        """The decoded film (decoded now if needed).
+
+        Raises
+        ------
+        spine_measure.errors.RadiographError
+            The file cannot be decoded (one line naming it)."""
+        if self._radiograph is None:
+            self._radiograph = load_radiograph(self.header.path)
+        return self._radiograph
+
+    @property
+    def metadata(self) -> Any:
+        return self.header.metadata if self._radiograph is None else self._radiograph.metadata
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        m = self.header.metadata
+        return (int(m.rows), int(m.columns))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("header", "_radiograph"):
+            raise AttributeError(name)
+        return getattr(self.load(), name)
+
+
+class _LazyValues:
+    """Array-like for napari over a :class:`LazyRadiograph`: the shape and dtype of
+    ``Radiograph.values`` without decoding; the pixels are decoded at the first slice.
+    A film that cannot be decoded shows black, with one warning naming it (the widget
+    refuses to annotate it, with the reason)."""
+
+    dtype = np.dtype(np.float32)
+    ndim = 2
+
+    def __init__(self, film: LazyRadiograph) -> None:
+        self.film = film
+        self.shape = film.shape
+        self._failed = False
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _values(self) -> np.ndarray:
+        if not self._failed:
+            try:
+                return self.film.load().values
+            except SpineMeasureError as exc:
+                self._failed = True
+                log.warning("%s", exc)
+        return np.zeros(self.shape, dtype=self.dtype)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self._values()[key]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.asarray(self._values(), dtype=dtype)
+
+
+def _lazy_film_layer_data(header: Any, *, time_point: str | None) -> LayerData:
+    """The (hidden) image layer of a folder's film from its header: decoded when shown."""
+    film = LazyRadiograph(header)
+    meta, cal = header.metadata, header.calibration
+    scale = cal.spacing if cal.spacing is not None else (1.0, 1.0)
+    date = meta.date.isoformat() if meta.date else None
+    parts = [meta.patient_id, time_point, date, Path(meta.path).name]
+    monochrome1 = (meta.photometric_interpretation or "").upper() == "MONOCHROME1"
+    info = {
+        "path": meta.path, "patient_id": meta.patient_id, "date": date,
+        "time_point": time_point, "modality": meta.modality,
+        "view_position": meta.view_position, "sop_instance_uid": meta.sop_instance_uid,
+        "study_instance_uid": meta.study_instance_uid,
+        "series_instance_uid": meta.series_instance_uid,
+        "calibration_source": cal.source.value, "calibration_detail": cal.detail,
+        "spacing_mm": None if cal.spacing is None else list(cal.spacing),
+        "unit": cal.unit, "window": None,  # known once decoded
+        "monochrome1": monochrome1, "decoded": False,
+    }
+    kwargs = {
+        "name": " · ".join(p for p in parts if p),
+        "scale": tuple(float(s) for s in scale),
+        "units": ("mm", "mm") if cal.calibrated else ("pixel", "pixel"),
+        "colormap": "gray_r" if monochrome1 else "gray",
+        "contrast_limits": (0.0, 1.0),  # the film's window once decoded
+        "interpolation2d": "linear",
+        "visible": False,
+        "metadata": {"spine_measure": info, "radiograph": film},
+    }
+    return (_LazyValues(film), kwargs, "image")
+
+
+def decode_film_layer(layer: Any) -> Radiograph:
+    """The decoded :class:`Radiograph` of a film layer. A film read lazily from a folder is
+    decoded now: the layer gets the film's window as contrast limits, the full metadata,
+    and its scale is checked against the decoded calibration.
+
+    Raises
+    ------
+    spine_measure.errors.RadiographError
+        The film cannot be decoded."""
+    rg = layer.metadata["radiograph"]
+    if not isinstance(rg, LazyRadiograph):
+        return rg
+    r = rg.load()
+    decoded = film_layer_data(r, name=layer.name,
+                              time_point=layer.metadata["spine_measure"].get("time_point"))[1]
+    layer.metadata["spine_measure"] = decoded["metadata"]["spine_measure"]
+    layer.metadata["radiograph"] = r
+    lo, hi = decoded["contrast_limits"]
+    layer.contrast_limits_range = (lo, hi)
+    layer.contrast_limits = (lo, hi)
+    if tuple(layer.scale) != decoded["scale"]:  # the header said otherwise: the film wins
+        layer.scale = decoded["scale"]
+    if layer.colormap.name != decoded["colormap"]:
+        layer.colormap = decoded["colormap"]
+    return r
+
+
+def _films_in_folder(folder: Path) -> list[tuple[str, str | None, Any]]:
+    """(path, time point, header or None) of every film in ``folder``, by patient then
+    date."""
     from spine_measure.io.scan import scan_folder
 
     scan = scan_folder(folder, include_plain_images=True)
     for issue in scan.issues:
         log.warning("%s", issue)
-    out: list[tuple[str, str | None]] = []
+    out: list[tuple[str, str | None, Any]] = []
     for _pid, studies in scan.by_patient().items():
         headers = [h for series in studies.values() for files in series.values() for h in files]
         headers.sort(key=lambda h: (h.metadata.date is None, h.metadata.date or 0, h.path))
         # time points are decided on the lateral films (an AP film shares its study date)
         points = assign_time_points([h.metadata.date for h in headers])
-        out += [(h.path, tp) for h, tp in zip(headers, points, strict=True)]
+        out += [(h.path, tp, h) for h, tp in zip(headers, points, strict=True)]
     if not out:  # a folder of scans; beside DICOM films, PNGs are masks or figures
-        out = [(p, None) for p in sorted(scan.plain_images)]
+        out = [(p, None, None) for p in sorted(scan.plain_images)]
     return out
 
 
@@ -207,14 +346,18 @@ def read_paths(path: str | Sequence[str]) -> list[LayerData]:
         unreadable films are logged and skipped.
     """
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-    films: list[tuple[str, str | None, bool]] = []  # path, time point, from a folder
+    films: list[tuple[str, str | None, Any, bool]] = []  # path, time point, header, folder
     for p in map(Path, paths):
         if p.is_dir():
-            films += [(f, tp, True) for f, tp in _films_in_folder(p)]
+            films += [(f, tp, h, True) for f, tp, h in _films_in_folder(p)]
         else:
-            films.append((str(p), None, False))
+            films.append((str(p), None, None, False))
     layers: list[LayerData] = []
-    for f, tp, in_folder in films:
+    for f, tp, header, in_folder in films:
+        tp = _sidecar_time_point(f) or tp
+        if layers and header is not None and _lazy_ok(header):
+            layers.append(_lazy_film_layer_data(header, time_point=tp))
+            continue
         try:
             radiograph = load_radiograph(f)
         except SpineMeasureError as exc:
@@ -222,6 +365,11 @@ def read_paths(path: str | Sequence[str]) -> list[LayerData]:
                 raise
             log.warning("%s", exc)
             continue
-        tp = _sidecar_time_point(f) or tp
         layers.append(film_layer_data(radiograph, time_point=tp, visible=not layers))
     return layers
+
+
+def _lazy_ok(header: Any) -> bool:
+    """A folder's film can wait for decoding: a single-frame image of known size."""
+    m = header.metadata
+    return bool(m.rows and m.columns) and (m.number_of_frames or 1) == 1

@@ -770,7 +770,18 @@ class SpineAnnotationWidget(QWidget):
         clicks. Its annotation file is loaded when there is one; an unreadable one (corrupt,
         newer schema, another image) opens read-only or, when the reader chooses, as an empty
         session with the unreadable file kept and backed up; an autosave is offered."""
-        radiograph = image_layer.metadata["radiograph"]
+        from napari_spine_measure._reader import decode_film_layer
+
+        try:  # a film of a folder is decoded when it is first shown
+            radiograph = decode_film_layer(image_layer)
+        except SpineMeasureError as exc:
+            self._status(f"cannot show this film: {exc}", error=True)
+            if self._image_layer is not None and self.film_combo.currentText() != \
+                    self._image_layer.name:  # the Film box goes back to the film on screen
+                self.film_combo.blockSignals(True)
+                self.film_combo.setCurrentText(self._image_layer.name)
+                self.film_combo.blockSignals(False)
+            return None
         key = radiograph.metadata.path
         self.controller = None  # nothing may reach the previous film's session any more
         for ly in self._film_layers():
@@ -1341,6 +1352,7 @@ class SpineAnnotationWidget(QWidget):
                     layer.mouse_drag_callbacks.remove(mode_cb)
                 else:
                     mode_cb = None
+                self._last_drag_redraw = 0.0  # the first move of a drag shows at once
         try:
             yield
             while event.type == "mouse_move":
