@@ -38,8 +38,10 @@ Three sub-commands; each writes CSVs and a summary into ``--out`` (never into th
     where the expert put the corner. Writes ``aasce_refine_split.csv`` and
     ``aasce_refine_summary.txt``.
 
-``figures --out DIR [--docs docs/figures]``
-    Plots from the CSVs of the two runs above: ``propagation_eval.png``.
+``figures --out DIR [--docs docs/figures] [--only refine-aasce]``
+    Plots from the CSVs of the runs above: ``propagation_eval.png``,
+    ``propagation_example.png`` and, when ``refine-aasce`` was run, ``refine_aasce.png``
+    (errors only, never an image of a film); ``--only refine-aasce`` makes that one alone.
 
 Usage (the figures in ``docs/propagation.md`` come from exactly these)::
 
@@ -48,6 +50,7 @@ Usage (the figures in ``docs/propagation.md`` come from exactly these)::
     python benchmarks/eval_propagation.py refine-aasce /path/to/ke30_u7_AASCE2019 \
         --out /tmp/prop_eval
     python benchmarks/eval_propagation.py figures --out /tmp/prop_eval
+    python benchmarks/eval_propagation.py figures --out /tmp/prop_eval --only refine-aasce
 """
 
 from __future__ import annotations
@@ -451,11 +454,20 @@ def summarise_refine_split(rows, radius: float, sigma: float, seed: int) -> list
 # --------------------------------------------------------------------------- figures
 
 
-def run_figures(out: Path, docs: Path) -> int:
+def run_figures(out: Path, docs: Path, only: str | None = None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    if only == "refine-aasce":
+        rs = _read_csv(out / "aasce_refine_split.csv")
+        if not rs:
+            sys.exit(f"{out / 'aasce_refine_split.csv'}: missing or empty; run refine-aasce "
+                     "first")
+        docs.mkdir(parents=True, exist_ok=True)
+        print(refine_split_figure(rs, docs / "refine_aasce.png"))
+        return 0
 
     sp = _read_csv(out / "synthetic_points.csv")
     sa = _read_csv(out / "synthetic_angles.csv")
@@ -522,7 +534,57 @@ def run_figures(out: Path, docs: Path) -> int:
     plt.close(fig)
     print(dest)
     print(example_figure(docs / "propagation_example.png"))
+    rs = _read_csv(out / "aasce_refine_split.csv")
+    if rs:
+        print(refine_split_figure(rs, docs / "refine_aasce.png"))
     return 0
+
+
+def refine_split_figure(rows: list[dict[str, str]], dest: Path) -> Path:
+    """Summary plots of ``refine-aasce`` (errors only, no image of a film): before/after
+    per click by half, and how far an answer moves a click placed on the expert's corner."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.3))
+    ax = axes[0]
+    for half, col in (("tune", "tab:blue"), ("holdout", "tab:orange")):
+        sel = [r for r in rows if r["half"] == half and _truthy(r["refined"])]
+        b = np.array([float(r["before_px"]) for r in sel])
+        a = np.array([float(r["after_px"]) for r in sel])
+        ax.scatter(b, a, s=4, alpha=0.4, color=col,
+                   label=f"{half}: {len(sel)} refined clicks")
+    ax.plot([0, 22], [0, 22], color="grey", ls="--")
+    ax.set_xlabel("clicked corner error (px), N(0, 5 px)")
+    ax.set_ylabel("after refinement (px)")
+    ax.set_title("Refined clicks only (the rest stay put)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    labels, before, after = [], [], []
+    for half in ("tune", "holdout", "all"):
+        sel = [r for r in rows if half == "all" or r["half"] == half]
+        labels.append(f"{half}\n{len({r['film'] for r in sel})} films")
+        before.append(np.median([float(r["before_px"]) for r in sel]))
+        after.append(np.median([float(r["after_px"]) for r in sel]))
+    x = np.arange(len(labels))
+    ax.bar(x - 0.2, before, 0.4, label="clicked")
+    ax.bar(x + 0.2, after, 0.4, label="after refinement")
+    ax.axhline(0.6 * before[-1], color="grey", ls=":", label="target (-40 %)")
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("median corner error (px)")
+    ax.set_title("Median error by half", fontsize=10)
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    moved = [float(r["exact_moved_px"]) for r in rows if _truthy(r["exact_refined"])]
+    n_all = len(rows)
+    ax.hist(moved, bins=np.arange(0, 16, 1.0), color="tab:green")
+    ax.set_xlabel("distance moved (px)")
+    ax.set_ylabel("clicks")
+    ax.set_title(f"Click exactly on the expert corner: answered {len(moved) / n_all:.1%},\n"
+                 f"moved median {_q(moved, 50):.1f} px", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(dest, dpi=80)
+    plt.close(fig)
+    return dest
 
 
 def example_figure(dest: Path, patient: str = "SM002") -> Path:
@@ -607,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
     s3.add_argument("--out", type=Path, required=True)
     s3.add_argument("--docs", type=Path,
                     default=Path(__file__).resolve().parents[1] / "docs" / "figures")
+    s3.add_argument("--only", choices=("refine-aasce",), default=None,
+                    help="only the refine-aasce figure (refine_aasce.png)")
     args = ap.parse_args(argv)
     if args.cmd != "figures":
         args.out.mkdir(parents=True, exist_ok=True)
@@ -617,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "refine-aasce":
         return run_refine_aasce(args.data, args.out, args.limit, args.seed, args.radius,
                                 args.sigma)
-    return run_figures(args.out, args.docs)
+    return run_figures(args.out, args.docs, args.only)
 
 
 if __name__ == "__main__":
