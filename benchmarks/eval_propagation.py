@@ -569,6 +569,7 @@ def refine_split_figure(rows: list[dict[str, str]], dest: Path) -> Path:
     ax.bar(x - 0.2, before, 0.4, label="clicked")
     ax.bar(x + 0.2, after, 0.4, label="after refinement")
     ax.axhline(0.6 * before[-1], color="grey", ls=":", label="target (-40 %)")
+    ax.set_ylim(0, 1.35 * max(before + after))
     ax.set_xticks(x, labels)
     ax.set_ylabel("median corner error (px)")
     ax.set_title("Median error by half", fontsize=10)
