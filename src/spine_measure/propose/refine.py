@@ -35,6 +35,7 @@ from scipy import ndimage
 __all__ = [
     "MIN_CONTRAST",
     "MIN_EDGE_PROFILES",
+    "N_PROFILES",
     "Refinement",
     "refine_landmark",
     "refine_point",
