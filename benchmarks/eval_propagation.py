@@ -21,7 +21,8 @@ Three sub-commands; each writes CSVs and a summary into ``--out`` (never into th
     (smooth random field, at most ~4 px), a gamma / contrast change, noise and a bright
     cement-like blob in a lumbar body; the truth is the expert corners mapped by the same
     warp. Errors in pixels. Refinement: the expert corners of the original film perturbed by
-    N(0, 5 px) (all four corners of a body, as a reader's clicks) are refined (radius 15 px).
+    N(0, 5 px) (all four corners of a body, as a reader's clicks) are refined (radius 15 px),
+    each with the vertebra's other three corners as clicked (perturbed) for the directions.
     Nothing derived from the data is written outside ``--out``; do not commit it.
 
 ``refine-aasce DATA_DIR --out DIR [--radius 15] [--sigma 2] [--seed 1] [--limit N]``
