@@ -674,6 +674,11 @@ def main(argv: list[str] | None = None) -> int:
     s3.add_argument("--only", choices=("refine-aasce",), default=None,
                     help="only the refine-aasce figure (refine_aasce.png)")
     args = ap.parse_args(argv)
+    if args.cmd == "refine-aasce":
+        if not (args.radius > 0 and args.sigma > 0):
+            ap.error(f"--radius and --sigma must be > 0; got {args.radius:g} and {args.sigma:g}")
+        if args.limit is not None and args.limit < 1:
+            ap.error(f"--limit must be >= 1; got {args.limit}")
     if args.cmd != "figures":
         args.out.mkdir(parents=True, exist_ok=True)
     if args.cmd == "synthetic":

@@ -97,3 +97,13 @@ def test_refine_aasce_chain(ev, tmp_path):
     assert ev.main(["figures", "--out", str(out), "--docs", str(tmp_path / "fig"),
                     "--only", "refine-aasce"]) == 0
     assert (tmp_path / "fig" / "refine_aasce.png").stat().st_size > 10_000
+
+
+def test_refine_aasce_bad_input_is_one_line(ev, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        ev.main(["refine-aasce", str(tmp_path), "--out", str(tmp_path / "o"), "--radius", "0"])
+    assert e.value.code == 2
+    assert "--radius and --sigma must be > 0; got 0 and 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        ev.main(["refine-aasce", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
+    assert "no boostnet_labeldata/data/training" in str(e.value.code)
