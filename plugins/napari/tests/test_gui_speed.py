@@ -128,11 +128,15 @@ def test_folder_films_are_decoded_when_shown_and_measured_decoded(
     # the reader picks the follow-up film in the Film box with the keyboard
     target = films[2]
     path = target.metadata["spine_measure"]["path"]
+    decoded = load_radiograph(path)
+    # the header's window is the layer's contrast from the start (shown right if made
+    # visible in the layer list), before any decoding
+    assert tuple(target.contrast_limits) == pytest.approx(initial_window(decoded))
+    assert not target.metadata["radiograph"].decoded
     widget.film_combo.setFocus()
     QTest.keyClick(widget.film_combo, Qt.Key.Key_Down)
     QTest.keyClick(widget.film_combo, Qt.Key.Key_Down)
     qtbot.waitUntil(lambda: widget._image_layer is target, timeout=5000)
-    decoded = load_radiograph(path)
     assert type(target.metadata["radiograph"]) is type(decoded)
     assert target.visible and not films[0].visible
     assert tuple(target.contrast_limits) == pytest.approx(initial_window(decoded))
@@ -146,6 +150,20 @@ def test_folder_films_are_decoded_when_shown_and_measured_decoded(
     _table_matches(widget, _independent(widget.controller.points(),
                                         decoded.calibration.spacing))
     widget.controller.dirty = False
+
+
+def test_a_folder_film_without_a_window_in_its_header_is_decoded_at_once(tmp_path):
+    from napari_spine_measure._reader import LazyRadiograph, initial_window, read_paths
+
+    first = copy_film(tmp_path, "SM001", "SM001_preop")
+    ds = pydicom.dcmread(copy_film(tmp_path, "SM001", "SM001_postop"))
+    del ds.WindowCenter, ds.WindowWidth  # the window comes from the pixels' percentiles
+    ds.save_as(first.parent / "SM001_postop.dcm")
+    layers = read_paths(str(first.parent))
+    assert [type(kw["metadata"]["radiograph"]) is LazyRadiograph for _d, kw, _k in layers] \
+        == [False, False]
+    decoded = load_radiograph(first.parent / "SM001_postop.dcm")
+    assert layers[1][1]["contrast_limits"] == pytest.approx(initial_window(decoded))
 
 
 def test_a_folder_film_that_cannot_be_decoded_keeps_the_session_on_screen(

@@ -12,8 +12,9 @@ folder without decoding them.
 A folder gives one layer per DICOM film (plain images only when it holds no DICOM film:
 beside films, PNGs are masks or figures), named ``<patient> · <time point> · <date> · <file>``;
 only the first film of the folder is visible, and only it is decoded when the folder opens:
-the others are read from their headers (:class:`LazyRadiograph`) and decoded when first
-shown or annotated (:func:`decode_film_layer`). Measurements are always made on the decoded
+the others are read from their headers (:class:`LazyRadiograph`, with the header's window as
+contrast limits; a film whose window needs its pixels is decoded at once) and decoded when
+first shown or annotated (:func:`decode_film_layer`). Measurements are always made on the decoded
 film, never on what the header said. The time point is the annotation file's when
 it has one, else it follows docs/batch.md without a procedure date: per patient, the earliest
 film date is ``preop``, the next ``postop``, later ones ``followup``.
@@ -257,8 +258,32 @@ class _LazyValues:
         return np.asarray(self._values(), dtype=dtype)
 
 
-def _lazy_film_layer_data(header: Any, *, time_point: str | None) -> LayerData:
-    """The (hidden) image layer of a folder's film from its header: decoded when shown."""
+def _header_window(path: str) -> tuple[float, float] | None:
+    """:func:`initial_window` of a DICOM film from its header alone (the VOI LUT or the
+    WindowCenter/Width the decoder would use); None when it needs the pixels (percentiles)
+    or the header cannot be read."""
+    import pydicom
+
+    from spine_measure.io.radiograph import _voi_lut, _window
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # the decoder says why, when the film is shown
+        return None
+    window, lut = _window(ds), _voi_lut(ds)
+    if lut is not None and window is None:
+        values, first = lut
+        return float(first), float(first + len(values) - 1)
+    if window is None:
+        return None
+    return (float(window.center - window.width / 2.0),
+            float(window.center + window.width / 2.0))
+
+
+def _lazy_film_layer_data(header: Any, window: tuple[float, float], *,
+                          time_point: str | None) -> LayerData:
+    """The (hidden) image layer of a folder's film from its header (``window``: the
+    contrast limits it gives): decoded when shown."""
     film = LazyRadiograph(header)
     meta, cal = header.metadata, header.calibration
     scale = cal.spacing if cal.spacing is not None else (1.0, 1.0)
@@ -273,7 +298,7 @@ def _lazy_film_layer_data(header: Any, *, time_point: str | None) -> LayerData:
         "series_instance_uid": meta.series_instance_uid,
         "calibration_source": cal.source.value, "calibration_detail": cal.detail,
         "spacing_mm": None if cal.spacing is None else list(cal.spacing),
-        "unit": cal.unit, "window": None,  # known once decoded
+        "unit": cal.unit, "window": None,  # the full window record once decoded
         "monochrome1": monochrome1, "decoded": False,
     }
     kwargs = {
@@ -281,7 +306,7 @@ def _lazy_film_layer_data(header: Any, *, time_point: str | None) -> LayerData:
         "scale": tuple(float(s) for s in scale),
         "units": ("mm", "mm") if cal.calibrated else ("pixel", "pixel"),
         "colormap": "gray_r" if monochrome1 else "gray",
-        "contrast_limits": (0.0, 1.0),  # the film's window once decoded
+        "contrast_limits": window,
         "interpolation2d": "linear",
         "visible": False,
         "metadata": {"spine_measure": info, "radiograph": film},
@@ -355,8 +380,10 @@ def read_paths(path: str | Sequence[str]) -> list[LayerData]:
     layers: list[LayerData] = []
     for f, tp, header, in_folder in films:
         tp = _sidecar_time_point(f) or tp
-        if layers and header is not None and _lazy_ok(header):
-            layers.append(_lazy_film_layer_data(header, time_point=tp))
+        window = _header_window(f) if layers and header is not None and _lazy_ok(header) \
+            else None
+        if window is not None:  # shown right when made visible, decoded then
+            layers.append(_lazy_film_layer_data(header, window, time_point=tp))
             continue
         try:
             radiograph = load_radiograph(f)
@@ -370,6 +397,7 @@ def read_paths(path: str | Sequence[str]) -> list[LayerData]:
 
 
 def _lazy_ok(header: Any) -> bool:
-    """A folder's film can wait for decoding: a single-frame image of known size."""
+    """A folder's film can wait for decoding: a single-frame image of known size (and a
+    window in its header, :func:`_header_window`)."""
     m = header.metadata
     return bool(m.rows and m.columns) and (m.number_of_frames or 1) == 1

@@ -94,7 +94,7 @@ UNCERTAINTY_DELAY_MS = 250
 #: While a point is dragged the layers and the table are redrawn at most once per this
 #: many ms (mouse moves come faster than a redraw on a large film); the release redraws
 #: everything exactly.
-DRAG_REDRAW_MS = 40
+DRAG_REDRAW_MS = 30
 
 #: Short form shown next to every length in the table.
 _SOURCE_SHORT = {
