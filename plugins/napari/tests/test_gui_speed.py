@@ -212,11 +212,15 @@ def test_cement_layer_hidden_until_there_is_cement_to_paint(window, qtbot, posto
     widget.controller.dirty = False
 
 
-def test_annotate_draws_the_film_before_docking_the_widget(qtbot, postop_film, monkeypatch):
+def test_annotate_draws_the_film_before_docking_the_widget(make_napari_viewer, qtbot,
+                                                          postop_film, monkeypatch):
     import napari
 
     from spine_measure.cli import main
 
+    real = napari.Viewer  # the command's viewer, made by napari's test factory (clean-up)
+    monkeypatch.setattr(napari, "Viewer", lambda *a, **kw: make_napari_viewer(
+        *a, ViewerClass=real, show=True, **kw))
     seen: dict[str, object] = {}
 
     def fake_run() -> None:  # instead of the event loop: watch the first frames

@@ -1442,7 +1442,9 @@ class SpineAnnotationWidget(QWidget):
         if error:
             self._error = text  # shown until the next action, not hidden by a redraw
         self.status_label.setText(text)
-        self.status_label.setStyleSheet("color: #ff8a80;" if error else "color: #9aa7b0;")
+        style = "color: #ff8a80;" if error else "color: #9aa7b0;"
+        if self.status_label.styleSheet() != style:  # a new style sheet re-polishes the label
+            self.status_label.setStyleSheet(style)
         if error:
             log.info("%s", text)
 
