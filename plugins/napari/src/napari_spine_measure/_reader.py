@@ -316,8 +316,8 @@ def _lazy_film_layer_data(header: Any, window: tuple[float, float], *,
 
 def decode_film_layer(layer: Any) -> Radiograph:
     """The decoded :class:`Radiograph` of a film layer. A film read lazily from a folder is
-    decoded now: the layer gets the film's window as contrast limits, the full metadata,
-    and its scale is checked against the decoded calibration.
+    decoded now: the layer gets the full metadata, and its scale and colour map are checked
+    against the decoded film.
 
     Raises
     ------
@@ -331,9 +331,8 @@ def decode_film_layer(layer: Any) -> Radiograph:
                               time_point=layer.metadata["spine_measure"].get("time_point"))[1]
     layer.metadata["spine_measure"] = decoded["metadata"]["spine_measure"]
     layer.metadata["radiograph"] = r
-    lo, hi = decoded["contrast_limits"]
-    layer.contrast_limits_range = (lo, hi)
-    layer.contrast_limits = (lo, hi)
+    # the contrast limits stay: the header's window is the decoder's (same tags, same
+    # rule), and the reader may have changed them already
     if tuple(layer.scale) != decoded["scale"]:  # the header said otherwise: the film wins
         layer.scale = decoded["scale"]
     if layer.colormap.name != decoded["colormap"]:

@@ -1715,42 +1715,57 @@ class SpineAnnotationWidget(QWidget):
         if colours is None:
             colours = self._cell_colours = {}
         labels = []
-        for i, (name, label) in enumerate(TABLE_ROWS):
-            unit = ""
-            for j, lv in enumerate(levels):
-                r = fm.vertebrae[lv].get(name)
-                if r is None:
-                    if t.item(i, j) is not None:
-                        t.takeItem(i, j)
-                    continue
-                unit = r.unit
-                text = _fmt(r.value, r.unit)
-                if name == "genant_shape":
-                    text = _SHAPE_SHORT.get(str(r.value), text) if r.value else "—"
-                colour = None
-                if name in ("genant_grade", "genant_shape"):
-                    g = fm.vertebrae[lv].get("genant_grade")
-                    colour = _layers.grade_colour(None if g is None else g.value)
-                tip = r.reason or ""
-                if r.neighbours:
-                    tip = (tip + "; " if tip else "") + f"reference: {', '.join(r.neighbours)}"
-                item = t.item(i, j)
-                if item is None:
-                    item = QTableWidgetItem(text)
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight
-                                          | Qt.AlignmentFlag.AlignVCenter)
-                    colours.pop((i, j), None)
-                    t.setItem(i, j, item)
-                elif item.text() != text:
-                    item.setText(text)
-                if colours.get((i, j)) != colour:
-                    colours[(i, j)] = colour
-                    item.setData(Qt.ItemDataRole.ForegroundRole,
-                                 None if colour is None else QColor(colour))
-                if item.toolTip() != tip:
-                    item.setToolTip(tip)
-            u = _UNIT_TEXT.get(unit, unit)
-            labels.append(f"{label}" + (f" ({u})" if u and unit not in ("grade",) else ""))
+        # the cells change quietly and the view hears once: every change would otherwise
+        # re-measure all columns (ResizeToContents), ~0.5 ms per cell
+        model = t.model()
+        changed = False
+        model.blockSignals(True)
+        try:
+            for i, (name, label) in enumerate(TABLE_ROWS):
+                unit = ""
+                for j, lv in enumerate(levels):
+                    r = fm.vertebrae[lv].get(name)
+                    if r is None:
+                        if t.item(i, j) is not None:
+                            t.takeItem(i, j)
+                            changed = True
+                        continue
+                    unit = r.unit
+                    text = _fmt(r.value, r.unit)
+                    if name == "genant_shape":
+                        text = _SHAPE_SHORT.get(str(r.value), text) if r.value else "—"
+                    colour = None
+                    if name in ("genant_grade", "genant_shape"):
+                        g = fm.vertebrae[lv].get("genant_grade")
+                        colour = _layers.grade_colour(None if g is None else g.value)
+                    tip = r.reason or ""
+                    if r.neighbours:
+                        tip = (tip + "; " if tip else "") + f"reference: {', '.join(r.neighbours)}"
+                    item = t.item(i, j)
+                    if item is None:
+                        item = QTableWidgetItem(text)
+                        item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                              | Qt.AlignmentFlag.AlignVCenter)
+                        colours.pop((i, j), None)
+                        t.setItem(i, j, item)
+                        changed = True
+                    elif item.text() != text:
+                        item.setText(text)
+                        changed = True
+                    if colours.get((i, j)) != colour:
+                        colours[(i, j)] = colour
+                        item.setData(Qt.ItemDataRole.ForegroundRole,
+                                     None if colour is None else QColor(colour))
+                        changed = True
+                    if item.toolTip() != tip:
+                        item.setToolTip(tip)
+                u = _UNIT_TEXT.get(unit, unit)
+                labels.append(f"{label}" + (f" ({u})" if u and unit not in ("grade",) else ""))
+        finally:
+            model.blockSignals(False)
+        if changed and t.rowCount() and t.columnCount():
+            model.dataChanged.emit(model.index(0, 0),
+                                   model.index(t.rowCount() - 1, t.columnCount() - 1))
         shown = [(h.text() if (h := t.verticalHeaderItem(i)) is not None else None)
                  for i in range(len(labels))]
         if shown != labels:
