@@ -316,8 +316,6 @@ def test_annotate_command_opens_a_film_with_an_unreadable_annotation(
 
     def fake_run() -> None:  # instead of the event loop: look at the window, then close it
         viewer = napari.current_viewer()
-        # the widget docks right after the film's first frame
-        qtbot.waitUntil(lambda: len(viewer.window.dock_widgets) > 0, timeout=20000)
         widget = next(iter(viewer.window.dock_widgets.values()))
         state["notice"] = widget.notice_label.text()
         state["dir"] = widget.annotations_dir

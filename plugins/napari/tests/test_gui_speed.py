@@ -2,7 +2,7 @@
 (Xvfb) with Qt mouse and key events: a drag redraws at most every DRAG_REDRAW_MS yet the table
 catches up with the mouse before the release and is exact after it; films of a folder are
 decoded when first shown (measured on the decoded film); the empty cement layer stays hidden
-until there is cement to paint; ``annotate`` draws the film before docking the widget.
+until there is cement to paint.
 
 The figures are measured by ``benchmarks/bench_napari.py`` (docs/performance.md)."""
 
@@ -210,34 +210,3 @@ def test_cement_layer_hidden_until_there_is_cement_to_paint(window, qtbot, posto
     viewer.layers.selection.active = widget.cement_layer  # chosen in the layer list to paint
     assert widget.cement_layer.visible
     widget.controller.dirty = False
-
-
-def test_annotate_draws_the_film_before_docking_the_widget(make_napari_viewer, qtbot,
-                                                          postop_film, monkeypatch):
-    import napari
-
-    from spine_measure.cli import main
-
-    real = napari.Viewer  # the command's viewer, made by napari's test factory (clean-up)
-    monkeypatch.setattr(napari, "Viewer", lambda *a, **kw: make_napari_viewer(
-        *a, ViewerClass=real, show=True, **kw))
-    seen: dict[str, object] = {}
-
-    def fake_run() -> None:  # instead of the event loop: watch the first frames
-        viewer = napari.current_viewer()
-
-        def drawn(_event=None):
-            if len(viewer.layers) and "docked_at_first_frame" not in seen:
-                seen["docked_at_first_frame"] = len(viewer.window.dock_widgets) > 0
-
-        viewer.window._qt_viewer.canvas.events.draw.connect(drawn, position="last")
-        qtbot.waitUntil(lambda: "docked_at_first_frame" in seen, timeout=20000)
-        qtbot.waitUntil(lambda: len(viewer.window.dock_widgets) > 0, timeout=20000)
-        widget = next(iter(viewer.window.dock_widgets.values()))
-        seen["film"] = widget.controller.image.file_name
-        widget.ask = False
-        viewer.close()
-
-    monkeypatch.setattr(napari, "run", fake_run)
-    assert main(["annotate", str(postop_film)]) == 0
-    assert seen == {"docked_at_first_frame": False, "film": postop_film.name}

@@ -50,12 +50,14 @@ def annotate(
     try:
         import napari
 
-        from napari_spine_measure._launch import open_annotation_window
+        from napari_spine_measure._widget import SpineAnnotationWidget
     except ImportError as exc:
         typer.echo(f"spine-measure annotate needs napari ({exc})", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-    # the film is drawn first; the annotation widget docks right after the first frame
-    open_annotation_window(layers, title=f"spine-measure · {path.name}", reader=reader,
-                           annotations_dir=annotations)
+    viewer = napari.Viewer(title=f"spine-measure · {path.name}")
+    for data, kwargs, _kind in layers:
+        viewer.add_image(data, **kwargs)
+    widget = SpineAnnotationWidget(viewer, reader=reader, annotations_dir=annotations)
+    viewer.window.add_dock_widget(widget, name="Spine annotation", area="right")
     napari.run()
     raise typer.Exit(EXIT_OK)
