@@ -655,10 +655,9 @@ def _fail(level: str, reason: str, conf: float = 0.0) -> VertebraProposal:
 
 def _local_vertebra(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t_glob: sitk.Transform,
                     g_scale: float, shape_change: bool, opts: ProposeOptions,
-                    starts: tuple[sitk.Transform, ...] = (),
-                    carried: dict[str, tuple[sitk.Transform, float]] | None = None
+                    starts: tuple[sitk.Transform, ...] = ()
                     ) -> tuple[VertebraProposal, sitk.Transform | None]:
-    """Stages 2 and 3 for one vertebra, from the global fit and from each of ``starts``
+    """Stage 2 for one vertebra, from the global fit and from each of ``starts``
     (neighbours' local fits); the start whose fit matches best (NCC) is kept."""
     names = list(v.points)
     pts = _body_points(v)
@@ -705,63 +704,125 @@ def _local_vertebra(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t_glob: sitk.Tran
     if conf < floor:
         return _fail(v.level, f"the target does not match the source around this vertebra "
                               f"(confidence {conf:.2f} < {floor:.2f})", conf), None
-    new = _apply(t, pts)
-    point_conf = {n: conf for n in names}
-    refined: list[str] = []
-    notes: list[str] = []
-    if shape_change and opts.refine_points:
-        fp_src = max(1, f_src // 2)
-        fp_tgt = max(1, f_tgt // 2)
-        phalf = np.full(2, 0.5 * opts.refine_patch * size)
-        limit = opts.max_point_shift * size * g_scale
-        for i, n in enumerate(names):
-            start = t
-            if carried and n in carried:
-                # an endplate point starts where the neighbour across its disc carries it:
-                # the disc keeps its height while the body's height changes
-                start, nconf = carried[n]
-                new[i] = _apply(start, pts[i][None])[0]
-                point_conf[n] = min(conf, nconf)
-            pbox = _crop_box(pts[i], phalf, fp_src, src.array(fp_src).shape)
-            if pbox is None:
-                notes.append(f"{n}: at the film edge, kept at its start")
-                continue
-            pmask = None if quad is None else _body_mask(quad, pbox, fp_src, outer=None,
-                                                         inner=0.72)
-            pinit = _recentred(start, _xy(pts[i]))
-            at_start: list[float] = []
-            tp, pconf, perr = _fit_patch(src, tgt, fp_src, fp_tgt, pbox, pinit, pmask,
-                                         _POINT_WEIGHTS, opts, at_start)
-            if tp is None:
-                notes.append(f"{n}: {perr}; kept at its start")
-                continue
-            q = _apply(tp, pts[i][None])[0]
-            move = float(np.hypot(*(q - new[i])))
-            if move > limit:
-                notes.append(f"{n}: its own fit moved it {move:.0f} px (limit {limit:.0f}); "
-                             "kept at its start")
-                continue
-            if pconf < floor:
-                notes.append(f"{n}: its own fit has confidence {pconf:.2f}; kept at its "
-                             "start")
-                continue
-            if carried and n in carried and at_start and pconf < at_start[0] + _MIN_GAIN:
-                notes.append(f"{n}: its own fit does not match better than where the "
-                             f"neighbour puts it ({pconf:.2f} vs {at_start[0]:.2f}); kept "
-                             "there")
-                continue
-            new[i] = q
-            point_conf[n] = min(point_conf[n], pconf)
-            refined.append(n)
+    return _proposal(v, _apply(t, pts), conf, {n: conf for n in names}, (), (), tgt), t
+
+
+def _proposal(v: Vertebra, new: np.ndarray, conf: float, point_conf: dict[str, float],
+              refined: tuple[str, ...], notes: tuple[str, ...], tgt: _Pyramid
+              ) -> VertebraProposal:
+    th, tw = tgt.film.shape
     if not (np.all(new[:, 0] >= -0.5) and np.all(new[:, 1] >= -0.5)
             and np.all(new[:, 0] <= th - 0.5) and np.all(new[:, 1] <= tw - 0.5)):
-        return _fail(v.level, "a proposed point falls outside the target film", conf), None
+        return _fail(v.level, "a proposed point falls outside the target film", conf)
     points = {n: (round(float(new[i, 0]), 4), round(float(new[i, 1]), 4))
-              for i, n in enumerate(names)}
+              for i, n in enumerate(v.points)}
     return VertebraProposal(v.level, types.MappingProxyType(points), round(conf, 4),
                             types.MappingProxyType({k: round(c, 4)
                                                     for k, c in point_conf.items()}),
-                            None, tuple(refined), tuple(notes)), t
+                            None, refined, notes)
+
+
+def _endplate_mask(ends: np.ndarray, box: tuple[int, int, int, int], f: int, band: float,
+                   extend: float) -> np.ndarray:
+    """Pixels of the box within ``band`` (full-res px) of the endplate segment ``ends[0] ->
+    ends[1]`` (extended by ``extend`` of its length at both ends): the endplate's cortex, the
+    disc next to it and a strip of the body."""
+    r0, r1, c0, c1 = box
+    rr = (np.arange(r0, r1) * f + (f - 1) / 2)[:, None]
+    cc = (np.arange(c0, c1) * f + (f - 1) / 2)[None, :]
+    a, b = ends
+    d = b - a
+    length = float(np.hypot(*d)) or 1.0
+    u = d / length
+    along = (rr - a[0]) * u[0] + (cc - a[1]) * u[1]
+    across = -(rr - a[0]) * u[1] + (cc - a[1]) * u[0]
+    return ((np.abs(across) <= band) & (along >= -extend * length)
+            & (along <= (1 + extend) * length))
+
+
+def _reshape_vertebra(v: Vertebra, prop: VertebraProposal, t: sitk.Transform, src: _Pyramid,
+                      tgt: _Pyramid, g_scale: float, opts: ProposeOptions,
+                      carried: Mapping[str, tuple[sitk.Transform, float]]
+                      ) -> VertebraProposal:
+    """Stage 3 for a vertebra whose shape changes: each endplate (its corners and mid point)
+    is fitted as one rigid piece on a band around it (its cortex, the disc next to it, a
+    strip of the body), from where the neighbour across the disc carries it and from where
+    the body's own fit puts it; the better match wins. Cement (saturated) pixels of either
+    film are left out."""
+    names = list(v.points)
+    pts = _body_points(v)
+    size = _size(v)
+    conf = prop.confidence
+    new = np.array([prop.points[n] for n in names], dtype=float)
+    point_conf = dict(prop.point_confidence)
+    refined: list[str] = []
+    notes: list[str] = []
+    f_src = max(1, int(round(size / opts.local_body_px)))
+    f_tgt = max(1, int(round(size * g_scale / opts.local_body_px)))
+    limit = opts.max_point_shift * size * g_scale
+    floor = opts.min_confidence_changed
+    band = _ENDPLATE_BAND * size
+    for group in (_SUPERIOR, _INFERIOR):
+        idx = [i for i, n in enumerate(names) if n in group]
+        ends = _endplate_ends(v, group)
+        if not idx or ends is None:
+            continue
+        gnames = [names[i] for i in idx]
+        epts = pts[idx]
+        lo = np.minimum(epts.min(0), ends.min(0)) - band
+        hi = np.maximum(epts.max(0), ends.max(0)) + band
+        box = _crop_box(0.5 * (lo + hi), 0.5 * (hi - lo), f_src, src.array(f_src).shape)
+        if box is None:
+            notes.append(f"{'/'.join(gnames)}: at the film edge, kept at the body's fit")
+            continue
+        emask = _endplate_mask(ends, box, f_src, band, _ENDPLATE_EXTEND)
+        centre = epts.mean(0)
+        # candidate starts: the neighbour across the disc (the disc keeps its shape), the
+        # body's own fit (the body keeps its shape)
+        cands: list[tuple[str, sitk.Transform, float]] = []
+        nb = [carried[n] for n in gnames if n in carried]
+        if len(nb) == len(gnames):
+            cands.append(("neighbour", nb[0][0], nb[0][1]))
+        cands.append(("body", t, conf))
+        best = None
+        for label, start, sconf in cands:
+            init = _recentred(start, _xy(centre))  # type: ignore[arg-type]
+            at_start: list[float] = []
+            tp, pconf, perr = _fit_patch(src, tgt, f_src, f_tgt, box, init, emask,
+                                         _POINT_WEIGHTS, opts, at_start)
+            s0 = at_start[0] if at_start else 0.0
+            if tp is None:
+                continue
+            q = _apply(tp, epts)
+            q0 = _apply(start, epts)
+            move = float(np.max(np.hypot(*(q - q0).T)))
+            if move > limit or pconf < floor:
+                tp, pconf, q = None, s0, q0
+            cand = (pconf, label, q, min(sconf, pconf), tp is not None, s0)
+            if best is None or cand[0] > best[0] + (_MIN_GAIN if best[1] == "neighbour"
+                                                     else 0.0):
+                best = cand
+        if best is None:
+            notes.append(f"{'/'.join(gnames)}: no endplate fit; kept at the body's fit")
+            continue
+        pconf, label, q, c, moved, s0 = best
+        for k, i in enumerate(idx):
+            new[i] = q[k]
+            point_conf[names[i]] = min(point_conf[names[i]], c)
+        if label == "neighbour" or moved:
+            refined.extend(gnames)
+        notes.append(f"{'/'.join(gnames)}: endplate from the {label}'s fit"
+                     f"{' refined' if moved else ''} (match {pconf:.2f})")
+    return _proposal(v, new, conf, point_conf, tuple(refined), tuple(notes), tgt)
+
+
+def _endplate_ends(v: Vertebra, group: tuple[str, ...]) -> np.ndarray | None:
+    """The two corners of an endplate, ``(2, 2)``, or None."""
+    pair = [n for n in group if n in ("As", "Ps", "Ai", "Pi", "SL", "SR", "IL", "IR")
+            and n in v.points]
+    if len(pair) != 2:
+        return None
+    return np.array([v.points[n] for n in pair], dtype=float)
 
 
 @_deterministic
@@ -845,10 +906,11 @@ def propagate_landmarks(source: np.ndarray, landmarks: SpineLandmarks, target: n
                     prop, fitted = prop2, fitted2
         out.append(prop)
         fits.append(fitted)
-    # third pass: a vertebra whose shape changes takes its endplate points from the
-    # neighbours across its discs (stage 3 then fits each point from there)
+    # third pass: a vertebra whose shape changes gets its endplates fitted on their own,
+    # from the neighbours across its discs and from its own fit
     for i, v in enumerate(todo):
-        if not (refine[v.level] and out[i].ok and opts.refine_points):
+        t_i = fits[i]
+        if not (refine[v.level] and out[i].ok and opts.refine_points and t_i is not None):
             continue
         carried: dict[str, tuple[sitk.Transform, float]] = {}
         for j, names in ((i - 1, _SUPERIOR), (i + 1, _INFERIOR)):
@@ -858,11 +920,7 @@ def propagate_landmarks(source: np.ndarray, landmarks: SpineLandmarks, target: n
             if nb.ok and t_nb is not None and not refine[todo[j].level] \
                     and nb.confidence >= _CARRY_ABOVE:
                 carried.update({n: (t_nb, nb.confidence) for n in names if n in v.points})
-        if carried:
-            prop3, fitted3 = _local_vertebra(v, src, tgt, t_glob, fit.scale, True, opts,
-                                             carried=carried)
-            if prop3.ok:
-                out[i], fits[i] = prop3, fitted3
+        out[i] = _reshape_vertebra(v, out[i], t_i, src, tgt, fit.scale, opts, carried)
     return Propagation(fit, tuple(out), landmarks)
 
 
@@ -879,4 +937,10 @@ _RETRY_BELOW = 0.85
 
 
 _POINT_WEIGHTS = [0.0, 1.0, 1.0, 1.0]
-"""Stage 3 fits rotation and translation of a point's patch (scale stays the vertebra's)."""
+"""Stage 3 fits rotation and translation of an endplate (scale stays the vertebra's)."""
+
+_ENDPLATE_BAND = 0.15
+"""Stage 3 fits an endplate on the pixels within this fraction of the body's size of it."""
+
+_ENDPLATE_EXTEND = 0.1
+"""... and along it, this fraction of its length beyond each corner."""
