@@ -796,7 +796,8 @@ def _reshape_vertebra(v: Vertebra, prop: VertebraProposal, t: sitk.Transform, sr
             q = _apply(tp, epts)
             q0 = _apply(start, epts)
             move = float(np.max(np.hypot(*(q - q0).T)))
-            if move > limit or pconf < floor:
+            if move > limit or pconf < floor or pconf < s0 + _MIN_GAIN:
+                # not trusted, or no clearer match than where it starts: kept at the start
                 tp, pconf, q = None, s0, q0
             cand = (pconf, label, q, min(sconf, pconf), tp is not None, s0)
             if best is None or cand[0] > best[0] + (_MIN_GAIN if best[1] == "neighbour"
@@ -917,8 +918,7 @@ def propagate_landmarks(source: np.ndarray, landmarks: SpineLandmarks, target: n
             if not (0 <= j < len(todo) and abs(todo[j].index - v.index) == 1):
                 continue
             nb, t_nb = out[j], fits[j]
-            if nb.ok and t_nb is not None and not refine[todo[j].level] \
-                    and nb.confidence >= _CARRY_ABOVE:
+            if nb.ok and t_nb is not None and nb.confidence >= _CARRY_ABOVE:
                 carried.update({n: (t_nb, nb.confidence) for n in names if n in v.points})
         out[i] = _reshape_vertebra(v, out[i], t_i, src, tgt, fit.scale, opts, carried)
     return Propagation(fit, tuple(out), landmarks)
