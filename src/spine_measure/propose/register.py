@@ -97,8 +97,9 @@ class ProposeOptions:
         Largest rotation and relative scale change of the local fit against the global one.
     refine_points : bool
         Run stage 3 on fractured / treated vertebrae.
-    refine_patch : float
-        Side of a point's patch as a fraction of the body's size.
+    endplate_band : float
+        Stage 3 fits each endplate on the pixels within this fraction of the body's size of
+        it (the endplate's cortex, the disc next to it, a strip of the body).
     max_point_shift : float
         Largest move of a point by stage 3, as a fraction of the body's size; a larger move
         keeps the stage-2 position (reason in :attr:`VertebraProposal.notes`).
@@ -116,13 +117,13 @@ class ProposeOptions:
     max_scale_change: float = 0.15
     body_mask: float | None = 1.3
     refine_points: bool = True
-    refine_patch: float = 0.45
+    endplate_band: float = 0.15
     max_point_shift: float = 0.3
     seed: int = 20240311
 
     def __post_init__(self) -> None:
         for name in ("global_px", "local_body_px", "patch_margin", "max_shift",
-                     "max_rotation_deg", "max_scale_change", "refine_patch", "max_point_shift"):
+                     "max_rotation_deg", "max_scale_change", "endplate_band", "max_point_shift"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ValueError(f'Argument "{name}" must be a positive number; got {v!r}')
@@ -655,10 +656,11 @@ def _fail(level: str, reason: str, conf: float = 0.0) -> VertebraProposal:
 
 def _local_vertebra(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t_glob: sitk.Transform,
                     g_scale: float, shape_change: bool, opts: ProposeOptions,
-                    starts: tuple[sitk.Transform, ...] = ()
+                    starts: tuple[sitk.Transform, ...] = (), from_global: bool = True
                     ) -> tuple[VertebraProposal, sitk.Transform | None]:
-    """Stage 2 for one vertebra, from the global fit and from each of ``starts``
-    (neighbours' local fits); the start whose fit matches best (NCC) is kept."""
+    """Stage 2 for one vertebra, from the global fit (unless ``from_global`` is False: the
+    caller has that fit already) and from each of ``starts`` (neighbours' local fits); the
+    start whose fit matches best (NCC) is kept."""
     names = list(v.points)
     pts = _body_points(v)
     size = _size(v)
@@ -678,7 +680,8 @@ def _local_vertebra(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t_glob: sitk.Tran
     mask = None if quad is None else _body_mask(
         quad, box, f_src, outer=opts.body_mask, inner=0.72 if shape_change else None)
     init = _recentred(t_glob, _xy(centre))  # type: ignore[arg-type]
-    t, conf, err = _fit_patch(src, tgt, f_src, f_tgt, box, init, mask, None, opts)
+    t, conf, err = (_fit_patch(src, tgt, f_src, f_tgt, box, init, mask, None, opts)
+                    if from_global else (None, -1.0, None))
     for other in starts:
         t2, conf2, _ = _fit_patch(src, tgt, f_src, f_tgt, box,
                                   _recentred(other, _xy(centre)),  # type: ignore[arg-type]
@@ -761,7 +764,7 @@ def _reshape_vertebra(v: Vertebra, prop: VertebraProposal, t: sitk.Transform, sr
     f_tgt = max(1, int(round(size * g_scale / opts.local_body_px)))
     limit = opts.max_point_shift * size * g_scale
     floor = opts.min_confidence_changed
-    band = _ENDPLATE_BAND * size
+    band = opts.endplate_band * size
     for group in (_SUPERIOR, _INFERIOR):
         idx = [i for i, n in enumerate(names) if n in group]
         ends = _endplate_ends(v, group)
@@ -901,10 +904,9 @@ def propagate_landmarks(source: np.ndarray, landmarks: SpineLandmarks, target: n
                                 tuple(here.GetTranslation()))  # type: ignore[arg-type]
                 for a in (-8.0, 8.0))
             prop2, fitted2 = _local_vertebra(v, src, tgt, t_glob, fit.scale, refine[v.level],
-                                             opts, starts)
-            if prop2.ok or not prop.ok:
-                if not prop.ok or prop2.confidence >= prop.confidence:
-                    prop, fitted = prop2, fitted2
+                                             opts, starts, from_global=False)
+            if prop2.ok and (not prop.ok or prop2.confidence > prop.confidence):
+                prop, fitted = prop2, fitted2
         out.append(prop)
         fits.append(fitted)
     # third pass: a vertebra whose shape changes gets its endplates fitted on their own,
@@ -939,8 +941,5 @@ _RETRY_BELOW = 0.85
 _POINT_WEIGHTS = [0.0, 1.0, 1.0, 1.0]
 """Stage 3 fits rotation and translation of an endplate (scale stays the vertebra's)."""
 
-_ENDPLATE_BAND = 0.15
-"""Stage 3 fits an endplate on the pixels within this fraction of the body's size of it."""
-
 _ENDPLATE_EXTEND = 0.1
-"""... and along it, this fraction of its length beyond each corner."""
+"""Stage 3's band around an endplate reaches this fraction of its length beyond each corner."""
