@@ -12,11 +12,15 @@ The method, in three stages (documented for users in ``docs/propagation.md``):
    side) is registered to the target, starting from the global fit, at a resolution where
    the body is ~:attr:`ProposeOptions.local_body_px` pixels. Segments move relative to each
    other when kyphosis changes; this stage follows them.
-3. **Per-point refinement** of the vertebrae whose shape changes between time points (flagged
-   ``fractured`` or ``treated`` on the source film, e.g. height restored by the procedure):
-   each endplate point starts where the well-fitted neighbour across its disc carries it (the
-   disc keeps its height while the body's changes; else from stage 2), and a small patch
-   around it is registered by rotation and translation.
+3. **Per-endplate refinement** of the vertebrae whose shape changes between time points
+   (flagged ``fractured`` or ``treated`` on the source film, e.g. height restored by the
+   procedure): each endplate (its two corners and mid point) moves as one rigid piece. It
+   starts where the well-fitted neighbour across its disc carries it (the disc keeps its
+   shape while the body's height changes) and where the body's own stage-2 fit puts it; from
+   each start a band around the endplate (cortex, disc, a strip of the body; cement masked)
+   is registered by rotation and translation, and the start whose band matches best wins
+   (the body's fit must match clearly better than the neighbour's). An endplate leaves its
+   start only for a clearly better match.
 
 Cement is much brighter than bone and is new on the post-operative film. Every film is
 normalised to its 1st-99.5th percentile and clipped there (cement saturates instead of
@@ -26,11 +30,11 @@ of the metric, so only the cortical outline and its surroundings drive the fit.
 
 Every point proposed carries a **confidence** in [0, 1]: the normalised cross-correlation
 (NCC) between the source patch and the target resampled through the fitted transform, over
-the pixels that drove the fit; refined points get the smaller of the vertebra's and their own
-patch's value. A vertebra whose fit fails a check (metric did not converge, patch outside the
-film, NCC below :attr:`ProposeOptions.min_confidence`, the local fit disagreeing with the
-global one by more than the limits) is **not proposed**; its :class:`VertebraProposal` holds
-the reason instead of points.
+the pixels that drove the fit; the points of an endplate fitted by stage 3 get the smaller of
+the vertebra's and their endplate band's value. A vertebra whose fit fails a check (metric did
+not converge, patch outside the film, NCC below :attr:`ProposeOptions.min_confidence`, the
+local fit disagreeing with the global one by more than the limits) is **not proposed**; its
+:class:`VertebraProposal` holds the reason instead of points.
 
 Coordinates are ``(row, col)`` pixels of each stored image (``docs/conventions.md``). Inside
 SimpleITK, physical coordinates are ``(x, y) = (col, row)`` in full-resolution pixels of the
@@ -89,7 +93,7 @@ class ProposeOptions:
     min_confidence_changed : float
         The same for vertebrae whose shape changes (fractured or treated on the source film):
         a restored or collapsed body matches its old self less well, even when placed
-        right (their points then get the per-point stage).
+        right (their endplates then get stage 3).
     max_shift : float
         Largest distance between the local and the global prediction of a body's centre, as
         a fraction of the body's size.
@@ -101,8 +105,8 @@ class ProposeOptions:
         Stage 3 fits each endplate on the pixels within this fraction of the body's size of
         it (the endplate's cortex, the disc next to it, a strip of the body).
     max_point_shift : float
-        Largest move of a point by stage 3, as a fraction of the body's size; a larger move
-        keeps the stage-2 position (reason in :attr:`VertebraProposal.notes`).
+        Largest move of an endplate's point by its own fit in stage 3 (from its start), as a
+        fraction of the body's size; a larger move keeps the endplate at its start.
     seed : int
         Seed of the metric's sampling: the same inputs and seed give the same output.
     """
@@ -166,8 +170,9 @@ class VertebraProposal:
     """The proposal for one vertebra: points with confidences, or the reason it failed.
 
     ``points`` is empty when the fit failed (``reason`` says why); ``refined`` names the
-    points moved by the per-point stage; ``notes`` lists points kept at the vertebra fit
-    because their own fit was not trusted.
+    points placed by the per-endplate stage (carried by a neighbour or moved by their
+    endplate's own fit); ``notes`` says, per endplate, from which fit it was taken and how
+    well its band matched (or why it kept the body's fit).
     """
 
     level: str
@@ -848,7 +853,7 @@ def propagate_landmarks(source: np.ndarray, landmarks: SpineLandmarks, target: n
     levels : iterable of str, optional
         Only these vertebrae (default: all).
     refine_levels : iterable of str, optional
-        Vertebrae whose points get the per-point stage (default: those flagged fractured or
+        Vertebrae whose endplates get stage 3 (default: those flagged fractured or
         treated on the source).
     options : ProposeOptions
 
