@@ -731,10 +731,10 @@ def _proposal(v: Vertebra, new: np.ndarray, conf: float, point_conf: dict[str, f
 
 
 def _endplate_mask(ends: np.ndarray, box: tuple[int, int, int, int], f: int, band: float,
-                   extend: float) -> np.ndarray:
-    """Pixels of the box within ``band`` (full-res px) of the endplate segment ``ends[0] ->
-    ends[1]`` (extended by ``extend`` of its length at both ends): the endplate's cortex, the
-    disc next to it and a strip of the body."""
+                   inside: float, body_centre: np.ndarray, extend: float) -> np.ndarray:
+    """Pixels of the box near the endplate segment ``ends[0] -> ends[1]`` (extended by
+    ``extend`` of its length at both ends): up to ``band`` (full-res px) from it on the disc's
+    side, up to ``inside`` on the body's (whose inside changes: cement, sclerosis)."""
     r0, r1, c0, c1 = box
     rr = (np.arange(r0, r1) * f + (f - 1) / 2)[:, None]
     cc = (np.arange(c0, c1) * f + (f - 1) / 2)[None, :]
@@ -744,7 +744,9 @@ def _endplate_mask(ends: np.ndarray, box: tuple[int, int, int, int], f: int, ban
     u = d / length
     along = (rr - a[0]) * u[0] + (cc - a[1]) * u[1]
     across = -(rr - a[0]) * u[1] + (cc - a[1]) * u[0]
-    return ((np.abs(across) <= band) & (along >= -extend * length)
+    if -(body_centre[0] - a[0]) * u[1] + (body_centre[1] - a[1]) * u[0] > 0:
+        across = -across  # positive towards the disc
+    return ((across <= band) & (across >= -inside) & (along >= -extend * length)
             & (along <= (1 + extend) * length))
 
 
@@ -770,6 +772,10 @@ def _reshape_vertebra(v: Vertebra, prop: VertebraProposal, t: sitk.Transform, sr
     limit = opts.max_point_shift * size * g_scale
     floor = opts.min_confidence_changed
     band = opts.endplate_band * size
+    # the body's inside next to the endplate drives the fit only when the source film shows
+    # the vertebra treated already (cement in both films); from a pre-op film it changes
+    # (new cement, sclerosis and clefts gone), so only the cortex and the disc count
+    inside = band if v.treated else _ENDPLATE_INSIDE * size
     for group in (_SUPERIOR, _INFERIOR):
         idx = [i for i, n in enumerate(names) if n in group]
         ends = _endplate_ends(v, group)
@@ -783,7 +789,7 @@ def _reshape_vertebra(v: Vertebra, prop: VertebraProposal, t: sitk.Transform, sr
         if box is None:
             notes.append(f"{'/'.join(gnames)}: at the film edge, kept at the body's fit")
             continue
-        emask = _endplate_mask(ends, box, f_src, band, _ENDPLATE_EXTEND)
+        emask = _endplate_mask(ends, box, f_src, band, inside, pts.mean(0), _ENDPLATE_EXTEND)
         centre = epts.mean(0)
         # candidate starts: the neighbour across the disc (the disc keeps its shape), the
         # body's own fit (the body keeps its shape)
@@ -945,6 +951,10 @@ _RETRY_BELOW = 0.85
 
 _POINT_WEIGHTS = [0.0, 1.0, 1.0, 1.0]
 """Stage 3 fits rotation and translation of an endplate (scale stays the vertebra's)."""
+
+_ENDPLATE_INSIDE = 0.05
+"""From a film where the vertebra is not treated yet, stage 3's band reaches this fraction of
+the body's size into the body (the cortex of the endplate, not the changing inside)."""
 
 _ENDPLATE_EXTEND = 0.1
 """Stage 3's band around an endplate reaches this fraction of its length beyond each corner."""
