@@ -90,3 +90,23 @@ def test_a_fractured_vertebra_without_stage_3_keeps_its_source_shape():
     assert pv.ok and not pv.refined
     assert _wedge_deg(pv.points) == pytest.approx(_wedge_deg(slm[level].points), abs=0.5)
     assert abs(_wedge_deg(pv.points) - _wedge_deg(tlm[level].points)) > 3.0
+
+
+def test_an_endplate_that_is_not_found_fails_the_vertebra_with_a_reason():
+    """Stage 3 proposes no endplate it cannot find: with a match floor no real band reaches,
+    the treated vertebra is not proposed (its reason names the endplate), the others are."""
+    from spine_measure.propose import ProposeOptions
+
+    level = _treated_level("SM001")
+    src, slm = _film("SM001", "preop")
+    tgt, _ = _film("SM001", "postop")
+    order = slm.levels()
+    i = order.index(level)
+    prop = propagate_landmarks(src.density, slm, tgt.density, levels=order[i - 1: i + 2],
+                               options=ProposeOptions(min_endplate_confidence=0.99))
+    failed = {v.level: v.reason for v in prop.failed()}
+    assert set(failed) == {level}
+    assert "endplate is not found" in failed[level] and "< 0.99" in failed[level]
+    assert level not in prop.landmarks()
+    with pytest.raises(ValueError, match="min_endplate_confidence"):
+        ProposeOptions(min_endplate_confidence=1.0)

@@ -101,6 +101,9 @@ class ProposeOptions:
         Largest rotation and relative scale change of the local fit against the global one.
     refine_points : bool
         Run stage 3 on fractured / treated vertebrae.
+    min_endplate_confidence : float
+        Stage 3: a vertebra one of whose endplates matches worse than this (NCC of its band,
+        from the better start) is reported as failed: that endplate is not found.
     endplate_band : float
         Stage 3 fits each endplate on the pixels within this fraction of the body's size of
         it (the endplate's cortex, the disc next to it, a strip of the body).
@@ -122,6 +125,7 @@ class ProposeOptions:
     body_mask: float | None = 1.3
     refine_points: bool = True
     endplate_band: float = 0.15
+    min_endplate_confidence: float = 0.2
     max_point_shift: float = 0.3
     seed: int = 20240311
 
@@ -131,6 +135,9 @@ class ProposeOptions:
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ValueError(f'Argument "{name}" must be a positive number; got {v!r}')
+        if not 0.0 <= self.min_endplate_confidence < 1.0:
+            raise ValueError(f'Argument "min_endplate_confidence" must be in [0, 1); '
+                             f"got {self.min_endplate_confidence!r}")
         if not 0.0 <= self.min_confidence < 1.0:
             raise ValueError(f'Argument "min_confidence" must be in [0, 1); '
                              f"got {self.min_confidence!r}")
@@ -821,6 +828,11 @@ def _reshape_vertebra(v: Vertebra, prop: VertebraProposal, t: sitk.Transform, sr
             notes.append(f"{'/'.join(gnames)}: no endplate fit; kept at the body's fit")
             continue
         pconf, label, q, c, moved, s0 = best
+        if pconf < opts.min_endplate_confidence:
+            side = "superior" if group is _SUPERIOR else "inferior"
+            return _fail(v.level, f"its {side} endplate is not found on the target film (best "
+                                  f"match {pconf:.2f} < {opts.min_endplate_confidence:.2f})",
+                         conf)
         for k, i in enumerate(idx):
             new[i] = q[k]
             point_conf[names[i]] = min(point_conf[names[i]], c)
