@@ -35,6 +35,15 @@ BOX = {"As": (0.0, 30.0), "Ai": (28.0, 30.0), "Ps": (0.0, 0.0), "Pi": (28.0, 0.0
 PROC = dt.date(2024, 3, 1)
 
 
+def _sample(pid: str, tp: str):
+    """A sample film (decoder warnings silenced) and its committed annotation (or None)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        film = load_radiograph(SAMPLE / pid / f"{pid}_{tp}.dcm")
+    ann = SAMPLE / pid / f"{pid}_{tp}.sm.json"
+    return film, load_annotation(ann) if ann.exists() else None
+
+
 def _v(**flags) -> Vertebra:
     return Vertebra("L1", "lateral", BOX, **flags)
 
@@ -105,13 +114,10 @@ def test_cement_in_body_finds_exactly_the_treated_vertebrae():
     n_treated = 0
     for pid in PATIENTS:
         for tp in ("preop", "postop", "followup"):
-            path = SAMPLE / pid / f"{pid}_{tp}.dcm"
             truth = json.loads((SAMPLE / pid / f"{pid}_{tp}.truth.json").read_text())
             if truth["view"] != "lateral":
                 continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                film = load_radiograph(path)
+            film, _ = _sample(pid, tp)
             lm = SpineLandmarks.from_dict(truth)
             seen = {v.level for v in lm if cement_in_body(film.density, lm, v.level,
                                                           film.spacing)}
@@ -213,13 +219,10 @@ def test_preop_to_postop_proposes_the_treated_level_and_batch_measures_its_cemen
 
 
 def test_postop_to_preop_does_not_carry_the_treatment_back():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        post = load_radiograph(SAMPLE / "SM001" / "SM001_postop.dcm")
-        pre = load_radiograph(SAMPLE / "SM001" / "SM001_preop.dcm")
     from spine_measure.propose.files import flag_evidence, propose_annotation
 
-    src = load_annotation(SAMPLE / "SM001" / "SM001_postop.sm.json")
+    post, src = _sample("SM001", "postop")
+    pre, _ = _sample("SM001", "preop")
     ev = flag_evidence(post, src, pre)
     assert ev.days is not None and ev.days < 0 and ev.before_procedure
     result = propose_annotation(post, src, pre, levels=["T12", "L1"])
@@ -263,14 +266,11 @@ def test_film_note_is_printed_and_clinical_option_is_checked(tmp_path, capsys):
 
 def test_flags_check_column_and_points_unchanged_by_flags():
     """The flags never move a point: the proposal's points equal the registration's."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pre = load_radiograph(SAMPLE / "SM003" / "SM003_preop.dcm")
-        post = load_radiograph(SAMPLE / "SM003" / "SM003_postop.dcm")
     from spine_measure.propose import propagate_landmarks
     from spine_measure.propose.files import _scale_guess, propose_annotation
 
-    src = load_annotation(SAMPLE / "SM003" / "SM003_preop.sm.json")
+    pre, src = _sample("SM003", "preop")
+    post, _ = _sample("SM003", "postop")
     result = propose_annotation(pre, src, post, levels=["L1", "L2"])
     prop = propagate_landmarks(pre.density, src.confirmed_landmarks(), post.density,
                                levels=["L1", "L2"], scale_guess=_scale_guess(pre, post))

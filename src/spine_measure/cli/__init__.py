@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import typer
 
@@ -36,14 +35,6 @@ app = typer.Typer(
     # flags (no "<bool>") and a count option as "-v/-vv"
     rich_markup_mode=None,
 )
-
-
-def require_annotations_folder(annotations: Path | None) -> None:
-    """Check ``--annotations``: when given it must be a folder, else a one-line usage error
-    (exit code 2). Shared by every command that reads annotation files."""
-    if annotations is not None and not annotations.is_dir():
-        typer.echo(f"Error: --annotations: {annotations}: not a folder", err=True)
-        raise typer.Exit(EXIT_USAGE)
 
 
 def _version_callback(value: bool) -> None:

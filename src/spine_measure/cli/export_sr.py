@@ -16,14 +16,8 @@ from pathlib import Path
 
 import typer
 
-from spine_measure.cli import (
-    EXIT_NOTHING_DONE,
-    EXIT_OK,
-    EXIT_SOME_FAILED,
-    EXIT_USAGE,
-    app,
-    require_annotations_folder,
-)
+from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
+from spine_measure.cli.annotation_options import require_annotations_folder
 from spine_measure.cli.pseudonym_options import KEY_FILE_OPTION, KEY_OPTION
 from spine_measure.cli.uncertainty_options import (
     HELP_FROM,

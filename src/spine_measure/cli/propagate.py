@@ -22,14 +22,8 @@ from typing import Any
 
 import typer
 
-from spine_measure.cli import (
-    EXIT_NOTHING_DONE,
-    EXIT_OK,
-    EXIT_SOME_FAILED,
-    EXIT_USAGE,
-    app,
-    require_annotations_folder,
-)
+from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
+from spine_measure.cli.annotation_options import require_annotations_folder
 
 log = logging.getLogger(__name__)
 
