@@ -15,14 +15,7 @@ from pathlib import Path
 import pytest
 
 from spine_measure.cli import main
-from spine_measure.io.annotation import (
-    AnnotationError,
-    AnnotationFileError,
-    LevelReview,
-    annotation_from_json,
-    annotation_to_json,
-    load_annotation,
-)
+from spine_measure.io.annotation import LevelReview, load_annotation
 from spine_measure.io.radiograph import load_radiograph
 from spine_measure.landmarks import SpineLandmarks, Vertebra
 from spine_measure.propose.flags import FlagEvidence, cement_in_body, film_check, propose_flags
@@ -130,7 +123,14 @@ def test_cement_in_body_finds_exactly_the_treated_vertebrae():
 
 
 def test_flag_source_round_trips_and_follows_the_flags():
-    from spine_measure.io.annotation import Annotation, ImageRef
+    from spine_measure.io.annotation import (
+        Annotation,
+        AnnotationError,
+        AnnotationFileError,
+        ImageRef,
+        annotation_from_json,
+        annotation_to_json,
+    )
 
     ann = Annotation(ImageRef(rows=100, cols=100, pixel_sha256="0" * 64),
                      SpineLandmarks("lateral", (_v(fractured=True, treated=True),)),
@@ -159,6 +159,17 @@ def test_flag_source_round_trips_and_follows_the_flags():
         annotation_from_json(json.dumps(bad))
 
 
+def _preop_read(tmp_path: Path, pid: str) -> Path:
+    """``tmp_path/films``: the patient's pre-op film with its reading, and the post-op film
+    without one (what a study has before propagation)."""
+    films = tmp_path / "films"
+    films.mkdir()
+    for tp in ("preop", "postop"):
+        shutil.copy(SAMPLE / pid / f"{pid}_{tp}.dcm", films)
+    shutil.copy(SAMPLE / pid / f"{pid}_preop.sm.json", films)
+    return films
+
+
 def _rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
@@ -170,11 +181,7 @@ def test_preop_to_postop_proposes_the_treated_level_and_batch_measures_its_cemen
     treated (cement seen), and batch --accept-proposed gives its cement features, equal to the
     post-op film's truth."""
     monkeypatch.setenv("SPINE_MEASURE_PSEUDONYM_KEY", "test-key")
-    films = tmp_path / "films"
-    films.mkdir()
-    for tp in ("preop", "postop"):
-        shutil.copy(SAMPLE / "SM001" / f"SM001_{tp}.dcm", films)
-    shutil.copy(SAMPLE / "SM001" / "SM001_preop.sm.json", films)
+    films = _preop_read(tmp_path, "SM001")
     pre = load_annotation(films / "SM001_preop.sm.json").landmarks["L1"]
     assert pre.fractured and not pre.treated
     out = tmp_path / "proposed"
@@ -235,11 +242,7 @@ def test_postop_to_preop_does_not_carry_the_treatment_back():
 def test_film_note_is_printed_and_clinical_option_is_checked(tmp_path, capsys):
     """SM005's treated L4 cannot be propagated from its pre-op film (its restored body does
     not match): nothing is treated on the proposal, and the summary says to check it."""
-    films = tmp_path / "films"
-    films.mkdir()
-    for tp in ("preop", "postop"):
-        shutil.copy(SAMPLE / "SM005" / f"SM005_{tp}.dcm", films)
-    shutil.copy(SAMPLE / "SM005" / "SM005_preop.sm.json", films)
+    films = _preop_read(tmp_path, "SM005")
     out = tmp_path / "p"
     rc = main(["propagate", str(films), "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err
