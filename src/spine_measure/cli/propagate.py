@@ -7,7 +7,10 @@ unannotated film of a folder, from the annotated film of the same PatientID near
 clear answer. Both write annotation files (``<film>.sm.json``) into ``--out``: proposals are
 unconfirmed (``docs/annotation_format.md``), so ``measure`` and ``batch`` leave them out until
 a reader confirms them (or ``--accept-proposed``). A table of every vertebra / point tried
-(``propagation.csv`` / ``refinement.csv``) is written next to them. ``docs/propagation.md``.
+(``propagation.csv`` / ``refinement.csv``) is written next to them. A proposal's flags are
+decided for the target film (carried forward in time, ``treated`` where cement fills the body
+or the ``--clinical`` table says so; :mod:`spine_measure.propose.flags`), and what cannot be
+known is printed and written in the ``flags_check`` column. ``docs/propagation.md``.
 
 Exit codes: 0 every film done; 1 some films failed (or some vertebrae could not be proposed);
 2 usage error; 3 nothing done.
