@@ -71,7 +71,7 @@ def test_export_sr_leaves_proposals_out_unless_asked(proposed, tmp_path, capsys,
     # a reader confirms two vertebrae: those are readings (no mark), the rest stay out
     for lv in ("T12", "L1"):
         ann = confirm(ann, lv)
-    save_annotation(ann, ann_dir / "SM001_postop.sm.json")
+    ann = save_annotation(ann, ann_dir / "SM001_postop.sm.json")
     capsys.readouterr()
     assert main(["export-sr", str(film), "--annotations", str(ann_dir), "--out",
                  str(tmp_path / "sr2")]) == 0
@@ -82,6 +82,17 @@ def test_export_sr_leaves_proposals_out_unless_asked(proposed, tmp_path, capsys,
                  str(tmp_path / "sr3"), "--accept-proposed"]) == 0
     back = read_sr(_one_sr(tmp_path / "sr3"))
     assert set(back.unconfirmed) == set(levels) - {"T12", "L1"}
+    # the same points, confirmed: the marks are gone, so the SR is another document
+    assert back.sop_instance_uid != read_sr(_one_sr(tmp_path / "sr1")).sop_instance_uid
+    for lv in levels:
+        ann = confirm(ann, lv)
+    save_annotation(ann, ann_dir / "SM001_postop.sm.json")
+    assert main(["export-sr", str(film), "--annotations", str(ann_dir), "--out",
+                 str(tmp_path / "sr4")]) == 0
+    done = read_sr(_one_sr(tmp_path / "sr4"))
+    assert done.landmarks.levels() == levels and not done.unconfirmed
+    assert done.sop_instance_uid not in {read_sr(_one_sr(tmp_path / d)).sop_instance_uid
+                                         for d in ("sr1", "sr3")}
 
 
 def test_batch_sr_marks_accepted_proposals(proposed, tmp_path, monkeypatch):

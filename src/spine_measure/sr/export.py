@@ -131,6 +131,9 @@ def _content_digest(annotation: Any, fm: Any, cement: Mapping[str, Any] | None) 
         "cement": sorted(cement or {}),
         "version": __version__,
     }
+    marks = {lv: annotation.landmark_source(lv) for lv in annotation.unconfirmed_levels()}
+    if marks:  # confirming a proposal changes the content (its mark goes): a new UID
+        payload["unconfirmed"] = marks
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
