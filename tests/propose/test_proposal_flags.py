@@ -187,6 +187,7 @@ def test_preop_to_postop_proposes_the_treated_level_and_batch_measures_its_cemen
     out = tmp_path / "proposed"
     rc = main(["propagate", str(films), "--out", str(out), "--no-progress"])
     assert rc == 0
+    assert "; flags: L1 fractured,treated" in capsys.readouterr().err
     rows = {r["level"]: r for r in _rows(out / "propagation.csv")}
     assert rows["L1"]["flags"] == "fractured,treated"
     assert all(r["flags"] == "" for lv, r in rows.items() if lv != "L1")
@@ -282,3 +283,28 @@ def test_flags_check_column_and_points_unchanged_by_flags():
         assert [tuple(got.point(n)) for n in p.points] == [p.points[n] for n in p.points]
     assert result.annotation.landmarks["L2"].treated
     assert not result.annotation.landmarks["L1"].treated
+
+
+def test_every_sample_patient_preop_to_postop_gets_its_treated_level():
+    """On every sample patient, the pre-op reading (treated level flagged fractured only)
+    propagated to the post-op film: each proposed vertebra is treated exactly when the
+    post-op truth says so; a treated level that could not be proposed leaves the film note."""
+    from spine_measure.propose.files import propose_annotation
+
+    n_treated = 0
+    for pid in PATIENTS:
+        pre, src = _sample(pid, "preop")
+        post, _ = _sample(pid, "postop")
+        assert src is not None and not any(v.treated for v in src.landmarks)
+        truth = SpineLandmarks.from_dict(json.loads(
+            (SAMPLE / pid / f"{pid}_postop.truth.json").read_text()))
+        result = propose_annotation(pre, src, post)
+        got = {v.level: v.treated for v in result.annotation.landmarks}
+        assert got == {lv: truth[lv].treated for lv in got}, pid
+        n_treated += sum(got.values())
+        rows = {r["level"]: r for r in result.rows}
+        (level,) = [v.level for v in truth if v.treated]
+        if rows[level]["status"] == "failed":
+            assert all("check the treated level" in r["flags_check"] for r in rows.values()
+                       if r["status"] == "proposed"), pid
+    assert n_treated >= len(PATIENTS) - 2  # SM005 L4, SM007 L1: not proposed (propagation.md)

@@ -246,9 +246,12 @@ def propagate(
             n_fail_vert += r["status"] == "failed"
         failed = [f"{r['level']} ({r['reason']})" for r in rec["rows"]
                   if r["status"] == "failed"]
+        flagged = [f"{r['level']} {r['flags']}" for r in rec["rows"]
+                   if r["status"] == "proposed" and r.get("flags")]
         where = rec["written"] or "nothing written"
         err(f"{Path(rec['target']).name}: {sum(r['status'] == 'proposed' for r in rec['rows'])}"
             f" proposed from {Path(rec['source']).name} -> {where}"
+            + (f"; flags: {', '.join(flagged)}" if flagged else "")
             + (f"; not proposed: {', '.join(failed)}" if failed else ""))
         for check in _flag_checks(rec["rows"]):
             err(f"  check flags: {check}")
