@@ -308,3 +308,12 @@ def test_every_sample_patient_preop_to_postop_gets_its_treated_level():
             assert all("check the treated level" in r["flags_check"] for r in rows.values()
                        if r["status"] == "proposed"), pid
     assert n_treated >= len(PATIENTS) - 2  # SM005 L4, SM007 L1: not proposed (propagation.md)
+
+
+def test_flags_doctest():
+    import doctest
+
+    from spine_measure.propose import flags
+
+    result = doctest.testmod(flags)
+    assert result.failed == 0 and result.attempted > 0

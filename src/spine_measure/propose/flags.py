@@ -180,7 +180,8 @@ def propose_flags(source: Vertebra, evidence: FlagEvidence, *,
             src["treated"] = "propagated"
     elif clinical and before is None:
         notes.append("treated in the clinical table; whether this film is pre- or post-"
-                     "procedure is unknown and no cement was seen: not set; check")
+                     "procedure is unknown and no cement was found in the body: not set; "
+                     "check")
     # excluded: the reader's choice for the vertebra; carried, and said so
     excluded = bool(source.excluded)
     if excluded:
