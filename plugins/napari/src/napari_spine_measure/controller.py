@@ -55,7 +55,8 @@ from spine_measure.io.annotation import (
 )
 from spine_measure.io.calibration import Calibration
 from spine_measure.landmarks import LEVELS, SpineLandmarks, Vertebra, required_points
-from spine_measure.measurements.api import FilmMeasurements, measure_film
+from spine_measure.measurements.api import FilmMeasurements
+from spine_measure.service import measure_with_calibration
 
 if TYPE_CHECKING:
     from spine_measure.cement.features import CementFeatures
@@ -803,12 +804,13 @@ class AnnotationController:
 
     def measurements(self) -> FilmMeasurements:
         """Every single-film measurement (docs/measurements.md) of the measurable vertebrae,
-        with the calibration in force; the same call the batch run makes."""
-        cal = self.calibration
-        return measure_film(self.landmarks(), spacing=cal.spacing,
-                            calibration_source=str(cal.source.value),
-                            metadata={"sop_instance_uid": self.image.sop_instance_uid}
-                            if self.image.sop_instance_uid else {})
+        with the calibration in force: the one measuring service
+        (:func:`spine_measure.service.measure_with_calibration`), which ``measure`` and
+        ``batch`` reach through ``measure_film_file``."""
+        return measure_with_calibration(
+            self.header_calibration, self.annotation(),
+            metadata={"sop_instance_uid": self.image.sop_instance_uid}
+            if self.image.sop_instance_uid else {})
 
     def annotation(self) -> Annotation:
         """The annotation file's content for the current state."""
