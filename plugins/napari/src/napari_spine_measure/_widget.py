@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QMessageBox,
     QPushButton,
     QSizePolicy,
@@ -77,6 +78,8 @@ TABLE_ROWS: tuple[tuple[str, str], ...] = (
     ("crush_ratio", "Crush hp/ref"),
     ("genant_grade", "Genant grade"),
     ("genant_shape", "Genant shape"),
+    ("genant_grade_reader", "Grade (reader)"),
+    ("genant_shape_reader", "Shape (reader)"),
 )
 """Rows of the table; the calibration of the lengths is named once, in its title (the rows
 stay narrow, so 7+ vertebrae fit side by side without scrolling)."""
@@ -102,6 +105,15 @@ _SOURCE_SHORT = {
     "uncalibrated": "uncal.",
 }
 _SHAPE_SHORT = {"wedge": "wedge", "biconcave": "bicon.", "crush": "crush", "none": "none"}
+#: the reader's Genant override choices: (text, value); None = the computed one
+GENANT_GRADE_CHOICES: tuple[tuple[str, int | None], ...] = (
+    ("grade: computed", None), ("0 normal", 0), ("1 mild", 1), ("2 moderate", 2),
+    ("3 severe", 3))
+GENANT_SHAPE_CHOICES: tuple[tuple[str, str | None], ...] = (
+    ("shape: computed", None), ("none", "none"), ("wedge", "wedge"),
+    ("biconcave", "biconcave"), ("crush", "crush"))
+#: table rows of the reader's override (not measurements: they come from the annotation)
+_READER_ROWS = {"genant_grade_reader": 0, "genant_shape_reader": 1}
 _UNIT_TEXT = {"mm": "mm", "px": "px", "deg": "°", "pct": "%", "grade": "", "": ""}
 _TRI = (("unknown", None), ("yes", True), ("no", False))
 _FINDING_FLAGS = (
@@ -123,6 +135,8 @@ HOTKEYS = {
     "F": "flag fractured: the vertebra under the mouse, else the one just finished",
     "T": "flag treated: the vertebra under the mouse, else the one just finished",
     "X": "flag excluded: the vertebra under the mouse, else the one just finished",
+    "G": "reader's Genant grade of the vertebra under the mouse, else the one just "
+         "finished: computed -> 0 -> 1 -> 2 -> 3 -> computed",
     "Shift-S": "save",
 }
 """The plugin's keys. They work whichever layer is active (bound on every film and
@@ -167,6 +181,23 @@ def cement_summary(f: Any) -> str:
 
 
 _MISSING = object()
+#: marks a vertebra whose landmarks describe no vertebra (not measured), in the table
+#: header and on the film
+REFUSED_MARK = "⚠"
+
+
+def refused_levels(fm: Any) -> dict[str, str]:
+    """Level -> why the measurements of its vertebra were refused (implausible landmarks:
+    upside down, endplates crossing ... ``spine_measure.measurements.plausibility``), read
+    from the reasons the film's measurements ``fm`` carry."""
+    out = {}
+    for level, per in fm.vertebrae.items():
+        prefix = f"{level}: implausible landmarks: "
+        for r in per.values():
+            if r.reason and r.reason.startswith(prefix):
+                out[level] = r.reason[len(prefix):]
+                break
+    return out
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -300,6 +331,7 @@ class SpineAnnotationWidget(QWidget):
         self._placing = True
         self.last_refresh_ms = float("nan")
         self._cache: dict[str, Any] = {}
+        self._refused: dict[str, str] = {}  # level -> why it is not measured
         self.landmarks_layer: Any = None
         self.endplates_layer: Any = None
         self.preview_layer: Any = None
@@ -425,8 +457,21 @@ class SpineAnnotationWidget(QWidget):
         self.table.horizontalHeader().setMinimumSectionSize(20)
         self.table.horizontalHeader().setFont(small)
         self.table.verticalHeader().setFont(small)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._table_menu)
+        self.table.horizontalHeader().setContextMenuPolicy(
+            Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.horizontalHeader().customContextMenuRequested.connect(self._table_menu)
+        self.table.setToolTip("Right-click a vertebra's column: your own Genant grade/shape")
         self.table_box = table_box
         tl.addWidget(self.table)
+        # vertebrae whose landmarks describe no vertebra (a drag turned one upside down):
+        # kept in the table, with the reason here and in the status line
+        self.refused_label = QLabel("")
+        self.refused_label.setWordWrap(True)
+        self.refused_label.setStyleSheet("color: #ff8a80;")
+        self.refused_label.hide()
+        tl.addWidget(self.refused_label)
         root.addWidget(table_box, 1)
 
         file_row = QHBoxLayout()
@@ -448,7 +493,7 @@ class SpineAnnotationWidget(QWidget):
         for b in [*self.findChildren(QPushButton), *self.findChildren(QCheckBox)]:
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         for combo in (self.film_combo, self.level_combo, self.direction_combo,
-                      self.time_combo):
+                      self.time_combo, self.genant_grade_combo, self.genant_shape_combo):
             combo.activated.connect(lambda *_: self._focus_canvas())
 
     def _landmarks_tab(self) -> QWidget:
@@ -492,13 +537,33 @@ class SpineAnnotationWidget(QWidget):
         lay.addWidget(self.flags_label, 3, 0)
         lay.addLayout(flags, 3, 1, 1, 2)
 
-        lay.addWidget(QLabel("Time point"), 4, 0)
+        # the reader's own Genant grade / shape of the same vertebra (kept beside the
+        # computed one; also: G key, right-click on the table)
+        self.genant_label = QLabel("Genant (reader)")
+        self.genant_label.setToolTip("Your own Genant grade and shape of this vertebra: "
+                                     "saved beside the computed ones (computed = no override)")
+        lay.addWidget(self.genant_label, 4, 0)
+        self.genant_grade_combo = QComboBox()
+        self.genant_grade_combo.addItems([t for t, _ in GENANT_GRADE_CHOICES])
+        self.genant_grade_combo.setToolTip("Reader's Genant grade (G key: next grade of the "
+                                           "vertebra under the mouse / just finished)")
+        self.genant_grade_combo.currentIndexChanged.connect(
+            lambda i: self._genant_chosen(grade=GENANT_GRADE_CHOICES[i][1]))
+        self.genant_shape_combo = QComboBox()
+        self.genant_shape_combo.addItems([t for t, _ in GENANT_SHAPE_CHOICES])
+        self.genant_shape_combo.setToolTip("Reader's Genant shape")
+        self.genant_shape_combo.currentIndexChanged.connect(
+            lambda i: self._genant_chosen(shape=GENANT_SHAPE_CHOICES[i][1]))
+        lay.addWidget(self.genant_grade_combo, 4, 1)
+        lay.addWidget(self.genant_shape_combo, 4, 2)
+
+        lay.addWidget(QLabel("Time point"), 5, 0)
         self.time_combo = QComboBox()
         self.time_combo.addItems(["from DICOM dates", "preop", "postop", "followup"])
         self.time_combo.currentIndexChanged.connect(
             lambda i: self._call(self.controller.set_time_point,
                                  None if i == 0 else self.time_combo.itemText(i)))
-        lay.addWidget(self.time_combo, 4, 1, 1, 2)
+        lay.addWidget(self.time_combo, 5, 1, 1, 2)
         return w
 
     def _findings_tab(self) -> QWidget:
@@ -606,6 +671,7 @@ class SpineAnnotationWidget(QWidget):
             "F": lambda _: self.flag_here("fractured"),
             "T": lambda _: self.flag_here("treated"),
             "X": lambda _: self.flag_here("excluded"),
+            "G": lambda _: self.next_genant_grade_here(),
             "Shift-S": lambda _: self.save(),
         }
         target = self.viewer if layer is None else layer
@@ -661,6 +727,65 @@ class SpineAnnotationWidget(QWidget):
         if self._error is None:
             ctl.last_message = f"{level} {flag}: {'yes' if ctl.flags(level)[flag] else 'no'}"
             self.refresh()
+
+    def set_genant(self, level: str | None = None, **values: Any) -> str | None:
+        """The reader's own Genant ``grade=`` and/or ``shape=`` of ``level`` (default: the
+        vertebra the flags apply to); None = the computed value again."""
+        ctl = self._require()
+        level = level or self._flag_level()
+        if level is None:
+            self._status("no vertebra to grade yet", error=True)
+            return None
+        return self._call(ctl.set_genant_reader, level, **values)
+
+    def next_genant_grade_here(self) -> None:
+        """G: the next reader grade (computed, 0, 1, 2, 3, computed ...) of the vertebra
+        under the mouse, else of the vertebra just finished."""
+        ctl = self._require()
+        level = self._level_under_mouse() or self._flag_level()
+        if level is None or not ctl.points(level):
+            self._status("no vertebra to grade yet", error=True)
+            return
+        values = [v for _t, v in GENANT_GRADE_CHOICES]
+        grade = ctl.genant_reader(level)[0]
+        self.set_genant(level, grade=values[(values.index(grade) + 1) % len(values)])
+
+    def _genant_chosen(self, **values: Any) -> None:
+        if not self._syncing and self.controller is not None:
+            self.set_genant(**values)
+
+    def _table_menu(self, pos: Any) -> None:
+        """Right-click on a vertebra's column of the table: the reader's Genant grade and
+        shape of that vertebra."""
+        ctl = self.controller
+        header = self.table.horizontalHeader()
+        j = header.logicalIndexAt(pos.x()) if self.sender() is header \
+            else self.table.columnAt(pos.x())
+        levels = self._cache.get("table_levels", [])
+        if ctl is None or not 0 <= j < len(levels):
+            return
+        level = levels[j]
+        menu = self._genant_menu(ctl, level)
+        menu.setObjectName("spine_measure_genant_menu")
+        widget = header if self.sender() is header else self.table.viewport()
+        menu.exec(widget.mapToGlobal(pos))
+
+    def _genant_menu(self, ctl: AnnotationController, level: str) -> QMenu:
+        menu = QMenu(self)
+        grade, shape = ctl.genant_reader(level)
+        menu.addSection(f"{level}: Genant (reader)")
+        for text, value in GENANT_GRADE_CHOICES:
+            a = menu.addAction(f"Grade {text.replace('grade: ', '')}")
+            a.setCheckable(True)
+            a.setChecked(value == grade)
+            a.triggered.connect(lambda _=False, v=value: self.set_genant(level, grade=v))
+        menu.addSeparator()
+        for text, value in GENANT_SHAPE_CHOICES:
+            a = menu.addAction(f"Shape {text.replace('shape: ', '')}")
+            a.setCheckable(True)
+            a.setChecked(value == shape)
+            a.triggered.connect(lambda _=False, v=value: self.set_genant(level, shape=v))
+        return menu
 
     # ================================================================== films
     def _film_layers(self) -> list[Any]:
@@ -1378,6 +1503,7 @@ class SpineAnnotationWidget(QWidget):
         self._syncing = True
         try:
             fm = ctl.measurements()  # once per redraw: table and on-film grades
+            self._refused = refused_levels(fm)
             self._refresh_layers(ctl, force_points, fm)
             self._refresh_controls(ctl)
             self._refresh_table(ctl, fm)
@@ -1423,8 +1549,11 @@ class SpineAnnotationWidget(QWidget):
                 self.endplates_layer.edge_color = np.array(seg_colours)
 
         pos, text = _layers.level_label_points(ctl)
-        grades = _layers.grade_labels(fm, [t.split()[0] for t in text])
-        text = [f"{t} {g}".rstrip() for t, (g, _c) in zip(text, grades, strict=True)]
+        grades = _layers.grade_labels(fm, [t.split()[0] for t in text],
+                                      {lv: ctl.genant_reader(lv) for lv in ctl.points()})
+        text = [f"{t} {g}".rstrip() if t.split()[0] not in self._refused
+                else f"{t} {REFUSED_MARK} not measured"
+                for t, (g, _c) in zip(text, grades, strict=True)]
         text = self.review_panel.level_texts(ctl, text)
         colours = [c for _g, c in grades]
         # level names sit beside the body: moved only when the body moved by >= 8 px, so a
@@ -1527,6 +1656,15 @@ class SpineAnnotationWidget(QWidget):
         for flag, box in self.flag_boxes.items():
             box.setChecked(bool(level) and ctl.flags(level)[flag])
             box.setEnabled(level is not None)
+        grade, shape = ctl.genant_reader(level) if level else (None, None)
+        self.genant_label.setText(f"Genant of {level or '—'} (reader)")
+        self.genant_grade_combo.setCurrentIndex(
+            [v for _t, v in GENANT_GRADE_CHOICES].index(grade))
+        self.genant_shape_combo.setCurrentIndex(
+            [v for _t, v in GENANT_SHAPE_CHOICES].index(shape))
+        has_points = bool(level) and bool(ctl.points(level))
+        self.genant_grade_combo.setEnabled(has_points)
+        self.genant_shape_combo.setEnabled(has_points)
         tp = ctl.time_point
         self.time_combo.setCurrentIndex(0 if tp is None else
                                         ["preop", "postop", "followup"].index(tp) + 1)
@@ -1554,8 +1692,13 @@ class SpineAnnotationWidget(QWidget):
         saved = ("unsaved changes" if ctl.dirty else
                  f"saved, revision {ctl.revision}" if ctl.revision else "not saved yet")
         where = ctl.annotation_path.name if ctl.annotation_path else "no file"
+        refused = "; ".join(f"{lv} not measured: {why}" for lv, why in self._refused.items())
         if self._error:
             self._status(self._error, error=True)
+        elif refused:
+            self._status(f"{ctl.last_message} · {refused} · {where}: {saved}".strip(" ·"),
+                         error=True)
+            self._error = None  # shown while it lasts, not kept after a fix
         else:
             self._status(f"{ctl.last_message} · {where}: {saved}".strip(" ·"))
 
@@ -1570,15 +1713,41 @@ class SpineAnnotationWidget(QWidget):
         t.setRowCount(len(TABLE_ROWS))
         t.setColumnCount(len(levels))
         headers = []
+        refused = self._refused
+        self._cache["table_levels"] = levels
         for lv in levels:
             fl = ctl.flags(lv)
             marks = "".join(m for f, m in (("treated", " ●T"), ("fractured", " F"),
                                            ("excluded", " ✕")) if fl[f])
-            headers.append(lv + marks)
+            headers.append(lv + marks + (f" {REFUSED_MARK}" if lv in refused else ""))
         t.setHorizontalHeaderLabels(headers)
+        for j, lv in enumerate(levels):
+            if lv in refused and (h := t.horizontalHeaderItem(j)) is not None:
+                h.setForeground(QColor("#ff8a80"))
+                h.setToolTip(f"{lv} not measured: {refused[lv]}")
+        self.refused_label.setText("\n".join(f"{REFUSED_MARK} {lv} not measured: {why}"
+                                             for lv, why in refused.items()))
+        self.refused_label.setVisible(bool(refused))
         labels = []
         for i, (name, label) in enumerate(TABLE_ROWS):
             unit = ""
+            if name in _READER_ROWS:  # the reader's override, from the annotation
+                for j, lv in enumerate(levels):
+                    value = ctl.genant_reader(lv)[_READER_ROWS[name]]
+                    text = "—" if value is None else (
+                        _SHAPE_SHORT.get(str(value), str(value))
+                        if name == "genant_shape_reader" else str(value))
+                    item = QTableWidgetItem(text)
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                          | Qt.AlignmentFlag.AlignVCenter)
+                    g = ctl.genant_reader(lv)[0]
+                    if g is not None:
+                        item.setForeground(QColor(_layers.grade_colour(g)))
+                    item.setToolTip("reader's own value (— : none, the computed one is used); "
+                                    "right-click to change")
+                    t.setItem(i, j, item)
+                labels.append(label)
+                continue
             for j, lv in enumerate(levels):
                 r = fm.vertebrae[lv].get(name)
                 if r is None:
@@ -1635,7 +1804,7 @@ class SpineAnnotationWidget(QWidget):
             sd, source="napari landmark SD"))
         levels = list(fm.vertebrae)
         for i, (name, _label) in enumerate(TABLE_ROWS):
-            if REGISTRY[name].kind not in ("length", "angle", "ratio"):
+            if name not in REGISTRY or REGISTRY[name].kind not in ("length", "angle", "ratio"):
                 continue
             for j, lv in enumerate(levels):
                 item = self.table.item(i, j)
