@@ -326,6 +326,8 @@ class SpineAnnotationWidget(QWidget):
         self.controller: AnnotationController | None = None
         self._controllers: dict[str, AnnotationController] = {}
         self._image_layer: Any = None
+        self._watched: set[int] = set()  # film layers whose visibility is followed
+        self._switching = False
         self._keys: list[tuple[str, str]] = []
         self._syncing = False
         self._placing = True
@@ -794,6 +796,10 @@ class SpineAnnotationWidget(QWidget):
 
     def _films_changed(self, *_: Any) -> None:
         layers = self._film_layers()
+        for ly in layers:  # the eye icon of the layer list switches films too
+            if id(ly) not in self._watched:
+                self._watched.add(id(ly))
+                ly.events.visible.connect(lambda _e=None, lay=ly: self._film_visibility(lay))
         names = [ly.name for ly in layers]
         if self._image_layer is not None and self._image_layer not in layers:
             # the film on screen was closed: its session stops receiving clicks
@@ -807,6 +813,26 @@ class SpineAnnotationWidget(QWidget):
             self.film_combo.blockSignals(False)
         if names and self._image_layer is None:
             self.set_film(layers[0])
+
+    def _film_visibility(self, layer: Any) -> None:
+        """A film shown or hidden with the layer list's eye icon (or ``layer.visible``): the
+        session follows the film the reader is looking at, by the same route as the Film
+        box (:meth:`set_film`: per-film sessions, unreadable annotations asked about).
+        Hiding the film on screen moves to the top visible film; with no film visible no
+        session receives clicks until one is shown."""
+        if self._switching or layer not in self._film_layers():
+            return
+        if layer.visible and (layer is not self._image_layer or self.controller is None):
+            self.set_film(layer)
+        elif not layer.visible and layer is self._image_layer:
+            shown = [ly for ly in self._film_layers() if ly.visible]
+            if shown:
+                self.set_film(shown[-1])  # the top one: what the reader sees
+            else:
+                self.controller = None  # nothing on screen: clicks go nowhere
+                self.prompt_label.setText("No film shown: show one (eye icon in the layer "
+                                          "list) or choose it in the Film box")
+                self._update_notice()
 
     def _layer_inserted(self, event: Any) -> None:
         """A layer was added (File > Open, drag and drop, the console). A film opened
@@ -846,7 +872,7 @@ class SpineAnnotationWidget(QWidget):
     def _film_selected(self, *_: Any) -> None:
         name = self.film_combo.currentText()
         layer = next((ly for ly in self._film_layers() if ly.name == name), None)
-        if layer is not None and layer is not self._image_layer:
+        if layer is not None and (layer is not self._image_layer or self.controller is None):
             self.set_film(layer)
 
     def _detach(self) -> None:
@@ -867,9 +893,13 @@ class SpineAnnotationWidget(QWidget):
         radiograph = image_layer.metadata["radiograph"]
         key = radiograph.metadata.path
         self.controller = None  # nothing may reach the previous film's session any more
-        for ly in self._film_layers():
-            ly.visible = ly is image_layer
         self._image_layer = image_layer
+        self._switching = True  # hiding the other films is part of this switch
+        try:
+            for ly in self._film_layers():
+                ly.visible = ly is image_layer
+        finally:
+            self._switching = False
         if self.film_combo.currentText() != image_layer.name:
             self.film_combo.blockSignals(True)
             self.film_combo.setCurrentText(image_layer.name)
