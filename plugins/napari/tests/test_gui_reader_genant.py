@@ -139,6 +139,12 @@ def test_reader_genant_override_drawn_saved_exported_and_undone(window, qtbot, c
     assert ctl.genant_reader("T12") == (0, "none")
     assert "shape none" in widget.status_label.text()
     assert _label(widget, "T12") == "T12 G0 (reader)"
+    # Shift-G: the shape goes none -> wedge, so the grade 0 is computed again; U undoes it
+    key(qtbot, viewer, "G", Qt.KeyboardModifier.ShiftModifier)
+    assert ctl.genant_reader("T12") == (None, "wedge")
+    assert "grade computed again" in widget.status_label.text()
+    key(qtbot, viewer, "U")
+    assert ctl.genant_reader("T12") == (0, "none")
     assert ctl.level == "L3" and ctl.next_point() == ("L3", "As")  # the sequence goes on
 
     # saved with Shift-S: the file keeps the reader's values beside the points

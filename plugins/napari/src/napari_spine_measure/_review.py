@@ -322,9 +322,10 @@ class ReviewPanel(QWidget):
         worker = create_worker(
             _compute_proposal, open_rg.get(source.resolve()), source, found[1], target,
             existing, _start_thread=False,
-            _connect={"returned": lambda result, j=job: self._finished(j, result),
-                      "errored": lambda exc, j=job: self._failed(j, exc),
-                      "finished": lambda j=job: self._job_done(j)})
+            _connect={"returned": lambda result, j=job: self._deliver(self._finished, j,
+                                                                       result),
+                      "errored": lambda exc, j=job: self._deliver(self._failed, j, exc),
+                      "finished": lambda j=job: self._deliver(self._job_done, j)})
         self._job = job
         job.worker = worker
         self.propose_button.setEnabled(False)
@@ -334,6 +335,14 @@ class ReviewPanel(QWidget):
         self.w._status(f"proposing from {source.name} in the background")
         worker.start()
         return job
+
+    def _deliver(self, fn: Any, *args: Any) -> None:
+        """Hand the worker's outcome to ``fn`` unless the window was closed meanwhile (the
+        proposal is then simply not used: nothing of the reader's is lost)."""
+        from qtpy import sip
+
+        if not sip.isdeleted(self) and not sip.isdeleted(self.result_label):
+            fn(*args)
 
     def _say_error(self, source: Path, exc: BaseException) -> None:
         text = str(exc)

@@ -137,6 +137,8 @@ HOTKEYS = {
     "X": "flag excluded: the vertebra under the mouse, else the one just finished",
     "G": "reader's Genant grade of the vertebra under the mouse, else the one just "
          "finished: computed -> 0 -> 1 -> 2 -> 3 -> computed",
+    "Shift-G": "reader's Genant shape of the same vertebra: computed -> none -> wedge -> "
+               "biconcave -> crush -> computed",
     "Shift-S": "save",
 }
 """The plugin's keys. They work whichever layer is active (bound on every film and
@@ -673,7 +675,8 @@ class SpineAnnotationWidget(QWidget):
             "F": lambda _: self.flag_here("fractured"),
             "T": lambda _: self.flag_here("treated"),
             "X": lambda _: self.flag_here("excluded"),
-            "G": lambda _: self.next_genant_grade_here(),
+            "G": lambda _: self.next_genant_here("grade"),
+            "Shift-G": lambda _: self.next_genant_here("shape"),
             "Shift-S": lambda _: self.save(),
         }
         target = self.viewer if layer is None else layer
@@ -740,17 +743,19 @@ class SpineAnnotationWidget(QWidget):
             return None
         return self._call(ctl.set_genant_reader, level, **values)
 
-    def next_genant_grade_here(self) -> None:
-        """G: the next reader grade (computed, 0, 1, 2, 3, computed ...) of the vertebra
-        under the mouse, else of the vertebra just finished."""
+    def next_genant_here(self, field: str) -> None:
+        """G / Shift-G: the next reader grade (computed, 0, 1, 2, 3, computed ...) or shape
+        (computed, none, wedge, biconcave, crush, computed ...) of the vertebra under the
+        mouse, else of the vertebra just finished."""
         ctl = self._require()
         level = self._level_under_mouse() or self._flag_level()
         if level is None or not ctl.points(level):
             self._status("no vertebra to grade yet", error=True)
             return
-        values = [v for _t, v in GENANT_GRADE_CHOICES]
-        grade = ctl.genant_reader(level)[0]
-        self.set_genant(level, grade=values[(values.index(grade) + 1) % len(values)])
+        choices = GENANT_GRADE_CHOICES if field == "grade" else GENANT_SHAPE_CHOICES
+        values = [v for _t, v in choices]
+        now = ctl.genant_reader(level)[0 if field == "grade" else 1]
+        self.set_genant(level, **{field: values[(values.index(now) + 1) % len(values)]})
 
     def _genant_chosen(self, **values: Any) -> None:
         if not self._syncing and self.controller is not None:
