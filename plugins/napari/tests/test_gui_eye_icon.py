@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from napari_gui import click, click_eye, focus_canvas, open_film
+from napari_gui import click, click_eye, focus_canvas, key, open_film
 from napari_samples import copy_film, truth_points
 
 pytestmark = pytest.mark.gui
@@ -68,6 +68,9 @@ def test_eye_icon_switches_the_session_to_the_film_shown(make_napari_viewer, qtb
     click(qtbot, viewer, widget.landmarks_layer, *pts["Ps"])
     assert set(_autosaved(post)["L1"]) == {"As", "Ms"}
     assert set(_autosaved(pre)["L1"]) == {"As"}
+    key(qtbot, viewer, "U")  # a key says why nothing happens (no traceback)
+    assert widget.status_label.text().startswith("no film being annotated")
+    assert set(_autosaved(post)["L1"]) == {"As", "Ms"}
 
     # the follow-up film, whose annotation cannot be read: read-only, the file untouched
     click_eye(qtbot, viewer, lay_fup)

@@ -681,7 +681,20 @@ class SpineAnnotationWidget(QWidget):
         }
         target = self.viewer if layer is None else layer
         for key, fn in actions.items():
-            target.bind_key(key, fn, overwrite=True)
+            target.bind_key(key, self._guarded(fn), overwrite=True)
+
+    def _guarded(self, fn: Any) -> Any:
+        """A key's action; without a session (no film shown) it says so instead of
+        raising inside napari's key handling."""
+
+        def run(event: Any) -> Any:
+            try:
+                return fn(event)
+            except SessionError as exc:
+                self._status(str(exc), error=True)
+                return None
+
+        return run
 
     def _placing_shown(self) -> bool:
         lay = self.landmarks_layer
@@ -1138,7 +1151,8 @@ class SpineAnnotationWidget(QWidget):
     # ================================================================== actions
     def _require(self) -> AnnotationController:
         if self.controller is None:
-            raise SessionError("open a film first (File > Open, or the sample data)")
+            raise SessionError("no film being annotated: open one (File > Open, or the sample "
+                               "data) or show one (Film box, eye icon in the layer list)")
         return self.controller
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -1730,10 +1744,10 @@ class SpineAnnotationWidget(QWidget):
         refused = "; ".join(f"{lv} not measured: {why}" for lv, why in self._refused.items())
         if self._error:
             self._status(self._error, error=True)
-        elif refused:
-            self._status(f"{ctl.last_message} · {refused} · {where}: {saved}".strip(" ·"),
-                         error=True)
-            self._error = None  # shown while it lasts, not kept after a fix
+        elif refused:  # in red while it lasts (not kept after a fix, not logged per move)
+            self.status_label.setText(
+                f"{ctl.last_message} · {refused} · {where}: {saved}".strip(" ·"))
+            self.status_label.setStyleSheet("color: #ff8a80;")
         else:
             self._status(f"{ctl.last_message} · {where}: {saved}".strip(" ·"))
 
