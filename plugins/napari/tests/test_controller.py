@@ -342,3 +342,23 @@ def test_reader_genant_rules_undo_autosave_and_file(postop_film, tmp_path):
     ctl.set_genant_reader("L1", grade=3)
     ctl.delete_level("L1")
     assert ctl.genant_reader("L1") == (None, None)
+
+
+def test_recovering_an_autosave_with_a_bad_genant_override_is_one_clear_error(
+        postop_film, tmp_path):
+    ctl = AnnotationController.from_radiograph(load_radiograph(postop_film),
+                                               annotation_path=tmp_path / "a.sm.json")
+    ctl.select_level("L1")
+    _place_level(ctl, postop_film, "L1")
+    ctl.set_genant_reader("L1", grade=2, shape="wedge")
+    data = json.loads(ctl.autosave_path.read_text())
+    assert data["genant"] == {"L1": [2, "wedge"]}
+    for bad, why in (([0, "wedge"], "contradicts"), ([7, None], "0-3"),
+                     (["x"], "Genant state")):
+        data["genant"] = {"L1": bad}
+        ctl.autosave_path.write_text(json.dumps(data))
+        again = AnnotationController.from_radiograph(load_radiograph(postop_film),
+                                                     annotation_path=tmp_path / "a.sm.json")
+        with pytest.raises(SessionError, match=why):
+            again.recover()
+        assert again.points() == {}  # nothing half-recovered

@@ -960,7 +960,10 @@ class SpineAnnotationWidget(QWidget):
                 "Recover unsaved work?",
                 f"An autosave of {Path(radiograph.metadata.path).name} exists (a session "
                 "ended without saving). Recover it?"):
-            ctl.recover()
+            try:
+                ctl.recover()
+            except SessionError as exc:  # the autosave is kept as it is
+                ctl.last_message = f"not recovered: {exc}"
         return ctl
 
     def _unreadable(self, ctl: AnnotationController, exc: Exception) -> None:

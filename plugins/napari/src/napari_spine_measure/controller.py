@@ -109,6 +109,18 @@ _UNDO_LIMIT = 500
 _KEEP = object()  # "leave this field as it is"
 
 
+def _genant_problem(level: str, grade: Any, shape: Any) -> str | None:
+    """Why ``grade`` / ``shape`` cannot be a reader's Genant override of ``level`` (each
+    0-3 / one of :data:`GENANT_SHAPES`, or None = computed), else None."""
+    if grade is not None and (isinstance(grade, bool) or not isinstance(grade, int | np.integer)
+                              or not 0 <= int(grade) <= 3):
+        return f"{level}: reader Genant grade must be 0-3 or computed; got {grade!r}"
+    if shape is not None and shape not in GENANT_SHAPES:
+        return (f"{level}: reader Genant shape must be one of {', '.join(GENANT_SHAPES)} or "
+                f"computed; got {shape!r}")
+    return None
+
+
 class SessionError(ValueError):
     """An action that cannot be done in the current state (message says why)."""
 
@@ -705,13 +717,9 @@ class AnnotationController:
         old_g, old_s = self.genant_reader(level)
         g = old_g if grade is _KEEP else grade
         sh = old_s if shape is _KEEP else shape
-        if g is not None and (isinstance(g, bool) or not isinstance(g, int | np.integer)
-                              or not 0 <= int(g) <= 3):
-            raise SessionError(f"{level}: reader Genant grade must be 0-3 or computed; "
-                               f"got {g!r}")
-        if sh is not None and sh not in GENANT_SHAPES:
-            raise SessionError(f"{level}: reader Genant shape must be one of "
-                               f"{', '.join(GENANT_SHAPES)} or computed; got {sh!r}")
+        why = _genant_problem(level, g, sh)
+        if why:
+            raise SessionError(why)
         g = None if g is None else int(g)
         note = ""
         if grade is not _KEEP and g == 0 and sh != "none":
@@ -1090,15 +1098,22 @@ class AnnotationController:
         st.time_point = data.get("time_point")
         st.cement = {m["level"]: CementMask.from_dict(m) for m in data.get("cement", [])}
         try:
-            st.genant = {lv: (None if g[0] is None else int(g[0]),
-                              None if g[1] is None else str(g[1]))
-                         for lv, g in (data.get("genant") or {}).items()}
+            st.genant = {}
+            for lv, (g, sh) in (data.get("genant") or {}).items():
+                why = _genant_problem(lv, g, sh)
+                if why is None and g is not None and sh is not None \
+                        and (g == 0) != (sh == "none"):
+                    why = f"{lv}: reader Genant grade {g} contradicts shape {sh}"
+                if why:
+                    raise ValueError(why)
+                st.genant[lv] = (g, sh)
             st.review = {lv: LevelReview(confirmed=bool(r.get("confirmed", True)),
                                          point_source=r.get("point_source") or {},
                                          confidence=r.get("confidence") or {})
                          for lv, r in (data.get("review") or {}).items()}
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise SessionError(f"{p}: invalid review state in the autosave ({exc})") from None
+        except (AttributeError, TypeError, ValueError, IndexError, KeyError) as exc:
+            raise SessionError(f"{p}: invalid review or Genant state in the autosave "
+                               f"({exc})") from None
         base_rev = int(data.get("base_revision", 0))
         if self._base is not None and self._base.revision != base_rev:
             # the file moved on since the crashed session loaded it: keep the crashed base
