@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -328,7 +329,7 @@ class SpineAnnotationWidget(QWidget):
         self.controller: AnnotationController | None = None
         self._controllers: dict[str, AnnotationController] = {}
         self._image_layer: Any = None
-        self._watched: set[int] = set()  # film layers whose visibility is followed
+        self._watched: weakref.WeakSet[Any] = weakref.WeakSet()  # visibility followed
         self._switching = False
         self._keys: list[tuple[str, str]] = []
         self._syncing = False
@@ -815,8 +816,8 @@ class SpineAnnotationWidget(QWidget):
     def _films_changed(self, *_: Any) -> None:
         layers = self._film_layers()
         for ly in layers:  # the eye icon of the layer list switches films too
-            if id(ly) not in self._watched:
-                self._watched.add(id(ly))
+            if ly not in self._watched:
+                self._watched.add(ly)
                 ly.events.visible.connect(lambda _e=None, lay=ly: self._film_visibility(lay))
         names = [ly.name for ly in layers]
         if self._image_layer is not None and self._image_layer not in layers:
