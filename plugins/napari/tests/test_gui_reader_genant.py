@@ -216,6 +216,8 @@ def test_a_drag_that_makes_a_vertebra_implausible_keeps_it_with_the_reason(windo
     assert [t.horizontalHeaderItem(j).text() for j in range(t.columnCount())] == \
         ["T12", "L1", "L2"]
     assert not widget.refused_label.isVisible()
+    assert t.horizontalHeaderItem(1).toolTip() == ""
+    assert t.horizontalHeaderItem(1).data(Qt.ItemDataRole.ForegroundRole) is None
     assert "not measured" not in widget.status_label.text()
     assert _cell(widget, "ha anterior (mm)", "L1").text() != "—"
     ctl.dirty = False

@@ -1766,39 +1766,16 @@ class SpineAnnotationWidget(QWidget):
         t.setRowCount(len(TABLE_ROWS))
         t.setColumnCount(len(levels))
         headers = []
-        refused = self._refused
-        self._cache["table_levels"] = levels
         for lv in levels:
             fl = ctl.flags(lv)
             marks = "".join(m for f, m in (("treated", " ●T"), ("fractured", " F"),
                                            ("excluded", " ✕")) if fl[f])
-            headers.append(lv + marks + (f" {REFUSED_MARK}" if lv in refused else ""))
+            headers.append(lv + marks)
         t.setHorizontalHeaderLabels(headers)
-        for j, lv in enumerate(levels):
-            if lv in refused and (h := t.horizontalHeaderItem(j)) is not None:
-                h.setForeground(QColor("#ff8a80"))
-                h.setToolTip(f"{lv} not measured: {refused[lv]}")
-        self.refused_label.setText("\n".join(f"{REFUSED_MARK} {lv} not measured: {why}"
-                                             for lv, why in refused.items()))
-        self.refused_label.setVisible(bool(refused))
         labels = []
         for i, (name, label) in enumerate(TABLE_ROWS):
             unit = ""
-            if name in _READER_ROWS:  # the reader's override, from the annotation
-                for j, lv in enumerate(levels):
-                    value = ctl.genant_reader(lv)[_READER_ROWS[name]]
-                    text = "—" if value is None else (
-                        _SHAPE_SHORT.get(str(value), str(value))
-                        if name == "genant_shape_reader" else str(value))
-                    item = QTableWidgetItem(text)
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight
-                                          | Qt.AlignmentFlag.AlignVCenter)
-                    g = ctl.genant_reader(lv)[0]
-                    if g is not None:
-                        item.setForeground(QColor(_layers.grade_colour(g)))
-                    item.setToolTip("reader's own value (— : none, the computed one is used); "
-                                    "right-click to change")
-                    t.setItem(i, j, item)
+            if name in _READER_ROWS:  # not measurements: _mark_reader_and_refused fills them
                 labels.append(label)
                 continue
             for j, lv in enumerate(levels):
@@ -1824,8 +1801,51 @@ class SpineAnnotationWidget(QWidget):
             u = _UNIT_TEXT.get(unit, unit)
             labels.append(f"{label}" + (f" ({u})" if u and unit not in ("grade",) else ""))
         t.setVerticalHeaderLabels(labels)
+        self._mark_reader_and_refused(ctl, levels)
         self.review_panel.mark_table(ctl, fm, [name for name, _label in TABLE_ROWS])
         self._schedule_uncertainty()
+
+    def _mark_reader_and_refused(self, ctl: AnnotationController, levels: list[str]) -> None:
+        """The table's reader rows (the reader's own Genant grade and shape, from the
+        annotation) and the vertebrae not measured: ``⚠`` in red in the header, the reason
+        in its tooltip and under the table."""
+        t = self.table
+        self._cache["table_levels"] = levels
+        rows = {name: i for i, (name, _label) in enumerate(TABLE_ROWS) if name in _READER_ROWS}
+        for j, lv in enumerate(levels):
+            own = ctl.genant_reader(lv)
+            for name, i in rows.items():
+                value = own[_READER_ROWS[name]]
+                text = "—" if value is None else (
+                    _SHAPE_SHORT.get(str(value), str(value))
+                    if name == "genant_shape_reader" else str(value))
+                item = t.item(i, j)
+                if item is None:
+                    item = QTableWidgetItem(text)
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                          | Qt.AlignmentFlag.AlignVCenter)
+                    item.setToolTip("your own value (—: none, the computed one stands); "
+                                    "right-click to change")
+                    t.setItem(i, j, item)
+                elif item.text() != text:
+                    item.setText(text)
+                item.setData(Qt.ItemDataRole.ForegroundRole, None if own[0] is None
+                             else QColor(_layers.grade_colour(own[0])))
+        refused = self._refused
+        for j, lv in enumerate(levels):
+            h = t.horizontalHeaderItem(j)
+            if h is None:
+                continue
+            if lv in refused:
+                h.setText(f"{h.text()} {REFUSED_MARK}")
+                h.setForeground(QColor("#ff8a80"))
+                h.setToolTip(f"{lv} not measured: {refused[lv]}")
+            elif " not measured: " in h.toolTip():  # measured again (header items are reused)
+                h.setData(Qt.ItemDataRole.ForegroundRole, None)
+                h.setToolTip("")
+        self.refused_label.setText("\n".join(f"{REFUSED_MARK} {lv} not measured: {why}"
+                                             for lv, why in refused.items()))
+        self.refused_label.setVisible(bool(refused))
 
     def _schedule_uncertainty(self) -> None:
         """(Re)start the delay after which the table gets its "± u" (landmark SD set)."""
