@@ -581,8 +581,8 @@ class AnnotationController:
         src = dict(state.point_source)
         src[name] = source
         conf = {k: c for k, c in state.confidence.items() if k != name}
-        self._state.review[level] = LevelReview(confirmed=state.confirmed, point_source=src,
-                                                confidence=conf)
+        self._state.review[level] = dataclasses.replace(state, point_source=src,
+                                                        confidence=conf)
 
     def _refine(self, level: str, name: str) -> str:
         """Apply :attr:`refiner` to the point just placed or dropped; returns a note for the
@@ -612,9 +612,7 @@ class AnnotationController:
             self.last_message = f"{level} is already confirmed"
             return self.last_message
         self._push("confirm")
-        self._state.review[level] = LevelReview(confirmed=True,
-                                                point_source=state.point_source,
-                                                confidence=state.confidence)
+        self._state.review[level] = dataclasses.replace(state, confirmed=True)
         self.last_message = f"{level} confirmed"
         self._changed()
         return self.last_message
@@ -1034,7 +1032,8 @@ class AnnotationController:
             "cement": [m.to_dict() for m in s.cement.values()],
             "genant": {lv: list(g) for lv, g in s.genant.items()},
             "review": {lv: {"confirmed": r.confirmed, "point_source": dict(r.point_source),
-                            "confidence": dict(r.confidence)}
+                            "confidence": dict(r.confidence),
+                            "flag_source": dict(r.flag_source)}
                        for lv, r in s.review.items()},
         }
 
@@ -1109,7 +1108,8 @@ class AnnotationController:
                 st.genant[lv] = (g, sh)
             st.review = {lv: LevelReview(confirmed=bool(r.get("confirmed", True)),
                                          point_source=r.get("point_source") or {},
-                                         confidence=r.get("confidence") or {})
+                                         confidence=r.get("confidence") or {},
+                                         flag_source=r.get("flag_source") or {})
                          for lv, r in (data.get("review") or {}).items()}
         except (AttributeError, TypeError, ValueError, IndexError, KeyError) as exc:
             raise SessionError(f"{p}: invalid review or Genant state in the autosave "
