@@ -21,17 +21,37 @@ Three sub-commands; each writes CSVs and a summary into ``--out`` (never into th
     (smooth random field, at most ~4 px), a gamma / contrast change, noise and a bright
     cement-like blob in a lumbar body; the truth is the expert corners mapped by the same
     warp. Errors in pixels. Refinement: the expert corners of the original film perturbed by
-    N(0, 5 px) (all four corners of a body, as a reader's clicks) are refined (radius 15 px).
+    N(0, 5 px) (all four corners of a body, as a reader's clicks) are refined (radius 15 px),
+    each with the vertebra's other three corners as clicked (perturbed) for the directions.
     Nothing derived from the data is written outside ``--out``; do not commit it.
 
-``figures --out DIR [--docs docs/figures]``
-    Plots from the CSVs of the two runs above: ``propagation_eval.png``.
+``refine-aasce DATA_DIR --out DIR [--radius 15] [--sigma 2] [--seed 1] [--limit N]``
+    Click refinement alone on the AASCE training split (every film, or ``--limit`` of them),
+    without the second time point. The films are split in two halves by a seeded permutation
+    (``--seed``): ``tune`` (the half any change of the method may be tried on) and
+    ``holdout`` (reported, never tuned on); the summary gives both halves and all films. Per
+    vertebra, the reader's four clicks are the four expert corners each perturbed by
+    N(0, 5 px) per coordinate (independent draws), and each corner is refined with the
+    vertebra's other three corners *as clicked* (perturbed) giving the directions — what a
+    reader who clicked all four corners would get. A second, diagnostic refinement clicks the
+    corner exactly on the expert's position (the other three still perturbed): when the
+    refinement answers there, how far it moves measures how far the edges it finds lie from
+    where the expert put the corner. Writes ``aasce_refine_split.csv`` and
+    ``aasce_refine_summary.txt``.
+
+``figures --out DIR [--docs docs/figures] [--only refine-aasce]``
+    Plots from the CSVs of the runs above: ``propagation_eval.png``,
+    ``propagation_example.png`` and, when ``refine-aasce`` was run, ``refine_aasce.png``
+    (errors only, never an image of a film); ``--only refine-aasce`` makes that one alone.
 
 Usage (the figures in ``docs/propagation.md`` come from exactly these)::
 
     python benchmarks/eval_propagation.py synthetic --out /tmp/prop_eval
     python benchmarks/eval_propagation.py aasce /path/to/ke30_u7_AASCE2019 --out /tmp/prop_eval
+    python benchmarks/eval_propagation.py refine-aasce /path/to/ke30_u7_AASCE2019 \
+        --out /tmp/prop_eval
     python benchmarks/eval_propagation.py figures --out /tmp/prop_eval
+    python benchmarks/eval_propagation.py figures --out /tmp/prop_eval --only refine-aasce
 """
 
 from __future__ import annotations
@@ -358,14 +378,106 @@ def summarise_aasce(points, failures, refine_rows, films) -> list[str]:
     return lines
 
 
+def split_halves(n: int, seed: int) -> dict[int, str]:
+    """Film index -> ``"tune"`` or ``"holdout"``: a seeded permutation of ``range(n)``, its
+    first ``n // 2`` films are the tuning half. The same ``n`` and ``seed`` always give the
+    same split."""
+    perm = np.random.default_rng([seed, 0x5EED]).permutation(n)
+    return {int(i): ("tune" if k < n // 2 else "holdout") for k, i in enumerate(perm)}
+
+
+def run_refine_aasce(root: Path, out: Path, limit: int | None, seed: int, radius: float,
+                     sigma: float) -> int:
+    from PIL import Image
+
+    data, names, lm = _aasce_films(root)
+    half = split_halves(len(names), seed)
+    films = range(len(names))
+    if limit is not None:
+        films = sorted(np.random.default_rng(seed).choice(len(names), size=min(limit,
+                       len(names)), replace=False))
+    rows: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    for n_done, i in enumerate(films):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = np.asarray(Image.open(data / names[i]).convert("L"), dtype=np.float32)
+        h, w = img.shape
+        truth = _ap_landmarks(lm[i], w, h)
+        rng = np.random.default_rng([seed, 17, int(i)])
+        for v in truth:
+            noisy = {n: tuple(v.point(n) + rng.normal(0, 5.0, 2)) for n in v.points}
+            for n in v.points:
+                t = v.point(n)
+                r = refine_landmark(img, noisy, n, radius_px=radius, sigma_px=sigma)
+                exact = refine_landmark(img, {**noisy, n: tuple(t)}, n, radius_px=radius,
+                                        sigma_px=sigma)
+                rows.append({"film": int(i), "half": half[int(i)], "level": v.level,
+                             "point": n,
+                             "before_px": round(float(np.hypot(*(np.asarray(noisy[n]) - t))), 4),
+                             "after_px": round(float(np.hypot(*(np.asarray(r.point) - t))), 4),
+                             "refined": r.ok, "reason": r.reason or "",
+                             "exact_refined": exact.ok,
+                             "exact_moved_px": round(exact.distance, 4)})
+        if (n_done + 1) % 20 == 0 or n_done + 1 == len(films):
+            print(f"{n_done + 1}/{len(films)} films ({time.perf_counter() - t0:.0f} s)",
+                  file=sys.stderr)
+    _write_csv(out / "aasce_refine_split.csv", rows)
+    lines = summarise_refine_split(rows, radius, sigma, seed)
+    (out / "aasce_refine_summary.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def _truthy(x: Any) -> bool:
+    return x in (True, "True")
+
+
+def summarise_refine_split(rows, radius: float, sigma: float, seed: int) -> list[str]:
+    """One line per half (tune, holdout) and for all films: the median error before and
+    after, the reduction, the share no worse, the share refined; and the exact-click
+    diagnostic (how far an answer moves a click placed on the expert's corner)."""
+    lines = [f"AASCE training split, click refinement only (radius {radius:g} px, sigma "
+             f"{sigma:g} px; halves by seed {seed}); clicks = expert corners + N(0, 5 px), "
+             "the vertebra's other corners also perturbed"]
+    for name in ("tune", "holdout", "all"):
+        sel = [r for r in rows if name == "all" or r["half"] == name]
+        if not sel:
+            continue
+        b = np.array([float(r["before_px"]) for r in sel])
+        a = np.array([float(r["after_px"]) for r in sel])
+        ok = np.array([_truthy(r["refined"]) for r in sel])
+        ex = np.array([_truthy(r["exact_refined"]) for r in sel])
+        moved = np.array([float(r["exact_moved_px"]) for r in sel])[ex]
+        n_f = len({r["film"] for r in sel})
+        worse_ref = float(np.mean(a[ok] > b[ok] + 1e-9)) if ok.any() else float("nan")
+        lines.append(
+            f"{name}: {n_f} films, n={len(b)} clicks, median error {np.median(b):.2f} -> "
+            f"{np.median(a):.2f} px ({1 - np.median(a) / np.median(b):.0%} reduction; target "
+            f">= 40 %), no worse for {np.mean(a <= b + 1e-9):.1%} (target >= 90 %), refined "
+            f"{ok.mean():.1%} (worse for {worse_ref:.0%} of those); exact click answered "
+            f"{ex.mean():.1%}, moved median {_q(list(moved), 50):.1f} px (p90 "
+            f"{_q(list(moved), 90):.1f})")
+    return lines
+
+
 # --------------------------------------------------------------------------- figures
 
 
-def run_figures(out: Path, docs: Path) -> int:
+def run_figures(out: Path, docs: Path, only: str | None = None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    if only == "refine-aasce":
+        rs = _read_csv(out / "aasce_refine_split.csv")
+        if not rs:
+            sys.exit(f"{out / 'aasce_refine_split.csv'}: missing or empty; run refine-aasce "
+                     "first")
+        docs.mkdir(parents=True, exist_ok=True)
+        print(refine_split_figure(rs, docs / "refine_aasce.png"))
+        return 0
 
     sp = _read_csv(out / "synthetic_points.csv")
     sa = _read_csv(out / "synthetic_angles.csv")
@@ -432,7 +544,58 @@ def run_figures(out: Path, docs: Path) -> int:
     plt.close(fig)
     print(dest)
     print(example_figure(docs / "propagation_example.png"))
+    rs = _read_csv(out / "aasce_refine_split.csv")
+    if rs:
+        print(refine_split_figure(rs, docs / "refine_aasce.png"))
     return 0
+
+
+def refine_split_figure(rows: list[dict[str, str]], dest: Path) -> Path:
+    """Summary plots of ``refine-aasce`` (errors only, no image of a film): before/after
+    per click by half, and how far an answer moves a click placed on the expert's corner."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.3))
+    ax = axes[0]
+    for half, col in (("tune", "tab:blue"), ("holdout", "tab:orange")):
+        sel = [r for r in rows if r["half"] == half and _truthy(r["refined"])]
+        b = np.array([float(r["before_px"]) for r in sel])
+        a = np.array([float(r["after_px"]) for r in sel])
+        ax.scatter(b, a, s=4, alpha=0.4, color=col,
+                   label=f"{half}: {len(sel)} refined clicks")
+    ax.plot([0, 22], [0, 22], color="grey", ls="--")
+    ax.set_xlabel("clicked corner error (px), N(0, 5 px)")
+    ax.set_ylabel("after refinement (px)")
+    ax.set_title("Refined clicks only (the rest stay put)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    labels, before, after = [], [], []
+    for half in ("tune", "holdout", "all"):
+        sel = [r for r in rows if half == "all" or r["half"] == half]
+        labels.append(f"{half}\n{len({r['film'] for r in sel})} films")
+        before.append(np.median([float(r["before_px"]) for r in sel]))
+        after.append(np.median([float(r["after_px"]) for r in sel]))
+    x = np.arange(len(labels))
+    ax.bar(x - 0.2, before, 0.4, label="clicked")
+    ax.bar(x + 0.2, after, 0.4, label="after refinement")
+    ax.axhline(0.6 * before[-1], color="grey", ls=":", label="target (-40 %)")
+    ax.set_ylim(0, 1.35 * max(before + after))
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("median corner error (px)")
+    ax.set_title("Median error by half", fontsize=10)
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    moved = [float(r["exact_moved_px"]) for r in rows if _truthy(r["exact_refined"])]
+    n_all = len(rows)
+    ax.hist(moved, bins=np.arange(0, 16, 1.0), color="tab:green")
+    ax.set_xlabel("distance moved (px)")
+    ax.set_ylabel("clicks")
+    ax.set_title(f"Click exactly on the expert corner: answered {len(moved) / n_all:.1%},\n"
+                 f"moved median {_q(moved, 50):.1f} px", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(dest, dpi=80)
+    plt.close(fig)
+    return dest
 
 
 def example_figure(dest: Path, patient: str = "SM002") -> Path:
@@ -508,18 +671,35 @@ def main(argv: list[str] | None = None) -> int:
     s2.add_argument("--out", type=Path, required=True)
     s2.add_argument("--limit", type=int, default=60)
     s2.add_argument("--seed", type=int, default=1)
+    s4 = sub.add_parser("refine-aasce")
+    s4.add_argument("data", type=Path)
+    s4.add_argument("--out", type=Path, required=True)
+    s4.add_argument("--limit", type=int, default=None)
+    s4.add_argument("--seed", type=int, default=1)
+    s4.add_argument("--radius", type=float, default=15.0)
+    s4.add_argument("--sigma", type=float, default=2.0)
     s3 = sub.add_parser("figures")
     s3.add_argument("--out", type=Path, required=True)
     s3.add_argument("--docs", type=Path,
                     default=Path(__file__).resolve().parents[1] / "docs" / "figures")
+    s3.add_argument("--only", choices=("refine-aasce",), default=None,
+                    help="only the refine-aasce figure (refine_aasce.png)")
     args = ap.parse_args(argv)
+    if args.cmd == "refine-aasce":
+        if not (args.radius > 0 and args.sigma > 0):
+            ap.error(f"--radius and --sigma must be > 0; got {args.radius:g} and {args.sigma:g}")
+        if args.limit is not None and args.limit < 1:
+            ap.error(f"--limit must be >= 1; got {args.limit}")
     if args.cmd != "figures":
         args.out.mkdir(parents=True, exist_ok=True)
     if args.cmd == "synthetic":
         return run_synthetic(args.out, args.variations, args.seed, args.patients)
     if args.cmd == "aasce":
         return run_aasce(args.data, args.out, args.limit, args.seed)
-    return run_figures(args.out, args.docs)
+    if args.cmd == "refine-aasce":
+        return run_refine_aasce(args.data, args.out, args.limit, args.seed, args.radius,
+                                args.sigma)
+    return run_figures(args.out, args.docs, args.only)
 
 
 if __name__ == "__main__":

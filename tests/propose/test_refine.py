@@ -143,3 +143,25 @@ def test_refine_command(tmp_path, capsys):
     assert main(["refine", str(films / "SM001_preop.dcm"), "--out", str(out),
                  "--no-progress"]) == 3
     assert "exists; not replaced" in capsys.readouterr().err
+
+
+def test_a_short_edge_is_not_an_answer():
+    """A strong edge shorter than half the sampled length (on AP films: a pedicle ring or a
+    rib crossing the corner) is refused; the same corner of a long body is found."""
+    from scipy import ndimage
+
+    from spine_measure.propose.refine import MIN_EDGE_PROFILES, N_PROFILES
+
+    assert MIN_EDGE_PROFILES > N_PROFILES // 2
+    kw = {"endplate_dir": np.array([0.0, 1.0]), "wall_dir": np.array([1.0, 0.0]),
+          "radius_px": 8}
+    for side, answers in ((12, False), (40, True)):
+        img = np.zeros((120, 120))
+        img[40:40 + side, 40:40 + side] = 1.0
+        img = ndimage.gaussian_filter(img, 0.8)
+        r = refine_point(img, (42.0, 38.0), **kw)
+        assert r.ok is answers, (side, r.reason)
+        if answers:
+            assert np.allclose(r.point, (39.5, 39.5), atol=0.3)
+        else:
+            assert r.point == (42.0, 38.0) and "no clear" in r.reason

@@ -13,8 +13,9 @@ Method (``docs/propagation.md``, "Refining a click"):
 4. The refined corner is the intersection of the two lines; a mid-endplate point is the
    click projected onto the endplate line.
 
-It answers only when the image gives a clear answer: enough strong edge points on each line
-(the peak at least :data:`MIN_CONTRAST` times the window's median gradient), a straight fit
+It answers only when the image gives a clear answer: a strong edge point on at least
+:data:`MIN_EDGE_PROFILES` of the nine profiles of each line (the peak at least
+:data:`MIN_CONTRAST` times the window's median gradient), a straight fit
 (RMS residual <= 1 px + sigma/2), a line within 25 deg of the expected direction, endplate
 and wall at least 30 deg apart, and the result within ``radius_px`` of the click. Otherwise
 the click stays where it is and the result says why.
@@ -33,6 +34,8 @@ from scipy import ndimage
 
 __all__ = [
     "MIN_CONTRAST",
+    "MIN_EDGE_PROFILES",
+    "N_PROFILES",
     "Refinement",
     "refine_landmark",
     "refine_point",
@@ -41,6 +44,15 @@ __all__ = [
 
 MIN_CONTRAST = 2.5
 """An edge point counts when its gradient is at least this many times the window's median."""
+
+N_PROFILES = 9
+"""Profiles sampled across each line (endplate, wall)."""
+
+MIN_EDGE_PROFILES = 7
+"""A line is fitted only when at least this many of its :data:`N_PROFILES` profiles show an
+edge point (outlier removal never leaves fewer): the edge must run along most of its length. A
+short strong edge (on AP films, the ring of a pedicle or a rib crossing the corner) does not
+count; with 4 of 9, most answers on real AP films were such edges (``docs/propagation.md``)."""
 
 # point -> (other corner of its endplate, other corner of its wall); mid points use the
 # endplate's two corners
@@ -130,7 +142,7 @@ def _edge_points(grad_r: np.ndarray, grad_c: np.ndarray, origin: np.ndarray,
 def _fit_line(pts: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, float] | None:
     """(point on line, unit direction, RMS residual) by total least squares with one round of
     outlier removal (residual > max(1.5 px, 2.5 RMS))."""
-    if len(pts) < 4:
+    if len(pts) < MIN_EDGE_PROFILES:
         return None
     for _ in range(2):
         c = pts.mean(0)
@@ -140,10 +152,10 @@ def _fit_line(pts: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, fl
         res = (pts - c) @ n
         rms = float(np.sqrt(np.mean(res ** 2)))
         keep = np.abs(res) <= max(1.5, 2.5 * rms)
-        if keep.all() or keep.sum() < 4:
+        if keep.all() or keep.sum() < MIN_EDGE_PROFILES:
             break
         pts = pts[keep]
-    if len(pts) < 4:
+    if len(pts) < MIN_EDGE_PROFILES:
         return None
     return c, d, rms
 
@@ -216,9 +228,9 @@ def refine_point(image: np.ndarray, click: tuple[float, float], *, endplate_dir:
     floor = MIN_CONTRAST * float(np.median(mag)) + 1e-12
     origin = np.array([r0, c0], float)
     if corner:
-        offs = np.linspace(0.5 * radius_px, reach, 9)
+        offs = np.linspace(0.5 * radius_px, reach, N_PROFILES)
     else:
-        offs = np.linspace(-reach / 2, reach / 2, 9)
+        offs = np.linspace(-reach / 2, reach / 2, N_PROFILES)
     # endplate: profiles across the endplate, rising into the body along the wall / normal
     normal_in = w if not corner else _towards(np.array([-d[1], d[0]]), w)
     ep_pts, _ = _edge_points(gr, gc, origin, c, d, normal_in, offs, radius_px, floor)
