@@ -233,7 +233,9 @@ def test_postop_to_preop_does_not_carry_the_treatment_back():
     pre, _ = _sample("SM001", "preop")
     ev = flag_evidence(post, src, pre)
     assert ev.days is not None and ev.days < 0 and ev.before_procedure
-    result = propose_annotation(post, src, pre, levels=["T12", "L1"])
+    # L1 with both neighbours: each carries the endplate next to it (with T12 alone, L1's
+    # inferior endplate is not found on the pre-op film and L1 is not proposed)
+    result = propose_annotation(post, src, pre, levels=["T12", "L1", "L2"])
     l1 = result.annotation.landmarks["L1"]
     assert l1.fractured and not l1.treated
     rows = {r["level"]: r for r in result.rows}
