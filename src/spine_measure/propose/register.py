@@ -797,9 +797,10 @@ def _reshape_vertebra(v: Vertebra, prop: VertebraProposal, t: sitk.Transform, sr
         lo = np.minimum(epts.min(0), ends.min(0)) - band
         hi = np.maximum(epts.max(0), ends.max(0)) + band
         box = _crop_box(0.5 * (lo + hi), 0.5 * (hi - lo), f_src, src.array(f_src).shape)
+        side = "superior" if group is _SUPERIOR else "inferior"
         if box is None:
-            notes.append(f"{'/'.join(gnames)}: at the film edge, kept at the body's fit")
-            continue
+            return _fail(v.level, f"its {side} endplate lies at the edge of the source film",
+                         conf)
         emask = _endplate_mask(ends, box, f_src, band, inside, pts.mean(0), _ENDPLATE_EXTEND)
         centre = epts.mean(0)
         # candidate starts: the neighbour across the disc (the disc keeps its shape), the
@@ -810,11 +811,12 @@ def _reshape_vertebra(v: Vertebra, prop: VertebraProposal, t: sitk.Transform, sr
             cands.append(("neighbour", nb[0][0], nb[0][1]))
         cands.append(("body", t, conf))
         best = None
+        err: str | None = None
         for label, start, sconf in cands:
             init = _recentred(start, _xy(centre))  # type: ignore[arg-type]
             at_start: list[float] = []
-            tp, pconf, perr = _fit_patch(src, tgt, f_src, f_tgt, box, init, emask,
-                                         _POINT_WEIGHTS, opts, at_start)
+            tp, pconf, err = _fit_patch(src, tgt, f_src, f_tgt, box, init, emask,
+                                        _POINT_WEIGHTS, opts, at_start)
             s0 = at_start[0] if at_start else 0.0
             if tp is None:
                 continue
@@ -824,16 +826,15 @@ def _reshape_vertebra(v: Vertebra, prop: VertebraProposal, t: sitk.Transform, sr
             if move > limit or pconf < floor or pconf < s0 + _MIN_GAIN:
                 # not trusted, or no clearer match than where it starts: kept at the start
                 tp, pconf, q = None, s0, q0
-            cand = (pconf, label, q, min(sconf, pconf), tp is not None, s0)
+            cand = (pconf, label, q, min(sconf, pconf), tp is not None)
             if best is None or cand[0] > best[0] + (_MIN_GAIN if best[1] == "neighbour"
                                                      else 0.0):
                 best = cand
-        if best is None:
-            notes.append(f"{'/'.join(gnames)}: no endplate fit; kept at the body's fit")
-            continue
-        pconf, label, q, c, moved, s0 = best
+        if best is None:  # no fit from any start: the endplate is not placed, not guessed
+            return _fail(v.level, f"its {side} endplate could not be fitted "
+                                  f"({err or 'registration failed'})", conf)
+        pconf, label, q, c, moved = best
         if pconf < opts.min_endplate_confidence:
-            side = "superior" if group is _SUPERIOR else "inferior"
             return _fail(v.level, f"its {side} endplate is not found on the target film (best "
                                   f"match {pconf:.2f} < {opts.min_endplate_confidence:.2f})",
                          conf)
