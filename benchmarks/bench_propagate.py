@@ -6,7 +6,7 @@ same run (median of ``--repeat`` runs after one warm-up):
 
 * ``decode``: ``load_radiograph`` of both films (the baseline: what opening them costs);
 * ``propagate``: :func:`spine_measure.propose.propagate_landmarks` pre-op -> post-op of all
-  seven vertebrae (T10-L4; L1 is treated, so its points get the per-point stage too);
+  seven vertebrae (T10-L4; L1 is treated, so its endplates get stage 3 too);
 * ``refine``: :func:`spine_measure.propose.refine.refine_landmark` of one perturbed corner,
   per click (over every corner of the film).
 

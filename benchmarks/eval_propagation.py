@@ -2,7 +2,7 @@
 
 Three sub-commands; each writes CSVs and a summary into ``--out`` (never into the repository):
 
-``synthetic --out DIR [--variations 2] [--seed 1]``
+``synthetic --out DIR [--variations 2] [--seed 1] [--patients SM001 ...]``
     The seven synthetic sample patients, each rendered as a pre-op / post-op / follow-up
     series once as in ``sample_dicoms/`` and ``--variations - 1`` more times with random
     positioning (rotation +-6 deg, shift +-15 mm), magnification (+-8 %) and kyphosis change
@@ -111,7 +111,8 @@ def _angles(lm: SpineLandmarks, spacing: float) -> dict[tuple[str, str], float]:
     return out
 
 
-def run_synthetic(out: Path, variations: int, seed: int) -> int:
+def run_synthetic(out: Path, variations: int, seed: int,
+                  patients: list[str] | None = None) -> int:
     from spine_measure.synthetic import CASES
     from spine_measure.synthetic.series import SeriesVariation, random_variation, render_series
 
@@ -120,9 +121,17 @@ def run_synthetic(out: Path, variations: int, seed: int) -> int:
     angles: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
     t0 = time.perf_counter()
+    known = {c.patient_id for c in CASES}
+    unknown = sorted(set(patients or ()) - known)
+    if unknown:
+        sys.exit(f"--patients: unknown patient {', '.join(unknown)} "
+                 f"(known: {', '.join(sorted(known))})")
     for case in CASES:
         for k in range(variations):
+            # drawn for every patient, so a patient's variations do not depend on --patients
             var = SeriesVariation() if k == 0 else random_variation(rng)
+            if patients and case.patient_id not in patients:
+                continue
             films = render_series(case, var)
             by_tp = {f.plan.time_point: f for f in films}
             for a, b in PAIRS:
@@ -655,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
     s1.add_argument("--out", type=Path, required=True)
     s1.add_argument("--variations", type=int, default=2)
     s1.add_argument("--seed", type=int, default=1)
+    s1.add_argument("--patients", nargs="+", metavar="ID",
+                    help="only these sample patients (e.g. SM001 SM004), to iterate fast")
     s2 = sub.add_parser("aasce")
     s2.add_argument("data", type=Path)
     s2.add_argument("--out", type=Path, required=True)
@@ -682,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd != "figures":
         args.out.mkdir(parents=True, exist_ok=True)
     if args.cmd == "synthetic":
-        return run_synthetic(args.out, args.variations, args.seed)
+        return run_synthetic(args.out, args.variations, args.seed, args.patients)
     if args.cmd == "aasce":
         return run_aasce(args.data, args.out, args.limit, args.seed)
     if args.cmd == "refine-aasce":

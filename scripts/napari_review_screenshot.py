@@ -47,7 +47,9 @@ def make_screenshot(out_dir: str | Path) -> Path:
             viewer.window.add_dock_widget(widget, name="Spine annotation", area="right")
             viewer.reset_view()
             widget.tabs.setCurrentWidget(widget.review_panel)
-            widget.review_panel.propose()          # from the pre-op film; review starts
+            widget.review_panel.propose()          # from the pre-op film (a worker thread)
+            while widget.review_panel.busy:        # ... then review starts
+                QTest.qWait(50)
             widget.review_panel.confirm_current()  # Enter on T10: on to T11
             camera = getattr(getattr(viewer, "scene", None), "camera", None) or viewer.camera
             pts = np.array(list(widget.controller.points("T12").values()))

@@ -54,6 +54,7 @@ def make_screenshots(out_dir: str | Path, viewer: object = None) -> dict[str, Pa
                     widget.place_point(*points[level][widget.controller.next_point()[1]])
             widget.set_flag("treated", True, level="L1")
             widget.set_flag("fractured", True, level="L1")
+            widget.set_genant("L2", grade=1, shape="wedge")  # a reader's own Genant value
             widget.auto_segment()
             for name in ("As", "Ms"):
                 widget.place_point(*points["L3"][name])

@@ -101,6 +101,34 @@ def test_both_sources_refused(tmp_path, capsys):
     assert "give one of them" in capsys.readouterr().err
 
 
-def test_sr_with_uncertainty_is_not_silent(tmp_path, capsys):
-    assert _batch(SAMPLES / "SM001", tmp_path / "o", "--sr", "--uncertainty", "1") == EXIT_OK
-    assert "the SRs of batch --sr carry no uncertainty" in capsys.readouterr().err
+def test_batch_sr_carries_the_uncertainty_as_export_sr(tmp_path, capsys):
+    """batch --sr --uncertainty writes the SR export-sr --uncertainty writes (same UID, same
+    expanded uncertainties, equal to z_0.975 u of the long table); a resumed --sr run with
+    another model is refused, not mixed."""
+    from spine_measure.sr import read_sr
+
+    out = tmp_path / "o"
+    assert _batch(SAMPLES / "SM001", out, "--sr", "--uncertainty", "1") == EXIT_OK
+    assert "carry no uncertainty" not in capsys.readouterr().err
+    film = SAMPLES / "SM001" / "SM001_postop.dcm"
+    assert main(["export-sr", str(film), "--out", str(tmp_path / "x"), "--pseudonym-key",
+                 "test-key", "--uncertainty", "1"]) == EXIT_OK
+    (exported,) = (tmp_path / "x").glob("*.sr.dcm")
+    (batched,) = [p for p in (out / "sr").rglob(exported.name)]
+    a, b = read_sr(exported), read_sr(batched)
+    assert a.sop_instance_uid == b.sop_instance_uid
+    assert b.uncertainty95 and dict(a.uncertainty95) == dict(b.uncertainty95)
+    row = next(r for r in _read(out / "measurements_long.csv")
+               if r["level"] == "L1" and r["time_point"] == "postop")
+    from spine_measure.sr.export import UNCERTAINTY_COVERAGE  # z of 95 %, 1.95996...
+
+    assert b.uncertainty95["L1"]["ha"] == pytest.approx(
+        UNCERTAINTY_COVERAGE * float(row["ha_mm_u"]), rel=1e-12)
+    # the journalled SRs carry the model: another one is refused, with the option named
+    capsys.readouterr()
+    assert _batch(SAMPLES / "SM001", out, "--sr", "--uncertainty", "0.5") == EXIT_USAGE
+    assert "--uncertainty / --uncertainty-from (with --sr)" in capsys.readouterr().err
+    # without --sr the model stays out of the journal (the tables are reassembled)
+    plain = tmp_path / "plain"
+    assert _batch(SAMPLES / "SM001", plain, "--uncertainty", "1") == EXIT_OK
+    assert _batch(SAMPLES / "SM001", plain, "--uncertainty", "0.5") == EXIT_OK

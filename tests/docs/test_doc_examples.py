@@ -398,3 +398,53 @@ def test_annotation_error_message_examples(tmp_path: Path) -> None:
             load_annotation(path)
         got.append(str(info.value).replace(str(path), "x.sm.json"))
     assert got == shown
+
+
+# --- propagation.md ------------------------------------------------------------------------
+
+def test_propagation_reliability_example(tmp_path: Path, capsys) -> None:
+    """The 'judging it on your own films' commands, as written, on two sample patients: the
+    proposals are paired with the reader's annotations of the same films, the pre-op films
+    (no proposal) are the only unpaired ones, and each used pair's difference is the
+    proposal's value minus the reader's."""
+    import csv
+    import shutil
+
+    from spine_measure.io.annotation import load_annotation
+    from spine_measure.io.radiograph import load_radiograph
+    from spine_measure.measurements import measure_film
+
+    block = block_with(DOCS / "propagation.md", "$ spine-measure reliability", "console")
+    cmds = [shlex.split(ln.removeprefix("$ spine-measure "))
+            for ln in block.body.splitlines() if ln.startswith("$ ")]
+    assert [c[0] for c in cmds] == ["propagate", "reliability"]
+    for d in ("films", "readings", "preop"):
+        (tmp_path / d).mkdir()
+    for pid in ("SM001", "SM003"):
+        for tp in ("preop", "postop", "followup"):
+            shutil.copy(SAMPLE / pid / f"{pid}_{tp}.dcm", tmp_path / "films")
+            shutil.copy(SAMPLE / pid / f"{pid}_{tp}.sm.json", tmp_path / "readings")
+        shutil.copy(SAMPLE / pid / f"{pid}_preop.sm.json", tmp_path / "preop")
+    rc, _, err = run_cli(cmds[0], tmp_path, capsys)
+    assert rc == EXIT_OK, err
+    rc, out, err = run_cli(cmds[1], tmp_path, capsys)
+    assert rc == 1, err  # the pre-op films are unpaired, as the text says
+    with open(tmp_path / "agreement" / "unpaired.csv", newline="") as fh:
+        unpaired = sorted(Path(r["file"]).name for r in csv.DictReader(fh))
+    assert unpaired == ["SM001_preop.sm.json", "SM003_preop.sm.json"]
+    assert "4 paired film(s)" in err
+    with open(tmp_path / "agreement" / "pairs_long.csv", newline="") as fh:
+        pairs = [r for r in csv.DictReader(fh) if r["measurement"] == "wedge_angle"
+                 and r["used"] == "True"]
+    n_proposed = sum(len(load_annotation(p).landmarks)
+                     for p in (tmp_path / "proposed").glob("*.sm.json"))
+    with open(tmp_path / "proposed" / "propagation.csv", newline="") as fh:
+        assert n_proposed == sum(r["status"] == "proposed" for r in csv.DictReader(fh))
+    assert len(pairs) == n_proposed  # every proposed vertebra (no S1 here) has a pair
+    # one pair recomputed independently from the two files
+    r = next(p for p in pairs if p["file_name"] == "SM003_followup.dcm" and p["level"] == "L1")
+    film = load_radiograph(tmp_path / "films" / "SM003_followup.dcm")
+    vals = [measure_film(load_annotation(tmp_path / d / "SM003_followup.sm.json").landmarks,
+                         spacing=film.spacing, calibration_source="pixel_spacing")
+            .get("L1", "wedge_angle").value for d in ("readings", "proposed")]
+    assert float(r["diff_b_minus_a"]) == pytest.approx(vals[1] - vals[0], abs=1e-9)

@@ -1,7 +1,7 @@
 """The napari widget's live values are the values every command computes for the film.
 
 The plugin's controller (no Qt needed) measures the loaded annotation; the service's
-``measure_with_calibration`` -- the call the controller is to make -- and ``measure_film_file``
+``measure_with_calibration`` -- the call the controller makes -- and ``measure_film_file``
 (``measure``, ``batch``, ``export-sr``) must give the same value for every measurement.
 """
 

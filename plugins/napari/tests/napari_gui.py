@@ -112,3 +112,28 @@ def answer_next_question(qtbot, button_text: str, seen: list[str] | None = None)
         raise AssertionError(f"no button {button_text!r} in {[b.text() for b in box.buttons()]}")
 
     QTimer.singleShot(20, _click)
+
+
+def click_eye(qtbot, viewer, layer) -> None:
+    """A left click on the visibility (eye) icon of ``layer`` in napari's layer list."""
+    from qtpy.QtWidgets import QStyle, QStyleOptionViewItem
+
+    view = viewer.window._qt_viewer.layers
+    model = view.model()
+    source = model.sourceModel() if hasattr(model, "sourceModel") else model
+    row = next(r for r in range(source.rowCount())
+               if source.getItem(source.index(r, 0)) is layer)
+    index = source.index(row, 0)
+    if source is not model:  # napari lists the top layer first (a proxy reverses)
+        index = model.mapFromSource(index)
+    view.scrollTo(index)
+    option = QStyleOptionViewItem()
+    option.initFrom(view)
+    option.rect = view.visualRect(index)
+    view.itemDelegate().initStyleOption(option, index)
+    option.widget = view
+    check = view.style().subElementRect(QStyle.SubElement.SE_ItemViewItemCheckIndicator,
+                                        option, view)
+    assert check.isValid() and option.rect.contains(check.center()), (check, option.rect)
+    QTest.mouseClick(view.viewport(), LEFT, Qt.KeyboardModifier.NoModifier, check.center())
+    qtbot.wait(10)

@@ -282,3 +282,83 @@ def test_read_only_and_start_over_keep_the_unreadable_file(postop_film):
     side.write_text("{not json")
     assert ctl.save() == side and load_annotation(side).landmarks["L1"]
     assert backup.read_text() == "{not json"
+
+
+def test_reader_genant_rules_undo_autosave_and_file(postop_film, tmp_path):
+    """The reader's Genant override: grade 0 <-> shape none kept consistent (said in the
+    message), one undo step each, kept through a crash (autosave) and in the saved file,
+    and measured beside the computed values."""
+    ctl = AnnotationController.from_radiograph(load_radiograph(postop_film),
+                                               annotation_path=tmp_path / "a.sm.json")
+    ctl.select_level("T12")
+    for lv in ("T12", "L1"):
+        _place_level(ctl, postop_film, lv)
+    with pytest.raises(SessionError, match="no points"):
+        ctl.set_genant_reader("L3", grade=1)
+    with pytest.raises(SessionError, match="0-3"):
+        ctl.set_genant_reader("L1", grade=4)
+    with pytest.raises(SessionError, match="one of none, wedge"):
+        ctl.set_genant_reader("L1", shape="wedgy")
+    assert "shape computed" in ctl.set_genant_reader("L1", grade=2)
+    assert ctl.genant_reader("L1") == (2, None)
+    assert ctl.set_genant_reader("L1", shape="crush").endswith("shape crush")
+    assert ctl.set_genant_reader("L1", grade=0).endswith("(shape none: grade 0)")
+    assert ctl.genant_reader("L1") == (0, "none")
+    assert ctl.set_genant_reader("L1", shape="wedge").endswith("(grade computed again)")
+    assert ctl.genant_reader("L1") == (None, "wedge")
+    assert ctl.set_genant_reader("L1", shape="wedge") == ""  # no change, no undo step
+    ctl.set_genant_reader("T12", shape="none")
+    assert ctl.genant_reader("T12") == (0, "none")
+    fm = ctl.measurements()
+    row = {r["level"]: r for r in fm.to_rows()}
+    assert (row["L1"]["genant_grade_reader"], row["L1"]["genant_shape_reader"]) == \
+        (None, "wedge")
+    assert row["L1"]["genant_grade"] == fm.get("L1", "genant_grade").value  # computed kept
+    # a crash: the autosave brings the overrides back
+    again = AnnotationController.from_radiograph(load_radiograph(postop_film),
+                                                 annotation_path=tmp_path / "a.sm.json")
+    again.recover()
+    assert again.genant_reader("L1") == (None, "wedge")
+    assert again.genant_reader("T12") == (0, "none")
+    # saved and loaded
+    ctl.save()
+    ann = load_annotation(tmp_path / "a.sm.json")
+    assert ann.landmarks["T12"].genant_grade_reader == 0
+    assert ann.landmarks["L1"].genant_shape_reader == "wedge"
+    loaded = AnnotationController.from_radiograph(load_radiograph(postop_film),
+                                                  annotation_path=tmp_path / "a.sm.json")
+    assert loaded.genant_reader("L1") == (None, "wedge")
+    # undo walks back through every change of L1
+    ctl.undo()  # T12
+    assert ctl.genant_reader("T12") == (None, None)
+    ctl.undo()
+    assert ctl.genant_reader("L1") == (0, "none")
+    ctl.undo()
+    assert ctl.genant_reader("L1") == (2, "crush")
+    ctl.undo()
+    ctl.undo()
+    assert ctl.genant_reader("L1") == (None, None)
+    # a vertebra deleted takes its override with it
+    ctl.set_genant_reader("L1", grade=3)
+    ctl.delete_level("L1")
+    assert ctl.genant_reader("L1") == (None, None)
+
+
+def test_recovering_an_autosave_with_a_bad_genant_override_is_one_clear_error(
+        postop_film, tmp_path):
+    ctl = AnnotationController.from_radiograph(load_radiograph(postop_film),
+                                               annotation_path=tmp_path / "a.sm.json")
+    ctl.select_level("L1")
+    _place_level(ctl, postop_film, "L1")
+    ctl.set_genant_reader("L1", grade=2, shape="wedge")
+    data = json.loads(ctl.autosave_path.read_text())
+    assert data["genant"] == {"L1": [2, "wedge"]}
+    for bad, why in (([0, "wedge"], "contradicts"), ([7, None], "0-3"),
+                     (["x"], "Genant state")):
+        data["genant"] = {"L1": bad}
+        ctl.autosave_path.write_text(json.dumps(data))
+        again = AnnotationController.from_radiograph(load_radiograph(postop_film),
+                                                     annotation_path=tmp_path / "a.sm.json")
+        with pytest.raises(SessionError, match=why):
+            again.recover()
+        assert again.points() == {}  # nothing half-recovered

@@ -125,7 +125,13 @@ def test_propose_from_other_time_point(make_napari_viewer, qtbot, tmp_path):
     # the patient's other annotated film is listed, with its date
     assert panel.source_combo.count() == 1
     assert panel.source_combo.itemText(0).startswith("SM001_preop.dcm")
-    result = panel.propose()
+    # a mouse click on Propose: the registration runs in a worker thread, a busy bar shows
+    QTest.mouseClick(panel.propose_button, Qt.MouseButton.LeftButton)
+    assert panel.busy and panel.busy_bar.isVisible()
+    assert not panel.propose_button.isEnabled()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=120_000)
+    assert not panel.busy_bar.isVisible()
+    result = panel.last_result
     expected = proposed_postop()[0]
     ctl = widget.controller
     assert ctl.unconfirmed_levels() == expected.unconfirmed_levels()

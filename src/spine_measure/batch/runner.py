@@ -85,7 +85,8 @@ class BatchOptions:
     def output_options(self, key: bytes) -> dict[str, Any]:
         """The options that shape the output (hashed into the journal): not ``jobs``,
         ``scheduler``, ``restart`` or ``uncertainty`` (which changes the assembled tables
-        only, never a journalled film); the key only as a keyed fingerprint."""
+        only, never a journalled film) -- except with ``sr``, whose journalled SRs carry the
+        uncertainty; the key only as a keyed fingerprint."""
         d = asdict(self)
         for k in ("jobs", "scheduler", "scheduler_timeout", "restart", "pseudonym_key",
                   "pseudonym_key_file", "out_dir", "uncertainty"):
@@ -94,6 +95,8 @@ class BatchOptions:
             d.pop("cobb")
         if not d["accept_proposed"]:  # runs journalled before the option existed resume
             d.pop("accept_proposed")
+        if self.sr and self.uncertainty is not None:  # the journalled SRs carry it
+            d["sr_uncertainty"] = self.uncertainty.describe()
         for k in ("input_dir", "annotations_dir", "clinical"):
             if d[k] is not None:
                 d[k] = str(Path(d[k]).resolve())
@@ -382,6 +385,9 @@ def _run_batch(options: BatchOptions, out: Path, journalled: list[int],
                                  accept_proposed=options.accept_proposed, progress=on_scan)
     if options.cobb:  # every film measures the study's Cobb angles
         plan.tasks = [dataclasses.replace(t, cobb=tuple(options.cobb)) for t in plan.tasks]
+    if options.sr and options.uncertainty is not None:  # the SRs carry the uncertainty
+        plan.tasks = [dataclasses.replace(t, sr_uncertainty=options.uncertainty)
+                      for t in plan.tasks]
     prefixes: list[tuple[str, str]] = []
     if options.annotations_dir is not None:
         ann_root = Path(options.annotations_dir)
@@ -489,6 +495,7 @@ OPTION_FLAGS: dict[str, str] = {
     "clinical": "--clinical", "include_identifiers": "--include-identifiers",
     "overlays": "overlays (--no-overlays)", "sr": "--sr",
     "postop_window_days": "--postop-window-days",
+    "sr_uncertainty": "--uncertainty / --uncertainty-from (with --sr)",
     "key_fingerprint": "pseudonym key (--pseudonym-key or $SPINE_MEASURE_PSEUDONYM_KEY)",
 }
 

@@ -45,6 +45,7 @@ class FilmTask:
     annotation_source: str | None = None  # spine_measure.service.ANNOTATION_SOURCES
     annotation_file: str | None = None    # relative to its folder (outputs record this)
     cobb: tuple[str, ...] = ()      # sagittal Cobb angles (endplate pairs or keywords)
+    sr_uncertainty: Any = None      # LandmarkErrorModel: the SR's NUMs carry their uncertainty
 
 
 def _sha256(path: str) -> tuple[str, int]:
@@ -208,10 +209,11 @@ def _add_sr(task: FilmTask, rec: dict[str, Any], res: Any) -> None:
     """Put the film's DICOM SR (bytes) into ``rec["sr_dicom"]`` when the task asks for it.
 
     The SR is built from the film's result exactly as ``spine-measure export-sr`` builds it
-    (:func:`spine_measure.sr.export.film_sr`). Unless the run keeps identifiers, the
-    patient's name and ID are replaced by the pseudonym and birth date and accession number
-    left empty, like every other output of the batch. An SR that cannot be built is a
-    warning.
+    (:func:`spine_measure.sr.export.film_sr`), with the run's measurement uncertainty when
+    one is given (``--uncertainty``, as ``export-sr --uncertainty``). Unless the run keeps
+    identifiers, the patient's name and ID are replaced by the pseudonym and birth date and
+    accession number left empty, like every other output of the batch. An SR that cannot be
+    built is a warning.
     """
     if not task.sr:
         return
@@ -221,7 +223,8 @@ def _add_sr(task: FilmTask, rec: dict[str, Any], res: Any) -> None:
 
     rec["stage_hint"] = "sr"
     try:
-        sr, _skipped = film_sr(res, pseudonym=None if task.identifiers else task.pseudo_id)
+        sr, _skipped = film_sr(res, pseudonym=None if task.identifiers else task.pseudo_id,
+                               uncertainty=task.sr_uncertainty)
         buf = io.BytesIO()
         sr.save_as(buf, enforce_file_format=True)
     except Exception as exc:  # the measurements stand without their SR

@@ -101,9 +101,6 @@ def batch(
     except UncertaintyOptionError as exc:
         err.print(f"Error: {exc}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
-    if model is not None and sr:
-        err.print("warning: the SRs of batch --sr carry no uncertainty (the tables do); "
-                  "spine-measure export-sr --uncertainty writes SRs with it", markup=False)
     from spine_measure.measurements import parse_cobb_spec
 
     for c in cobb:

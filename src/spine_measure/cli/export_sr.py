@@ -5,7 +5,9 @@ precedence and identity check, :mod:`spine_measure.service`); its SR is named af
 film's SOP Instance UID (``<SOPInstanceUID>.sr.dcm``, as ``batch --sr``) and holds the
 landmarks (SCOORD on the source image), every single-film measurement and the
 cement features of treated vertebrae (``docs/sr_export.md``). A file that fails is reported
-on one line and the others are still exported.
+on one line and the others are still exported. Vertebrae no reader has confirmed (proposals,
+``docs/propagation.md``) are left out with a one-line note per film, unless
+``--accept-proposed``: then each is in the SR marked with its landmark source.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import typer
 
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
+from spine_measure.cli.annotation_options import require_annotations_folder
 from spine_measure.cli.pseudonym_options import KEY_FILE_OPTION, KEY_OPTION
 from spine_measure.cli.uncertainty_options import (
     HELP_FROM,
@@ -51,6 +54,10 @@ def export_sr(
                                              help=HELP_SD),
     uncertainty_from: Path | None = typer.Option(None, "--uncertainty-from", metavar="DIR",
                                                  help=HELP_FROM),
+    accept_proposed: bool = typer.Option(
+        False, "--accept-proposed", help="Also export vertebrae whose proposed landmarks no "
+                                         "reader has confirmed (each marked with its "
+                                         "LANDMARK-SOURCE in the SR)."),
 ) -> None:
     """Write each film's measurements as a DICOM SR (Comprehensive 3D SR, TID 1500),
     pseudonymised as ``batch --sr`` does unless ``--include-identifiers``."""
@@ -70,9 +77,7 @@ def export_sr(
     if missing:
         typer.echo(f"Error: {missing[0]}: no such file or folder", err=True)
         raise typer.Exit(EXIT_USAGE)
-    if annotations is not None and not annotations.is_dir():
-        typer.echo(f"Error: --annotations: {annotations}: not a folder", err=True)
-        raise typer.Exit(EXIT_USAGE)
+    require_annotations_folder(annotations)
     try:
         model = resolve_uncertainty(uncertainty, uncertainty_from)
     except UncertaintyOptionError as exc:
@@ -113,7 +118,8 @@ def export_sr(
                 written = write_film_sr(path, out, finder=finder, cobb=cobb,
                                         with_cement=with_cement, file_name=None, taken=used,
                                         include_identifiers=include_identifiers,
-                                        pseudonym_key=key, uncertainty=model)
+                                        pseudonym_key=key, uncertainty=model,
+                                        accept_proposed=accept_proposed)
         except (SpineMeasureError, OSError) as exc:
             failed += 1
             typer.echo(f"Error: {exc}", err=True)
@@ -122,6 +128,10 @@ def export_sr(
         done += 1
         extra = f" ({len(written.skipped)} values not coded)" if written.skipped else ""
         typer.echo(f"{path} -> {written.path}{extra}")
+        if written.unconfirmed:
+            typer.echo(f"{path}: {len(written.unconfirmed)} unconfirmed vertebra(e) left out "
+                       f"({', '.join(written.unconfirmed)}): confirm them, or pass "
+                       "--accept-proposed", err=True)
     report_unused(finder)
     typer.echo(f"{done} SR written, {failed} failed", err=True)
     if key is not None and pkey.path is not None and pkey.source != "generated":

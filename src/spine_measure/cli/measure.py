@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
+from spine_measure.cli.annotation_options import require_annotations_folder
 from spine_measure.cli.uncertainty_options import (
     HELP_FROM,
     HELP_SD,
@@ -257,9 +258,7 @@ def measure(
     if missing:
         typer.echo(f"Error: {missing[0]}: no such file or folder", err=True)
         raise typer.Exit(EXIT_USAGE)
-    if annotations is not None and not annotations.is_dir():
-        typer.echo(f"Error: --annotations: {annotations}: not a folder", err=True)
-        raise typer.Exit(EXIT_USAGE)
+    require_annotations_folder(annotations)
     try:
         model = resolve_uncertainty(uncertainty, uncertainty_from)
     except UncertaintyOptionError as exc:

@@ -7,7 +7,10 @@ unannotated film of a folder, from the annotated film of the same PatientID near
 clear answer. Both write annotation files (``<film>.sm.json``) into ``--out``: proposals are
 unconfirmed (``docs/annotation_format.md``), so ``measure`` and ``batch`` leave them out until
 a reader confirms them (or ``--accept-proposed``). A table of every vertebra / point tried
-(``propagation.csv`` / ``refinement.csv``) is written next to them. ``docs/propagation.md``.
+(``propagation.csv`` / ``refinement.csv``) is written next to them. A proposal's flags are
+decided for the target film (carried forward in time, ``treated`` where cement fills the body
+or the ``--clinical`` table says so; :mod:`spine_measure.propose.flags`), and what cannot be
+known is printed and written in the ``flags_check`` column. ``docs/propagation.md``.
 
 Exit codes: 0 every film done; 1 some films failed (or some vertebrae could not be proposed);
 2 usage error; 3 nothing done.
@@ -23,10 +26,12 @@ from typing import Any
 import typer
 
 from spine_measure.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, app
+from spine_measure.cli.annotation_options import require_annotations_folder
 
 log = logging.getLogger(__name__)
 
-PROPAGATION_COLUMNS = ("target", "source", "days", "level", "status", "confidence", "reason")
+PROPAGATION_COLUMNS = ("target", "source", "days", "level", "status", "confidence", "reason",
+                       "flags", "flags_check")
 REFINEMENT_COLUMNS = ("film", "level", "point", "status", "distance_px", "reason")
 
 
@@ -34,9 +39,9 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def _propagate_job(job: tuple[str, str, str | None, str, int | None]) -> dict[str, Any]:
+def _propagate_job(job: tuple[str, str, str | None, str, int | None, Any]) -> dict[str, Any]:
     """Worker: propose one target film; never raises (errors become the record)."""
-    source, target, annotations, out, days = job
+    source, target, annotations, out, days, clinical = job
     from spine_measure.errors import SpineMeasureError
     from spine_measure.io.annotation import save_annotation, sidecar_path
     from spine_measure.propose.files import propose_for_film
@@ -44,7 +49,8 @@ def _propagate_job(job: tuple[str, str, str | None, str, int | None]) -> dict[st
     rec: dict[str, Any] = {"source": source, "target": target, "days": days, "rows": [],
                            "error": None, "written": None}
     try:
-        result, _ = propose_for_film(source, target, annotations_dir=annotations)
+        result, _ = propose_for_film(source, target, annotations_dir=annotations,
+                                     clinical=clinical)
     except (SpineMeasureError, OSError) as exc:
         rec["error"] = _one_line(exc)
         return rec
@@ -135,6 +141,39 @@ def _run(jobs: list[Any], fn: Any, n_jobs: int, label: str, progress: bool
     return out
 
 
+def _clinical_facts(path: Path | None) -> Any:
+    """``--clinical``: PatientID -> treated levels and procedure date; a table that cannot be
+    used is a one-line usage error (rejected values are skipped, as in ``batch``, and
+    counted)."""
+    if path is None:
+        return None
+    from spine_measure.batch.clinical import read_clinical
+    from spine_measure.errors import SpineMeasureError
+    from spine_measure.propose.files import clinical_facts
+
+    if not path.is_file():
+        typer.echo(f"Error: --clinical: {path}: clinical table not found", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        table = read_clinical(path)
+    except SpineMeasureError as exc:
+        typer.echo(f"Error: --clinical: {_one_line(exc)}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    for problem in table.problems:
+        typer.echo(f"Warning: --clinical: {_one_line(problem)}", err=True)
+    return clinical_facts(table)
+
+
+def _flag_checks(rows: list[dict[str, Any]]) -> list[str]:
+    """The film's flag notes for the summary: each vertebra's own, and a note common to every
+    proposed vertebra (a film-level one) once."""
+    notes = [(r["level"], [x for x in (r.get("flags_check") or "").split("; ") if x])
+             for r in rows if r["status"] == "proposed"]
+    common = set.intersection(*(set(n) for _, n in notes)) if notes else set()
+    out = [f"{lv}: {x}" for lv, n in notes for x in n if x not in common]
+    return out + sorted(common)
+
+
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
     from spine_measure.batch.tables import csv_text
     from spine_measure.io.annotation import atomic_write_text
@@ -150,6 +189,10 @@ def propagate(
                                                       "files and propagation.csv."),
     annotations: Path | None = typer.Option(
         None, "--annotations", help="Folder of annotation files (default: next to the films)."),
+    clinical: Path | None = typer.Option(
+        None, "--clinical", metavar="CSV",
+        help="Clinical table (as for batch): its treated level and procedure date per "
+             "PatientID set the proposals' treated flag."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
@@ -157,9 +200,8 @@ def propagate(
     from spine_measure.propose.files import plan_folder
 
     err = lambda msg: typer.echo(msg, err=True)  # noqa: E731
-    if annotations is not None and not annotations.is_dir():
-        err(f"Error: --annotations: {annotations}: not a folder")
-        raise typer.Exit(EXIT_USAGE)
+    require_annotations_folder(annotations)
+    facts = _clinical_facts(clinical)
     unpaired: list[tuple[str, str]] = []
     if len(paths) == 1 and paths[0].is_dir():
         plan = plan_folder(paths[0], annotations_dir=annotations)
@@ -186,7 +228,7 @@ def propagate(
         err(f"Error: --out: {out}: {exc.strerror}")
         raise typer.Exit(EXIT_USAGE) from None
     job_list = [(s, t, None if annotations is None else os.fspath(annotations), os.fspath(out),
-                 d) for s, t, d in pairs]
+                 d, facts) for s, t, d in pairs]
     recs = _run(job_list, _propagate_job, jobs, "proposing", progress)
     rows: list[dict[str, Any]] = []
     n_ok = n_failed_films = n_prop = n_fail_vert = 0
@@ -204,10 +246,15 @@ def propagate(
             n_fail_vert += r["status"] == "failed"
         failed = [f"{r['level']} ({r['reason']})" for r in rec["rows"]
                   if r["status"] == "failed"]
+        flagged = [f"{r['level']} {r['flags']}" for r in rec["rows"]
+                   if r["status"] == "proposed" and r.get("flags")]
         where = rec["written"] or "nothing written"
         err(f"{Path(rec['target']).name}: {sum(r['status'] == 'proposed' for r in rec['rows'])}"
             f" proposed from {Path(rec['source']).name} -> {where}"
+            + (f"; flags: {', '.join(flagged)}" if flagged else "")
             + (f"; not proposed: {', '.join(failed)}" if failed else ""))
+        for check in _flag_checks(rec["rows"]):
+            err(f"  check flags: {check}")
     for path, why in unpaired:
         rows.append({"target": path, "source": "", "days": None, "level": "",
                      "status": "unpaired", "reason": why})
@@ -237,9 +284,7 @@ def refine(
 ) -> None:
     """Move each landmark to the corner / endplate edge the image shows nearby."""
     err = lambda msg: typer.echo(msg, err=True)  # noqa: E731
-    if annotations is not None and not annotations.is_dir():
-        err(f"Error: --annotations: {annotations}: not a folder")
-        raise typer.Exit(EXIT_USAGE)
+    require_annotations_folder(annotations)
     for f in films:
         if not f.is_file():
             err(f"Error: {f}: no such file")

@@ -73,6 +73,7 @@ __all__ = [
     "CementMergeResult",
     "Findings",
     "LevelReview",
+    "FLAG_SOURCES",
     "POINT_SOURCES",
     "ImageRef",
     "annotation_from_json",
@@ -102,6 +103,11 @@ READABLE_SCHEMAS = {SCHEMA_ID: "annotation-2.schema.json", SCHEMA_V1: "annotatio
 POINT_SOURCES = ("reader", "propagated", "refined")
 """Where a point comes from: placed by a reader, carried from another film, or moved to the
 image edge by the click refinement (``docs/propagation.md``)."""
+
+FLAGS = ("fractured", "treated", "excluded")
+FLAG_SOURCES = ("propagated", "cement", "clinical")
+"""Why a machine set a vertebra's flag on a proposal: carried from the other film, cement seen
+in the body on this film, or the clinical table's treated level (``docs/propagation.md``)."""
 
 SIDECAR_SUFFIX = ".sm.json"
 """Suffix of annotation files; ``X.dcm`` is annotated by ``X.sm.json``."""
@@ -635,11 +641,16 @@ class LevelReview:
         Point name -> one of :data:`POINT_SOURCES`; a point not listed is ``reader``.
     confidence : Mapping[str, float]
         Point name -> confidence in [0, 1] of a propagated point (``docs/propagation.md``).
+    flag_source : Mapping[str, str]
+        Flag (``fractured``, ``treated``, ``excluded``) -> one of :data:`FLAG_SOURCES` for a
+        flag a machine set on a proposal (kept after confirmation, like the point sources); a
+        flag not listed was set by a reader. Only flags that are set are kept.
     """
 
     confirmed: bool = True
     point_source: Mapping[str, str] = field(default_factory=dict)
     confidence: Mapping[str, float] = field(default_factory=dict)
+    flag_source: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.confirmed, bool | np.bool_):
@@ -657,8 +668,16 @@ class LevelReview:
             if not 0.0 <= v <= 1.0:
                 raise AnnotationError(f'"confidence.{name}" must be in [0, 1]; got {v}')
             conf[str(name)] = v
+        flags: dict[str, str] = {}
+        for name, value in dict(self.flag_source).items():
+            if name not in FLAGS or value not in FLAG_SOURCES:
+                raise AnnotationError(f'flag_source must map fractured / treated / excluded to '
+                                      f'propagated, cement or clinical; got {name!r}: {value!r}')
+            flags[name] = value
         object.__setattr__(self, "point_source", types.MappingProxyType(src))
         object.__setattr__(self, "confidence", types.MappingProxyType(conf))
+        object.__setattr__(self, "flag_source", types.MappingProxyType(
+            {k: flags[k] for k in FLAGS if k in flags}))
 
     def source(self, point: str) -> str:
         """The source of ``point`` (``reader`` when not recorded)."""
@@ -672,7 +691,7 @@ class LevelReview:
     @property
     def is_default(self) -> bool:
         """True for a confirmed vertebra whose points were all placed by a reader."""
-        return (self.confirmed and not self.confidence
+        return (self.confirmed and not self.confidence and not self.flag_source
                 and all(v == "reader" for v in self.point_source.values()))
 
 
@@ -786,7 +805,8 @@ class Annotation:
             state = LevelReview(
                 confirmed=state.confirmed,
                 point_source={k: x for k, x in state.point_source.items() if k in keep},
-                confidence={k: x for k, x in state.confidence.items() if k in keep})
+                confidence={k: x for k, x in state.confidence.items() if k in keep},
+                flag_source={k: x for k, x in state.flag_source.items() if getattr(v, k)})
             if not state.is_default:
                 review[level] = state
         object.__setattr__(self, "review", types.MappingProxyType(
@@ -862,6 +882,8 @@ class Annotation:
             if state.confidence:
                 entry["confidence"] = {n: state.confidence[n] for n in entry["points"]
                                        if n in state.confidence}
+            if state.flag_source:
+                entry["flag_source"] = dict(state.flag_source)
         return data
 
     def to_dict(self) -> dict[str, Any]:
@@ -923,7 +945,7 @@ class Annotation:
         )
 
 
-_REVIEW_KEYS = ("confirmed", "point_source", "confidence")
+_REVIEW_KEYS = ("confirmed", "point_source", "confidence", "flag_source")
 
 
 def _split_review(landmarks: Any) -> tuple[Any, dict[str, LevelReview]]:
@@ -938,7 +960,8 @@ def _split_review(landmarks: Any) -> tuple[Any, dict[str, LevelReview]]:
             try:
                 review[level] = LevelReview(confirmed=entry.get("confirmed", True),
                                             point_source=entry.get("point_source") or {},
-                                            confidence=entry.get("confidence") or {})
+                                            confidence=entry.get("confidence") or {},
+                                            flag_source=entry.get("flag_source") or {})
             except AnnotationError as exc:
                 raise AnnotationError(f"$.landmarks: {level}: {exc}") from None
             entry = {k: v for k, v in entry.items() if k not in _REVIEW_KEYS}
@@ -1059,8 +1082,9 @@ def _fast_validator(version: str = SCHEMA_ID) -> Any:
 _NUMBER_LIST = re.compile(r"\[\n\s*(-?[0-9][0-9.eE+-]*(?:,\n\s*-?[0-9][0-9.eE+-]*)*)\n\s*\]")
 
 
-# A vertebra's per-point review maps (point name -> source or confidence), kept on one line.
-_POINT_MAP = re.compile(r'("(?:point_source|confidence)": )\{\n((?:\s*"[A-Za-z]{2}": '
+# A vertebra's review maps (point name -> source or confidence, flag -> source), kept on one
+# line.
+_POINT_MAP = re.compile(r'("(?:point_source|confidence|flag_source)": )\{\n((?:\s*"[A-Za-z]+": '
                         r'(?:"[a-z]+"|[0-9.eE+-]+),?\n)+)\s*\}')
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,13 +27,18 @@ from spine_measure.io.annotation import (
     LevelReview,
     load_annotation,
 )
+from spine_measure.propose.flags import FlagEvidence, cement_in_body, film_check, propose_flags
 
 __all__ = [
+    "ClinicalFacts",
     "FilmPair",
     "FolderPlan",
+    "PatientFacts",
     "ProposalResult",
     "RefineResult",
+    "clinical_facts",
     "find_film_annotation",
+    "flag_evidence",
     "plan_folder",
     "propose_annotation",
     "propose_for_film",
@@ -45,7 +50,9 @@ __all__ = [
 class ProposalResult:
     """A target annotation with its proposals, and the per-vertebra outcome.
 
-    ``rows`` are ``{"level", "status" (proposed / failed / kept), "confidence", "reason"}``.
+    ``rows`` are ``{"level", "status" (proposed / failed / kept), "confidence", "reason",
+    "flags", "flags_check"}``: ``flags`` the flags a proposal carries, ``flags_check`` what a
+    reader should check about them (:mod:`spine_measure.propose.flags`).
     """
 
     annotation: Annotation
@@ -80,9 +87,55 @@ def _scale_guess(source: Any, target: Any) -> float:
     return ratio if 0.2 <= ratio <= 5.0 else 1.0
 
 
+def flag_evidence(source: Any, source_annotation: Annotation, target: Any, *,
+                  clinical: ClinicalFacts | None = None) -> FlagEvidence:
+    """What the films' headers, the source annotation and the clinical table say about the
+    flags (:class:`~spine_measure.propose.flags.FlagEvidence`): the films' dates, the
+    procedure date (the clinical table's, else the source annotation's) and the treated levels
+    of the target's PatientID in the clinical table."""
+    sd, td = source.metadata.date, target.metadata.date
+    facts = None if clinical is None else clinical.get(target.metadata.patient_id or "")
+    proc = source_annotation.procedure_date
+    levels = None
+    if facts is not None:
+        levels = facts.treated_levels or None
+        proc = facts.procedure_date or proc
+    return FlagEvidence(days=None if sd is None or td is None else (td - sd).days,
+                        target_date=td, procedure_date=proc, treated_levels=levels)
+
+
+@dataclass(frozen=True)
+class PatientFacts:
+    """One patient's treated levels and procedure date from the clinical table."""
+
+    treated_levels: frozenset[str] = frozenset()
+    procedure_date: dt.date | None = None
+
+
+ClinicalFacts = Mapping[str, PatientFacts]
+"""PatientID -> :class:`PatientFacts` (:func:`clinical_facts`)."""
+
+
+def clinical_facts(table: Any) -> dict[str, PatientFacts]:
+    """PatientID -> treated levels and procedure date, from a clinical table
+    (:func:`spine_measure.batch.clinical.read_clinical`: its ``level`` column names a treated
+    level, its ``procedure_date`` the procedure's date)."""
+    levels: dict[str, set[str]] = {}
+    dates: dict[str, dt.date] = {}
+    for (pid, level), row in sorted(table.rows.items(), key=lambda kv: (kv[0][0],
+                                                                         kv[0][1] or "")):
+        levels.setdefault(pid, set())
+        if level:
+            levels[pid].add(level)
+        if row.get("procedure_date") and pid not in dates:
+            dates[pid] = row["procedure_date"]
+    return {pid: PatientFacts(frozenset(lv), dates.get(pid)) for pid, lv in levels.items()}
+
+
 def propose_annotation(source: Any, source_annotation: Annotation, target: Any, *,
                        existing: Annotation | None = None, options: Any = None,
-                       levels: Iterable[str] | None = None) -> ProposalResult:
+                       levels: Iterable[str] | None = None,
+                       evidence: FlagEvidence | None = None) -> ProposalResult:
     """Propose the source film's landmarks on the target film.
 
     Parameters
@@ -99,6 +152,10 @@ def propose_annotation(source: Any, source_annotation: Annotation, target: Any, 
     options : ProposeOptions, optional
     levels : iterable of str, optional
         Only these levels.
+    evidence : FlagEvidence, optional
+        What decides the proposals' flags (default :func:`flag_evidence` from the films'
+        headers and the source annotation); see :func:`~spine_measure.propose.flags.
+        propose_flags`. Cement in a proposed body on the target is looked for here.
 
     Returns
     -------
@@ -116,7 +173,8 @@ def propose_annotation(source: Any, source_annotation: Annotation, target: Any, 
     kept = set(existing.landmarks.levels()) if existing is not None else set()
     todo = sorted(wanted - kept, key=lambda lv: carry[lv].index)
     rows: list[dict[str, Any]] = [{"level": lv, "status": "kept", "confidence": None,
-                                   "reason": "already annotated on the target film"}
+                                   "reason": "already annotated on the target film",
+                                   "flags": "", "flags_check": ""}
                                   for lv in sorted(wanted & kept, key=lambda x: carry[x].index)]
     verts = list(existing.landmarks) if existing is not None else []
     review = dict(existing.review) if existing is not None else {}
@@ -127,17 +185,29 @@ def propose_annotation(source: Any, source_annotation: Annotation, target: Any, 
                                    options=options)
         gconf = prop.global_fit.confidence
         proposed = prop.landmarks()
+        ev = evidence if evidence is not None else flag_evidence(source, source_annotation,
+                                                                 target)
+        flags: dict[str, Any] = {}
         for p in prop.vertebrae:
             if p.ok:
+                seen = cement_in_body(target.density, proposed, p.level, target.spacing)
+                fp = flags[p.level] = propose_flags(carry[p.level], ev, cement_seen=seen)
                 rows.append({"level": p.level, "status": "proposed",
-                             "confidence": p.confidence, "reason": "; ".join(p.notes)})
-                verts.append(proposed[p.level])
+                             "confidence": p.confidence, "reason": "; ".join(p.notes),
+                             "flags": fp.set_flags, "flags_check": "; ".join(fp.notes)})
+                verts.append(fp.apply(proposed[p.level]))
                 review[p.level] = LevelReview(
                     confirmed=False, point_source={n: "propagated" for n in p.points},
-                    confidence=dict(p.point_confidence))
+                    confidence=dict(p.point_confidence), flag_source=fp.flag_source)
             else:
                 rows.append({"level": p.level, "status": "failed",
-                             "confidence": p.confidence or None, "reason": p.reason})
+                             "confidence": p.confidence or None, "reason": p.reason,
+                             "flags": "", "flags_check": ""})
+        note = film_check(carry, flags, ev) if flags else None
+        if note:
+            for r in rows:
+                if r["status"] == "proposed":
+                    r["flags_check"] = "; ".join(x for x in (r["flags_check"], note) if x)
     rows.sort(key=lambda r: carry[r["level"]].index)
     landmarks = SpineLandmarks(source_annotation.view, tuple(verts))
     if existing is not None:
@@ -172,8 +242,10 @@ def find_film_annotation(film: str | os.PathLike[str],
 
 def propose_for_film(source_path: str | os.PathLike[str], target_path: str | os.PathLike[str],
                      *, annotations_dir: str | os.PathLike[str] | None = None,
-                     options: Any = None) -> tuple[ProposalResult, Path]:
-    """Load both films and annotations and propose (see :func:`propose_annotation`).
+                     options: Any = None, clinical: ClinicalFacts | None = None
+                     ) -> tuple[ProposalResult, Path]:
+    """Load both films and annotations and propose (see :func:`propose_annotation`; the
+    flags' evidence is :func:`flag_evidence` with ``clinical``).
 
     Returns the result and the source annotation's path. Raises ``FileError`` subclasses
     (one line naming the file) when a film or the source annotation cannot be read.
@@ -200,7 +272,9 @@ def propose_for_film(source_path: str | os.PathLike[str], target_path: str | os.
     tgt = find_film_annotation(target_path, annotations_dir)
     existing = None if tgt is None else tgt[1]
     try:
-        result = propose_annotation(source, src_ann, target, existing=existing, options=options)
+        result = propose_annotation(
+            source, src_ann, target, existing=existing, options=options,
+            evidence=flag_evidence(source, src_ann, target, clinical=clinical))
     except ValueError as exc:
         raise FileError(target_path, str(exc)) from None
     return result, src_ann_path

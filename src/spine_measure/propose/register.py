@@ -12,11 +12,15 @@ The method, in three stages (documented for users in ``docs/propagation.md``):
    side) is registered to the target, starting from the global fit, at a resolution where
    the body is ~:attr:`ProposeOptions.local_body_px` pixels. Segments move relative to each
    other when kyphosis changes; this stage follows them.
-3. **Per-point refinement** of the vertebrae whose shape changes between time points (flagged
-   ``fractured`` or ``treated`` on the source film, e.g. height restored by the procedure):
-   each endplate point starts where the well-fitted neighbour across its disc carries it (the
-   disc keeps its height while the body's changes; else from stage 2), and a small patch
-   around it is registered by rotation and translation.
+3. **Per-endplate refinement** of the vertebrae whose shape changes between time points
+   (flagged ``fractured`` or ``treated`` on the source film, e.g. height restored by the
+   procedure): each endplate (its two corners and mid point) moves as one rigid piece. It
+   starts where the well-fitted neighbour across its disc carries it (the disc keeps its
+   shape while the body's height changes) and where the body's own stage-2 fit puts it; from
+   each start a band around the endplate (cortex, disc, a strip of the body; cement masked)
+   is registered by rotation and translation, and the start whose band matches best wins
+   (the body's fit must match clearly better than the neighbour's). An endplate leaves its
+   start only for a clearly better match.
 
 Cement is much brighter than bone and is new on the post-operative film. Every film is
 normalised to its 1st-99.5th percentile and clipped there (cement saturates instead of
@@ -26,11 +30,11 @@ of the metric, so only the cortical outline and its surroundings drive the fit.
 
 Every point proposed carries a **confidence** in [0, 1]: the normalised cross-correlation
 (NCC) between the source patch and the target resampled through the fitted transform, over
-the pixels that drove the fit; refined points get the smaller of the vertebra's and their own
-patch's value. A vertebra whose fit fails a check (metric did not converge, patch outside the
-film, NCC below :attr:`ProposeOptions.min_confidence`, the local fit disagreeing with the
-global one by more than the limits) is **not proposed**; its :class:`VertebraProposal` holds
-the reason instead of points.
+the pixels that drove the fit; the points of an endplate fitted by stage 3 get the smaller of
+the vertebra's and their endplate band's value. A vertebra whose fit fails a check (metric did
+not converge, patch outside the film, NCC below :attr:`ProposeOptions.min_confidence`, the
+local fit disagreeing with the global one by more than the limits) is **not proposed**; its
+:class:`VertebraProposal` holds the reason instead of points.
 
 Coordinates are ``(row, col)`` pixels of each stored image (``docs/conventions.md``). Inside
 SimpleITK, physical coordinates are ``(x, y) = (col, row)`` in full-resolution pixels of the
@@ -89,7 +93,7 @@ class ProposeOptions:
     min_confidence_changed : float
         The same for vertebrae whose shape changes (fractured or treated on the source film):
         a restored or collapsed body matches its old self less well, even when placed
-        right (their points then get the per-point stage).
+        right (their endplates then get stage 3).
     max_shift : float
         Largest distance between the local and the global prediction of a body's centre, as
         a fraction of the body's size.
@@ -97,11 +101,15 @@ class ProposeOptions:
         Largest rotation and relative scale change of the local fit against the global one.
     refine_points : bool
         Run stage 3 on fractured / treated vertebrae.
-    refine_patch : float
-        Side of a point's patch as a fraction of the body's size.
+    min_endplate_confidence : float
+        Stage 3: a vertebra one of whose endplates matches worse than this (NCC of its band,
+        from the better start) is reported as failed: that endplate is not found.
+    endplate_band : float
+        Stage 3 fits each endplate on the pixels within this fraction of the body's size of
+        it (the endplate's cortex, the disc next to it, a strip of the body).
     max_point_shift : float
-        Largest move of a point by stage 3, as a fraction of the body's size; a larger move
-        keeps the stage-2 position (reason in :attr:`VertebraProposal.notes`).
+        Largest move of an endplate's point by its own fit in stage 3 (from its start), as a
+        fraction of the body's size; a larger move keeps the endplate at its start.
     seed : int
         Seed of the metric's sampling: the same inputs and seed give the same output.
     """
@@ -116,16 +124,20 @@ class ProposeOptions:
     max_scale_change: float = 0.15
     body_mask: float | None = 1.3
     refine_points: bool = True
-    refine_patch: float = 0.45
+    endplate_band: float = 0.15
+    min_endplate_confidence: float = 0.2
     max_point_shift: float = 0.3
     seed: int = 20240311
 
     def __post_init__(self) -> None:
         for name in ("global_px", "local_body_px", "patch_margin", "max_shift",
-                     "max_rotation_deg", "max_scale_change", "refine_patch", "max_point_shift"):
+                     "max_rotation_deg", "max_scale_change", "endplate_band", "max_point_shift"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ValueError(f'Argument "{name}" must be a positive number; got {v!r}')
+        if not 0.0 <= self.min_endplate_confidence < 1.0:
+            raise ValueError(f'Argument "min_endplate_confidence" must be in [0, 1); '
+                             f"got {self.min_endplate_confidence!r}")
         if not 0.0 <= self.min_confidence < 1.0:
             raise ValueError(f'Argument "min_confidence" must be in [0, 1); '
                              f"got {self.min_confidence!r}")
@@ -165,8 +177,9 @@ class VertebraProposal:
     """The proposal for one vertebra: points with confidences, or the reason it failed.
 
     ``points`` is empty when the fit failed (``reason`` says why); ``refined`` names the
-    points moved by the per-point stage; ``notes`` lists points kept at the vertebra fit
-    because their own fit was not trusted.
+    points placed by the per-endplate stage (carried by a neighbour or moved by their
+    endplate's own fit); ``notes`` says, per endplate, from which fit it was taken and how
+    well its band matched (or why it kept the body's fit).
     """
 
     level: str
@@ -655,11 +668,11 @@ def _fail(level: str, reason: str, conf: float = 0.0) -> VertebraProposal:
 
 def _local_vertebra(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t_glob: sitk.Transform,
                     g_scale: float, shape_change: bool, opts: ProposeOptions,
-                    starts: tuple[sitk.Transform, ...] = (),
-                    carried: dict[str, tuple[sitk.Transform, float]] | None = None
+                    starts: tuple[sitk.Transform, ...] = (), from_global: bool = True
                     ) -> tuple[VertebraProposal, sitk.Transform | None]:
-    """Stages 2 and 3 for one vertebra, from the global fit and from each of ``starts``
-    (neighbours' local fits); the start whose fit matches best (NCC) is kept."""
+    """Stage 2 for one vertebra, from the global fit (unless ``from_global`` is False: the
+    caller has that fit already) and from each of ``starts`` (neighbours' local fits); the
+    start whose fit matches best (NCC) is kept."""
     names = list(v.points)
     pts = _body_points(v)
     size = _size(v)
@@ -676,10 +689,15 @@ def _local_vertebra(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t_glob: sitk.Tran
         return _fail(v.level, "the global alignment puts this vertebra outside the target "
                               "film"), None
     quad = _quad(v)
-    mask = None if quad is None else _body_mask(
-        quad, box, f_src, outer=opts.body_mask, inner=0.72 if shape_change else None)
     init = _recentred(t_glob, _xy(centre))  # type: ignore[arg-type]
-    t, conf, err = _fit_patch(src, tgt, f_src, f_tgt, box, init, mask, None, opts)
+    # the inside of a body whose shape changes is left out, unless both films show it filled
+    # with cement (then the cement is the best landmark it has)
+    inner = 0.72 if shape_change and not _cement_in_both(v, src, tgt, init, f_src,
+                                                          f_tgt) else None
+    mask = None if quad is None else _body_mask(quad, box, f_src, outer=opts.body_mask,
+                                                inner=inner)
+    t, conf, err = (_fit_patch(src, tgt, f_src, f_tgt, box, init, mask, None, opts)
+                    if from_global else (None, -1.0, None))
     for other in starts:
         t2, conf2, _ = _fit_patch(src, tgt, f_src, f_tgt, box,
                                   _recentred(other, _xy(centre)),  # type: ignore[arg-type]
@@ -705,63 +723,162 @@ def _local_vertebra(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t_glob: sitk.Tran
     if conf < floor:
         return _fail(v.level, f"the target does not match the source around this vertebra "
                               f"(confidence {conf:.2f} < {floor:.2f})", conf), None
-    new = _apply(t, pts)
-    point_conf = {n: conf for n in names}
-    refined: list[str] = []
-    notes: list[str] = []
-    if shape_change and opts.refine_points:
-        fp_src = max(1, f_src // 2)
-        fp_tgt = max(1, f_tgt // 2)
-        phalf = np.full(2, 0.5 * opts.refine_patch * size)
-        limit = opts.max_point_shift * size * g_scale
-        for i, n in enumerate(names):
-            start = t
-            if carried and n in carried:
-                # an endplate point starts where the neighbour across its disc carries it:
-                # the disc keeps its height while the body's height changes
-                start, nconf = carried[n]
-                new[i] = _apply(start, pts[i][None])[0]
-                point_conf[n] = min(conf, nconf)
-            pbox = _crop_box(pts[i], phalf, fp_src, src.array(fp_src).shape)
-            if pbox is None:
-                notes.append(f"{n}: at the film edge, kept at its start")
-                continue
-            pmask = None if quad is None else _body_mask(quad, pbox, fp_src, outer=None,
-                                                         inner=0.72)
-            pinit = _recentred(start, _xy(pts[i]))
-            at_start: list[float] = []
-            tp, pconf, perr = _fit_patch(src, tgt, fp_src, fp_tgt, pbox, pinit, pmask,
-                                         _POINT_WEIGHTS, opts, at_start)
-            if tp is None:
-                notes.append(f"{n}: {perr}; kept at its start")
-                continue
-            q = _apply(tp, pts[i][None])[0]
-            move = float(np.hypot(*(q - new[i])))
-            if move > limit:
-                notes.append(f"{n}: its own fit moved it {move:.0f} px (limit {limit:.0f}); "
-                             "kept at its start")
-                continue
-            if pconf < floor:
-                notes.append(f"{n}: its own fit has confidence {pconf:.2f}; kept at its "
-                             "start")
-                continue
-            if carried and n in carried and at_start and pconf < at_start[0] + _MIN_GAIN:
-                notes.append(f"{n}: its own fit does not match better than where the "
-                             f"neighbour puts it ({pconf:.2f} vs {at_start[0]:.2f}); kept "
-                             "there")
-                continue
-            new[i] = q
-            point_conf[n] = min(point_conf[n], pconf)
-            refined.append(n)
+    return _proposal(v, _apply(t, pts), conf, {n: conf for n in names}, (), (), tgt), t
+
+
+def _proposal(v: Vertebra, new: np.ndarray, conf: float, point_conf: dict[str, float],
+              refined: tuple[str, ...], notes: tuple[str, ...], tgt: _Pyramid
+              ) -> VertebraProposal:
+    th, tw = tgt.film.shape
     if not (np.all(new[:, 0] >= -0.5) and np.all(new[:, 1] >= -0.5)
             and np.all(new[:, 0] <= th - 0.5) and np.all(new[:, 1] <= tw - 0.5)):
-        return _fail(v.level, "a proposed point falls outside the target film", conf), None
+        return _fail(v.level, "a proposed point falls outside the target film", conf)
     points = {n: (round(float(new[i, 0]), 4), round(float(new[i, 1]), 4))
-              for i, n in enumerate(names)}
+              for i, n in enumerate(v.points)}
     return VertebraProposal(v.level, types.MappingProxyType(points), round(conf, 4),
                             types.MappingProxyType({k: round(c, 4)
                                                     for k, c in point_conf.items()}),
-                            None, tuple(refined), tuple(notes)), t
+                            None, refined, notes)
+
+
+def _endplate_mask(ends: np.ndarray, box: tuple[int, int, int, int], f: int, band: float,
+                   inside: float, body_centre: np.ndarray, extend: float) -> np.ndarray:
+    """Pixels of the box near the endplate segment ``ends[0] -> ends[1]`` (extended by
+    ``extend`` of its length at both ends): up to ``band`` (full-res px) from it on the disc's
+    side, up to ``inside`` on the body's (whose inside changes: cement, sclerosis)."""
+    r0, r1, c0, c1 = box
+    rr = (np.arange(r0, r1) * f + (f - 1) / 2)[:, None]
+    cc = (np.arange(c0, c1) * f + (f - 1) / 2)[None, :]
+    a, b = ends
+    d = b - a
+    length = float(np.hypot(*d)) or 1.0
+    u = d / length
+    along = (rr - a[0]) * u[0] + (cc - a[1]) * u[1]
+    across = -(rr - a[0]) * u[1] + (cc - a[1]) * u[0]
+    if -(body_centre[0] - a[0]) * u[1] + (body_centre[1] - a[1]) * u[0] > 0:
+        across = -across  # positive towards the disc
+    return ((across <= band) & (across >= -inside) & (along >= -extend * length)
+            & (along <= (1 + extend) * length))
+
+
+def _reshape_vertebra(v: Vertebra, prop: VertebraProposal, t: sitk.Transform, src: _Pyramid,
+                      tgt: _Pyramid, g_scale: float, opts: ProposeOptions,
+                      carried: Mapping[str, tuple[sitk.Transform, float]]
+                      ) -> VertebraProposal:
+    """Stage 3 for a vertebra whose shape changes: each endplate (its corners and mid point)
+    is fitted as one rigid piece on a band around it (its cortex, the disc next to it, a
+    strip of the body), from where the neighbour across the disc carries it and from where
+    the body's own fit puts it; the better match wins. Cement (saturated) pixels of either
+    film are left out."""
+    names = list(v.points)
+    pts = _body_points(v)
+    size = _size(v)
+    conf = prop.confidence
+    new = np.array([prop.points[n] for n in names], dtype=float)
+    point_conf = dict(prop.point_confidence)
+    refined: list[str] = []
+    notes: list[str] = []
+    f_src = max(1, int(round(size / opts.local_body_px)))
+    f_tgt = max(1, int(round(size * g_scale / opts.local_body_px)))
+    limit = opts.max_point_shift * size * g_scale
+    floor = opts.min_confidence_changed
+    band = opts.endplate_band * size
+    # the body's inside next to the endplate drives the fit only when both films show the
+    # body filled with cement; else it changes (new cement, sclerosis and clefts gone), so
+    # only the cortex and the disc count
+    inside = band if _cement_in_both(v, src, tgt, t, f_src, f_tgt) else _ENDPLATE_INSIDE * size
+    for group in (_SUPERIOR, _INFERIOR):
+        idx = [i for i, n in enumerate(names) if n in group]
+        ends = _endplate_ends(v, group)
+        if not idx or ends is None:
+            continue
+        gnames = [names[i] for i in idx]
+        epts = pts[idx]
+        lo = np.minimum(epts.min(0), ends.min(0)) - band
+        hi = np.maximum(epts.max(0), ends.max(0)) + band
+        box = _crop_box(0.5 * (lo + hi), 0.5 * (hi - lo), f_src, src.array(f_src).shape)
+        side = "superior" if group is _SUPERIOR else "inferior"
+        if box is None:
+            return _fail(v.level, f"its {side} endplate lies at the edge of the source film",
+                         conf)
+        emask = _endplate_mask(ends, box, f_src, band, inside, pts.mean(0), _ENDPLATE_EXTEND)
+        centre = epts.mean(0)
+        # candidate starts: the neighbour across the disc (the disc keeps its shape), the
+        # body's own fit (the body keeps its shape)
+        cands: list[tuple[str, sitk.Transform, float]] = []
+        nb = [carried[n] for n in gnames if n in carried]
+        if len(nb) == len(gnames):
+            cands.append(("neighbour", nb[0][0], nb[0][1]))
+        cands.append(("body", t, conf))
+        best = None
+        err: str | None = None
+        for label, start, sconf in cands:
+            init = _recentred(start, _xy(centre))  # type: ignore[arg-type]
+            at_start: list[float] = []
+            tp, pconf, err = _fit_patch(src, tgt, f_src, f_tgt, box, init, emask,
+                                        _POINT_WEIGHTS, opts, at_start)
+            s0 = at_start[0] if at_start else 0.0
+            if tp is None:
+                continue
+            q = _apply(tp, epts)
+            q0 = _apply(start, epts)
+            move = float(np.max(np.hypot(*(q - q0).T)))
+            if move > limit or pconf < floor or pconf < s0 + _MIN_GAIN:
+                # not trusted, or no clearer match than where it starts: kept at the start
+                tp, pconf, q = None, s0, q0
+            cand = (pconf, label, q, min(sconf, pconf), tp is not None)
+            if best is None or cand[0] > best[0] + (_MIN_GAIN if best[1] == "neighbour"
+                                                     else 0.0):
+                best = cand
+        if best is None:  # no fit from any start: the endplate is not placed, not guessed
+            return _fail(v.level, f"its {side} endplate could not be fitted "
+                                  f"({err or 'registration failed'})", conf)
+        pconf, label, q, c, moved = best
+        if pconf < opts.min_endplate_confidence:
+            return _fail(v.level, f"its {side} endplate is not found on the target film (best "
+                                  f"match {pconf:.2f} < {opts.min_endplate_confidence:.2f})",
+                         conf)
+        for k, i in enumerate(idx):
+            new[i] = q[k]
+            point_conf[names[i]] = min(point_conf[names[i]], c)
+        if label == "neighbour" or moved:
+            refined.extend(gnames)
+        notes.append(f"{'/'.join(gnames)}: endplate from the {label}'s fit"
+                     f"{' refined' if moved else ''} (match {pconf:.2f})")
+    return _proposal(v, new, conf, point_conf, tuple(refined), tuple(notes), tgt)
+
+
+def _cement_in_both(v: Vertebra, src: _Pyramid, tgt: _Pyramid, t: sitk.Transform, f_src: int,
+                    f_tgt: int) -> bool:
+    """True when the core of the body (its quadrilateral shrunk to 70 %) is at least
+    :data:`_CEMENT_FILLED` saturated on the source film and, placed by ``t``, on the target
+    film: both films show the vertebra treated (on the synthetic series 34-66 % with cement,
+    at most 6 % without)."""
+    from skimage.draw import polygon
+
+    quad = _quad(v)
+    if quad is None:
+        return False
+    core = quad.mean(0) + 0.7 * (quad - quad.mean(0))
+    for pyr, f, q in ((src, f_src, core), (tgt, f_tgt, _apply(t, core))):
+        arr = pyr.array(f)
+        rr, cc = polygon((q[:, 0] - (f - 1) / 2) / f, (q[:, 1] - (f - 1) / 2) / f, arr.shape)
+        if rr.size < 16 or float(np.mean(arr[rr, cc] >= _SATURATED)) < _CEMENT_FILLED:
+            return False
+    return True
+
+
+_CEMENT_FILLED = 0.15
+"""Saturated fraction of a body's core from which it counts as filled with cement."""
+
+
+def _endplate_ends(v: Vertebra, group: tuple[str, ...]) -> np.ndarray | None:
+    """The two corners of an endplate, ``(2, 2)``, or None."""
+    pair = [n for n in group if n in ("As", "Ps", "Ai", "Pi", "SL", "SR", "IL", "IR")
+            and n in v.points]
+    if len(pair) != 2:
+        return None
+    return np.array([v.points[n] for n in pair], dtype=float)
 
 
 @_deterministic
@@ -783,7 +900,7 @@ def propagate_landmarks(source: np.ndarray, landmarks: SpineLandmarks, target: n
     levels : iterable of str, optional
         Only these vertebrae (default: all).
     refine_levels : iterable of str, optional
-        Vertebrae whose points get the per-point stage (default: those flagged fractured or
+        Vertebrae whose endplates get stage 3 (default: those flagged fractured or
         treated on the source).
     options : ProposeOptions
 
@@ -839,30 +956,25 @@ def propagate_landmarks(source: np.ndarray, landmarks: SpineLandmarks, target: n
                                 tuple(here.GetTranslation()))  # type: ignore[arg-type]
                 for a in (-8.0, 8.0))
             prop2, fitted2 = _local_vertebra(v, src, tgt, t_glob, fit.scale, refine[v.level],
-                                             opts, starts)
-            if prop2.ok or not prop.ok:
-                if not prop.ok or prop2.confidence >= prop.confidence:
-                    prop, fitted = prop2, fitted2
+                                             opts, starts, from_global=False)
+            if prop2.ok and (not prop.ok or prop2.confidence > prop.confidence):
+                prop, fitted = prop2, fitted2
         out.append(prop)
         fits.append(fitted)
-    # third pass: a vertebra whose shape changes takes its endplate points from the
-    # neighbours across its discs (stage 3 then fits each point from there)
+    # third pass: a vertebra whose shape changes gets its endplates fitted on their own,
+    # from the neighbours across its discs and from its own fit
     for i, v in enumerate(todo):
-        if not (refine[v.level] and out[i].ok and opts.refine_points):
+        t_i = fits[i]
+        if not (refine[v.level] and out[i].ok and opts.refine_points and t_i is not None):
             continue
         carried: dict[str, tuple[sitk.Transform, float]] = {}
         for j, names in ((i - 1, _SUPERIOR), (i + 1, _INFERIOR)):
             if not (0 <= j < len(todo) and abs(todo[j].index - v.index) == 1):
                 continue
             nb, t_nb = out[j], fits[j]
-            if nb.ok and t_nb is not None and not refine[todo[j].level] \
-                    and nb.confidence >= _CARRY_ABOVE:
+            if nb.ok and t_nb is not None and nb.confidence >= _CARRY_ABOVE:
                 carried.update({n: (t_nb, nb.confidence) for n in names if n in v.points})
-        if carried:
-            prop3, fitted3 = _local_vertebra(v, src, tgt, t_glob, fit.scale, True, opts,
-                                             carried=carried)
-            if prop3.ok:
-                out[i], fits[i] = prop3, fitted3
+        out[i] = _reshape_vertebra(v, out[i], t_i, src, tgt, fit.scale, opts, carried)
     return Propagation(fit, tuple(out), landmarks)
 
 
@@ -879,4 +991,11 @@ _RETRY_BELOW = 0.85
 
 
 _POINT_WEIGHTS = [0.0, 1.0, 1.0, 1.0]
-"""Stage 3 fits rotation and translation of a point's patch (scale stays the vertebra's)."""
+"""Stage 3 fits rotation and translation of an endplate (scale stays the vertebra's)."""
+
+_ENDPLATE_INSIDE = 0.05
+"""From a film where the vertebra is not treated yet, stage 3's band reaches this fraction of
+the body's size into the body (the cortex of the endplate, not the changing inside)."""
+
+_ENDPLATE_EXTEND = 0.1
+"""Stage 3's band around an endplate reaches this fraction of its length beyond each corner."""

@@ -9,7 +9,9 @@ N -> :func:`reject`; :func:`next_unconfirmed` walks the unconfirmed vertebrae.
 
 from __future__ import annotations
 
-from spine_measure.io.annotation import Annotation, AnnotationError, LevelReview
+import dataclasses
+
+from spine_measure.io.annotation import Annotation, AnnotationError
 from spine_measure.landmarks import SpineLandmarks, Vertebra
 
 __all__ = ["confirm", "move_point", "next_unconfirmed", "reject", "review_summary"]
@@ -30,12 +32,11 @@ def next_unconfirmed(annotation: Annotation, after: str | None = None) -> str | 
 
 
 def confirm(annotation: Annotation, level: str) -> Annotation:
-    """Mark ``level`` as confirmed by the reader (point sources and confidences are kept, so
-    one can still tell which confirmed points a reader never moved)."""
-    state = annotation.review_of(level)
-    return annotation.with_review(level, LevelReview(confirmed=True,
-                                                     point_source=state.point_source,
-                                                     confidence=state.confidence))
+    """Mark ``level`` as confirmed by the reader (point and flag sources and confidences are
+    kept, so one can still tell which confirmed points a reader never moved, and which flag a
+    machine proposed)."""
+    return annotation.with_review(level, dataclasses.replace(annotation.review_of(level),
+                                                             confirmed=True))
 
 
 def move_point(annotation: Annotation, level: str, name: str, point: tuple[float, float], *,
@@ -54,8 +55,7 @@ def move_point(annotation: Annotation, level: str, name: str, point: tuple[float
     src[name] = "refined" if refined else "reader"
     conf = {k: c for k, c in state.confidence.items() if k != name}
     ann = annotation.replace(landmarks=annotation.landmarks.replace(level, nv))
-    return ann.with_review(level, LevelReview(confirmed=state.confirmed, point_source=src,
-                                              confidence=conf))
+    return ann.with_review(level, dataclasses.replace(state, point_source=src, confidence=conf))
 
 
 def reject(annotation: Annotation, level: str) -> Annotation:

@@ -24,6 +24,8 @@ __all__ = [
     "CEMENT_CONCEPTS",
     "FLAG_CONCEPTS",
     "LANDMARK_SET",
+    "LANDMARK_SOURCE",
+    "LANDMARK_SOURCES",
     "MEASUREMENT_CONCEPTS",
     "NO",
     "SCHEME",
@@ -148,6 +150,19 @@ FLAG_CONCEPTS: Mapping[str, CodedConcept] = MappingProxyType({
     "excluded": private("EXCLUDED", "Vertebra excluded as reference"),
 })
 """Vertebra flags of the annotation, each a CODE item valued Yes/No (SCT)."""
+
+LANDMARK_SOURCE = private("LANDMARK-SOURCE", "Source of the landmark points")
+"""CODE item of a vertebra group whose points a reader did not place and confirm: its value
+is one of :data:`LANDMARK_SOURCES` (absent = placed and confirmed by a reader)."""
+
+LANDMARK_SOURCES: Mapping[str, CodedConcept] = MappingProxyType({
+    "propagated": private("LM-SRC-PROP", "Propagated from another film, unconfirmed"),
+    "refined": private("LM-SRC-REFINED", "Refined to the image edges, unconfirmed"),
+    "mixed": private("LM-SRC-MIXED", "Mixed point sources, unconfirmed"),
+    "reader": private("LM-SRC-READER", "Placed by a reader, unconfirmed"),
+})
+"""Landmark source of an unconfirmed vertebra (a proposal measured with
+``--accept-proposed``; ``docs/propagation.md``)."""
 
 REGION_NAMES: Mapping[str, CodedConcept] = MappingProxyType({
     "vertebra": private("VERTEBRA-LM", "Vertebral body landmarks"),
@@ -289,7 +304,8 @@ def all_private_codes() -> list[CodedConcept]:
     """Every private concept (for the docs table and the uniqueness test)."""
     out: list[CodedConcept] = [*MEASUREMENT_CONCEPTS.values(), *FLAG_CONCEPTS.values(),
                                *REGION_NAMES.values(), CALIBRATION_LINE_LENGTH, IMAGE_ROWS,
-                               IMAGE_COLUMNS, LANDMARK_SET]
+                               IMAGE_COLUMNS, LANDMARK_SET, LANDMARK_SOURCE,
+                               *LANDMARK_SOURCES.values()]
     for values in VALUE_CODES.values():
         out.extend(values.values())
     out.extend(calibration_code(s) for s in _CALIBRATION_SOURCES)

@@ -131,6 +131,9 @@ def _content_digest(annotation: Any, fm: Any, cement: Mapping[str, Any] | None) 
         "cement": sorted(cement or {}),
         "version": __version__,
     }
+    marks = {lv: annotation.landmark_source(lv) for lv in annotation.unconfirmed_levels()}
+    if marks:  # confirming a proposal changes the content (its mark goes): a new UID
+        payload["unconfirmed"] = marks
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -209,7 +212,8 @@ def _region(points_rc: np.ndarray, source_image: Any) -> Any:
 
 def _vertebra_group(vertebra: Any, results: Mapping[str, Any], source: Any,
                     calibration_source: str, source_uid: str,
-                    u: Mapping[str, float] | None = None) -> Any:
+                    u: Mapping[str, float] | None = None,
+                    landmark_source: str | None = None) -> Any:
     from highdicom.sr import FindingSite, PlanarROIMeasurementsAndQualitativeEvaluations
 
     names = frozenset(vertebra.points)
@@ -220,6 +224,8 @@ def _vertebra_group(vertebra: Any, results: Mapping[str, Any], source: Any,
     quals += [_qual(C.FLAG_CONCEPTS[f], _yes_no(getattr(vertebra, f)))
               for f in ("fractured", "treated", "excluded")]
     quals.append(_qual(C.CALIBRATION_METHOD, C.calibration_code(calibration_source)))
+    if landmark_source is not None:  # an unconfirmed proposal, measured as asked
+        quals.append(_qual(C.LANDMARK_SOURCE, C.LANDMARK_SOURCES[landmark_source]))
     for name, r in results.items():
         if name not in C.MEASUREMENT_CONCEPTS:
             raise SrExportError(f'{vertebra.level}: measurement "{name}" has no SR code '
@@ -378,7 +384,9 @@ def build_sr(header: Any, fm: Any, annotation: Any, *,
     fm : FilmMeasurements
         ``measure_radiograph``/``measure_annotation`` output for this film.
     annotation : Annotation
-        The annotation measured (landmarks, calibration line, reader).
+        The annotation measured (landmarks, calibration line, reader). A vertebra it holds
+        unconfirmed (measured with ``accept_proposed``) gets a ``LANDMARK-SOURCE`` item
+        naming where its points come from.
     cement : Mapping, optional
         Level -> cement row (``spine_measure.service.FilmResult.cement``); rows holding
         ``cement_error`` are left out.
@@ -434,10 +442,13 @@ def build_sr(header: Any, fm: Any, annotation: Any, *,
     if annotation.calibration is not None:
         groups.append(_calibration_group(annotation.calibration, source, source_uid))
     empty: Mapping[str, Any] = {}
+    unconfirmed = set(annotation.unconfirmed_levels())
     for v in fm.landmarks:
         groups.append(_vertebra_group(v, fm.vertebrae.get(v.level, empty), source,
                                       fm.calibration_source, source_uid,
-                                      per_level.get(v.level)))
+                                      per_level.get(v.level),
+                                      annotation.landmark_source(v.level)
+                                      if v.level in unconfirmed else None))
     for level, row in (cement or {}).items():
         if "cement_error" in row or level not in LEVELS:
             sink.append(f"{level}: cement not exported ({row.get('cement_error', 'no level')})")
@@ -495,12 +506,14 @@ def build_sr(header: Any, fm: Any, annotation: Any, *,
 
 @dataclass(frozen=True)
 class SrWritten:
-    """One SR written: ``path``, its ``sop_instance_uid`` and the values not coded."""
+    """One SR written: ``path``, its ``sop_instance_uid``, the values not coded and the
+    unconfirmed levels left out."""
 
     image: Path
     path: Path
     sop_instance_uid: str
     skipped: tuple[str, ...] = ()
+    unconfirmed: tuple[str, ...] = ()
 
 
 def film_sr(result: Any, *, pseudonym: str | None = None,
@@ -574,7 +587,7 @@ def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike
                   taken: Mapping[str, Any] | None = None,
                   include_identifiers: bool = False,
                   pseudonym_key: bytes | None = None,
-                  uncertainty: Any = None) -> SrWritten:
+                  uncertainty: Any = None, accept_proposed: bool = False) -> SrWritten:
     """Measure one DICOM film with its annotation and write its SR into ``out_dir``.
 
     The SR is pseudonymised unless ``include_identifiers``: the patient's name and ID become
@@ -590,6 +603,10 @@ def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike
     (:func:`sr_file_name`) unless ``file_name`` is given. ``taken`` maps the names already
     written in this run to their films: a film whose name is taken is refused (two copies of
     one SOP instance).
+
+    Vertebrae a reader has not confirmed (proposals, ``docs/propagation.md``) are left out
+    and listed in :attr:`SrWritten.unconfirmed`, unless ``accept_proposed``: then they are
+    in the SR, each marked with its landmark source (:func:`build_sr`).
 
     Raises
     ------
@@ -611,7 +628,8 @@ def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike
                                       "SOP instance")
     if finder is None:
         finder = AnnotationFinder(annotations_dir)
-    result = measure_film_file(path, finder=finder, cobb=list(cobb), cement=with_cement)
+    result = measure_film_file(path, finder=finder, cobb=list(cobb), cement=with_cement,
+                               accept_proposed=accept_proposed)
     pseudo = None
     if not include_identifiers:
         from spine_measure.batch.pseudonym import pseudonym, resolve_key
@@ -644,4 +662,5 @@ def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike
         raise FileError(target, f"cannot write ({describe_os_error(exc)})") from None
     for s in skipped:
         log.warning("%s: %s", path, s)
-    return SrWritten(path, target, str(sr.SOPInstanceUID), tuple(skipped))
+    return SrWritten(path, target, str(sr.SOPInstanceUID), tuple(skipped),
+                     tuple(lv for lv, _ in result.unconfirmed))

@@ -27,6 +27,7 @@ from spine_measure.sr.export import from_scoord
 __all__ = ["FilmValue", "SrContent", "read_sr"]
 
 _FLAGS_BY_VALUE = {c.value: f for f, c in C.FLAG_CONCEPTS.items()}
+_SOURCES_BY_VALUE = {c.value: s for s, c in C.LANDMARK_SOURCES.items()}
 _MEAS_BY_VALUE = {c.value: n for n, c in C.MEASUREMENT_CONCEPTS.items()}
 _CEMENT_BY_VALUE = {c.value: (n, kind) for n, (c, kind) in C.CEMENT_CONCEPTS.items()}
 _UNIT_BY_CODE = {c.value: u for u, c in C.UNITS.items()}
@@ -81,6 +82,9 @@ class SrContent:
     uncertainty95 : Mapping[str, Mapping[str, float]]
         Level -> registry name -> expanded (95 %, ``1.96 u``) measurement uncertainty, for
         SRs exported with ``--uncertainty`` (empty otherwise).
+    unconfirmed : Mapping[str, str]
+        Level -> landmark source (``propagated``, ``refined``, ``mixed``, ``reader``) of the
+        vertebrae exported unconfirmed (``--accept-proposed``); empty otherwise.
     """
 
     sop_instance_uid: str
@@ -102,6 +106,7 @@ class SrContent:
     content_datetime: dt.datetime | None = None
     notes: tuple[str, ...] = field(default=())
     uncertainty95: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    unconfirmed: Mapping[str, str] = field(default_factory=dict)
 
     def to_annotation(self) -> Any:
         """An :class:`~spine_measure.io.annotation.Annotation` with the landmarks, flags,
@@ -223,6 +228,7 @@ def read_sr(path: str | os.PathLike[str]) -> SrContent:
     film: list[FilmValue] = []
     cement: dict[str, dict[str, Any]] = {}
     uncertainty: dict[str, dict[str, float]] = {}
+    unconfirmed: dict[str, str] = {}
     tracking: dict[str, str] = {}
     spacing_r = spacing_c = None
     rows = cols = 0
@@ -288,6 +294,10 @@ def read_sr(path: str | os.PathLike[str]) -> SrContent:
                     parsed = C.landmark_names_of(_code_value(i)[0])
                     if parsed is not None:
                         view, _, names = parsed
+                elif vt == "CODE" and _is(i, C.LANDMARK_SOURCE):
+                    src_code = _code_value(i)[0]
+                    if src_code in _SOURCES_BY_VALUE:
+                        unconfirmed[level] = _SOURCES_BY_VALUE[src_code]
                 elif vt == "CODE" and ns == C.SCHEME and nv in _FLAGS_BY_VALUE:
                     flags[_FLAGS_BY_VALUE[nv]] = _code_value(i)[0] == C.YES.value
                 elif vt == "CODE" and ns == C.SCHEME and nv in _MEAS_BY_VALUE:
@@ -330,6 +340,7 @@ def read_sr(path: str | os.PathLike[str]) -> SrContent:
         calibration_line=line, spacing=spacing, calibration_source=calibration_source,
         vertebrae=values, units=units, film=tuple(film), cement=cement, tracking=tracking,
         reader=reader, content_datetime=content_dt, uncertainty95=uncertainty,
+        unconfirmed=unconfirmed,
     )
 
 

@@ -117,21 +117,45 @@ def grade_colour(grade: object) -> str:
     return GRADE_COLOURS.get(grade, "#9aa7b0") if isinstance(grade, int) else "#9aa7b0"
 
 
-def grade_labels(fm: Any, levels: list[str]) -> list[tuple[str, str]]:
+def grade_labels(fm: Any, levels: list[str],
+                 reader: Mapping[str, tuple[int | None, str | None]] | None = None,
+                 ) -> list[tuple[str, str]]:
     """``("G1 wedge", colour)`` for each of ``levels`` from the film's measurements ``fm``
-    (the computed Genant grade and shape; empty text when the vertebra cannot be graded)."""
+    (the computed Genant grade and shape; empty text when the vertebra cannot be graded).
+
+    ``reader`` maps a level to the reader's own ``(grade, shape)`` (either None: computed):
+    the reader's values are shown instead, marked ``(reader)``, and the colour follows the
+    grade shown.
+
+    >>> from types import SimpleNamespace as R
+    >>> fm = R(vertebrae={"L1": {"genant_grade": R(value=1), "genant_shape": R(value="wedge")}})
+    >>> grade_labels(fm, ["L1"])
+    [('G1 wedge', '#ffd54f')]
+    >>> grade_labels(fm, ["L1"], {"L1": (2, "biconcave")})
+    [('G2 biconcave (reader)', '#ff9f43')]
+    >>> grade_labels(fm, ["L1"], {"L1": (0, "none")})
+    [('G0 (reader)', '#e8eef2')]
+    """
     out = []
+    reader = reader or {}
     for level in levels:
         per = fm.vertebrae.get(level, {})
         g = per.get("genant_grade")
         shape = per.get("genant_shape")
         grade = None if g is None else g.value
+        sh = None if shape is None else shape.value
+        r_grade, r_shape = reader.get(level, (None, None))
+        own = r_grade is not None or r_shape is not None
+        if r_grade is not None:
+            grade = r_grade
+        if r_shape is not None:
+            sh = r_shape
         if isinstance(grade, bool) or not isinstance(grade, int | np.integer):
-            out.append(("", grade_colour(None)))
+            out.append((f"{r_shape} (reader)" if own else "", grade_colour(None)))
             continue
         if int(grade) == 0:  # normal: the level name alone, in the plain colour
-            out.append(("", grade_colour(0)))
+            out.append(("G0 (reader)" if own else "", grade_colour(0)))
             continue
-        sh = _SHAPE_TEXT.get(str(shape.value), "") if shape is not None else ""
-        out.append((f"G{int(grade)} {sh}".rstrip(), grade_colour(int(grade))))
+        text = f"G{int(grade)} {_SHAPE_TEXT.get(str(sh), '')}".rstrip()
+        out.append((text + (" (reader)" if own else ""), grade_colour(int(grade))))
     return out

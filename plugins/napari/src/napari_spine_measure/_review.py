@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +31,12 @@ import numpy as np
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor, QFont
 from qtpy.QtWidgets import (
-    QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -118,6 +119,33 @@ def _conf_text(c: float | None) -> str:
     return "" if c is None else f"{100 * c:.0f}%"
 
 
+@dataclass(eq=False)
+class _ProposalJob:
+    """One "Propose" run: for which film (its path and session) and from which source."""
+
+    source: Path
+    film: Any  # the film's path as its Radiograph holds it (the widget's session key)
+    ctl: AnnotationController
+    film_name: str
+    worker: Any = None
+    result: Any = None
+
+
+def _compute_proposal(source_rg: Any, source: Path, source_annotation: Any, target: Any,
+                      existing: Any) -> Any:
+    """The worker thread's part of "Propose": read the source film when it is not open,
+    register and propose (:func:`spine_measure.propose.files.propose_annotation`). Touches
+    no session and no widget."""
+    from spine_measure.io.radiograph import load_radiograph
+    from spine_measure.propose.files import propose_annotation
+
+    if source_rg is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            source_rg = load_radiograph(source)
+    return propose_annotation(source_rg, source_annotation, target, existing=existing)
+
+
 class ReviewPanel(QWidget):
     """The "Proposals" tab; see the module docstring. ``widget`` is the dock widget it
     belongs to (its controller, layers and status line)."""
@@ -133,6 +161,7 @@ class ReviewPanel(QWidget):
         self.last_result: Any = None
         self._acting = False  # confirming / rejecting: refresh() does not move on by itself
         self._sources_stale = True  # listed when the tab is shown (a folder scan)
+        self._job: _ProposalJob | None = None  # the proposal being computed
         self._build()
 
     # ------------------------------------------------------------------ UI
@@ -153,6 +182,12 @@ class ReviewPanel(QWidget):
         self.propose_button.clicked.connect(lambda: self.propose())
         row.addWidget(self.propose_button)
         lay.addLayout(row)
+        self.busy_bar = QProgressBar()  # indeterminate while a proposal is computed
+        self.busy_bar.setRange(0, 0)
+        self.busy_bar.setMaximumHeight(8)
+        self.busy_bar.setTextVisible(False)
+        self.busy_bar.hide()
+        lay.addWidget(self.busy_bar)
         self.result_label = QLabel("")
         self.result_label.setWordWrap(True)
         lay.addWidget(self.result_label)
@@ -221,21 +256,38 @@ class ReviewPanel(QWidget):
                                              open_films=open_films)
         for path, label in sources:
             self.source_combo.addItem(label, str(path))
-        self.propose_button.setEnabled(bool(sources))
+        self.propose_button.setEnabled(bool(sources) and self._job is None)
         if note:
             self.result_label.setText(note)
         return sources
 
-    def propose(self, source: str | Path | None = None) -> Any:
+    @property
+    def busy(self) -> bool:
+        """A proposal is being computed (in a worker thread)."""
+        return self._job is not None
+
+    def propose(self, source: str | Path | None = None) -> _ProposalJob | None:
         """Propose the landmarks of ``source`` (default: the film chosen in the drop-down) on
-        the film on screen; the vertebrae it already has are kept. Returns the
-        :class:`~spine_measure.propose.files.ProposalResult`, or None (error in the status
+        the film on screen; the vertebrae it already has are kept.
+
+        The registration takes seconds, so it runs in a worker thread: the window stays
+        usable (look, zoom, switch films, keep placing) while a busy bar shows. The result
+        goes to the session of the film it was started for, whatever film is on screen
+        then (:meth:`_finished`), and only to levels that session still has no points for;
+        it is dropped, with a message, when that film was closed. Returns the running job
+        (its ``result`` is set when done; :attr:`busy` is False again, see
+        :attr:`last_result`), or None when nothing was started (the reason in the status
         line)."""
-        from spine_measure.io.radiograph import load_radiograph
-        from spine_measure.propose.files import find_film_annotation, propose_annotation
+        from superqt.utils import create_worker
+
+        from spine_measure.propose.files import find_film_annotation
 
         ctl = self.w.controller
         target = self._radiograph()
+        if self._job is not None:
+            self.w._status(f"already proposing for {self._job.film_name}: wait for it",
+                           error=True)
+            return None
         if source is None:
             if self._sources_stale:
                 self.refresh_sources()
@@ -251,25 +303,84 @@ class ReviewPanel(QWidget):
                            "first", error=True)
             return None
         source = Path(source)
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             found = find_film_annotation(source, self.w.annotations_dir)
             if found is None:
                 raise SessionError("has no annotation (annotate it first)")
-            open_rg = {Path(ly.metadata["radiograph"].metadata.path).resolve():
-                       ly.metadata["radiograph"] for ly in self.w._film_layers()}
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                src_rg = open_rg.get(source.resolve()) or load_radiograph(source)
-            result = propose_annotation(src_rg, found[1], target, existing=ctl.annotation())
-            added = ctl.add_proposals(result.annotation)
         except (SessionError, SpineMeasureError, ValueError, OSError) as exc:
-            text = str(exc)
-            self.w._status(text if source.name in text else f"{source.name}: {text}",
-                           error=True)
+            self._say_error(source, exc)
             return None
-        finally:
-            QApplication.restoreOverrideCursor()
+        open_rg = {Path(ly.metadata["radiograph"].metadata.path).resolve():
+                   ly.metadata["radiograph"] for ly in self.w._film_layers()}
+        job = _ProposalJob(source=source, film=target.metadata.path, ctl=ctl,
+                           film_name=Path(target.metadata.path).name)
+        # the session as it is now: the levels it has are not proposed (levels placed
+        # while the worker runs are kept too: add_proposals never replaces points)
+        existing = ctl.annotation()
+        # superqt's worker (napari's relays errors as tracebacks in its notifications): a
+        # failed registration is one line in the status bar
+        worker = create_worker(
+            _compute_proposal, open_rg.get(source.resolve()), source, found[1], target,
+            existing, _start_thread=False,
+            _connect={"returned": lambda result, j=job: self._deliver(self._finished, j,
+                                                                       result),
+                      "errored": lambda exc, j=job: self._deliver(self._failed, j, exc),
+                      "finished": lambda j=job: self._deliver(self._job_done, j)})
+        self._job = job
+        job.worker = worker
+        self.propose_button.setEnabled(False)
+        self.busy_bar.show()
+        self.result_label.setText(f"Proposing {job.film_name} from {source.name}… (the "
+                                  "window stays usable; the result goes to this film)")
+        self.w._status(f"proposing from {source.name} in the background")
+        worker.start()
+        return job
+
+    def _deliver(self, fn: Any, *args: Any) -> None:
+        """Hand the worker's outcome to ``fn`` unless the window was closed meanwhile (the
+        proposal is then simply not used: nothing of the reader's is lost)."""
+        from qtpy import sip
+
+        if not sip.isdeleted(self) and not sip.isdeleted(self.result_label):
+            fn(*args)
+
+    def _say_error(self, source: Path, exc: BaseException) -> None:
+        text = str(exc)
+        self.w._status(text if source.name in text else f"{source.name}: {text}", error=True)
+
+    def _job_done(self, job: _ProposalJob) -> None:
+        if self._job is job:
+            self._job = None
+        self.busy_bar.hide()
+        self.propose_button.setEnabled(self.source_combo.count() > 0)
+
+    def _failed(self, job: _ProposalJob, exc: BaseException) -> None:
+        if not isinstance(exc, SessionError | SpineMeasureError | ValueError | OSError):
+            log.exception("proposing from %s failed", job.source, exc_info=exc)
+        self._say_error(job.source, exc)
+        self.result_label.setText(f"From {job.source.name}: nothing proposed ({exc})")
+
+    def _finished(self, job: _ProposalJob, result: Any) -> None:
+        """Apply ``result`` to the session of the film the job was started for (never to
+        the film on screen when that is another one)."""
+        films = {ly.metadata["radiograph"].metadata.path for ly in self.w._film_layers()}
+        ctl = self.w._controllers.get(job.film)
+        job.result = result
+        if ctl is not job.ctl or job.film not in films:
+            msg = (f"proposals from {job.source.name} dropped: {job.film_name} was closed "
+                   "while they were computed")
+            self.w._status(msg, error=True)
+            self.result_label.setText(msg)
+            return
+        if ctl.read_only is not None:
+            self.w._status(f"read-only session, nothing proposed: {ctl.read_only}",
+                           error=True)
+            return
+        try:
+            added = ctl.add_proposals(result.annotation)
+        except (SessionError, SpineMeasureError, ValueError) as exc:
+            self._say_error(job.source, exc)
+            return
         self.last_result = result
         parts = []
         ok = [f"{r['level']} ({_conf_text(r['confidence'])})" for r in result.rows
@@ -283,12 +394,19 @@ class ReviewPanel(QWidget):
                 or (r["status"] == "proposed" and r["level"] not in added)]
         if kept:
             parts.append(f"kept as annotated {', '.join(kept)}")
-        text = f"From {source.name}: " + (" · ".join(parts) or "nothing to propose")
+        text = f"From {job.source.name}: " + (" · ".join(parts) or "nothing to propose")
+        if ctl is not self.w.controller:
+            # the reader moved to another film meanwhile: the proposals wait in their own
+            # film's session (autosaved there); review them when that film is shown
+            text = (f"{job.film_name} (not on screen): {text[0].lower()}{text[1:]}; "
+                    f"show {job.film_name} to review")
+            self.result_label.setText(text)
+            self.w._status(text, error=bool(failed) and not ok)
+            return
         self.result_label.setText(text)
         self.w._status(text, error=bool(failed) and not ok)
         if added:  # review starts; one undo takes back the proposal
             self.set_review(True, undoable=False)
-        return result
 
     # ------------------------------------------------------------------ review mode
     def set_review(self, on: bool, *, undoable: bool = True) -> None:
@@ -431,7 +549,8 @@ class ReviewPanel(QWidget):
             self.review_button.blockSignals(True)
             self.review_button.setChecked(False)
             self.review_button.blockSignals(False)
-            self.result_label.setText("")
+            self.result_label.setText("" if self._job is None else
+                                      f"Proposing {self._job.film_name} in the background…")
             self._sync_refiner()
             self._sources_stale = True
             if self.isVisible():

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QMessageBox,
     QPushButton,
     QSizePolicy,
@@ -77,6 +79,8 @@ TABLE_ROWS: tuple[tuple[str, str], ...] = (
     ("crush_ratio", "Crush hp/ref"),
     ("genant_grade", "Genant grade"),
     ("genant_shape", "Genant shape"),
+    ("genant_grade_reader", "Grade (reader)"),
+    ("genant_shape_reader", "Shape (reader)"),
 )
 """Rows of the table; the calibration of the lengths is named once, in its title (the rows
 stay narrow, so 7+ vertebrae fit side by side without scrolling)."""
@@ -106,6 +110,15 @@ _SOURCE_SHORT = {
     "uncalibrated": "uncal.",
 }
 _SHAPE_SHORT = {"wedge": "wedge", "biconcave": "bicon.", "crush": "crush", "none": "none"}
+#: the reader's Genant override choices: (text, value); None = the computed one
+GENANT_GRADE_CHOICES: tuple[tuple[str, int | None], ...] = (
+    ("grade: computed", None), ("0 normal", 0), ("1 mild", 1), ("2 moderate", 2),
+    ("3 severe", 3))
+GENANT_SHAPE_CHOICES: tuple[tuple[str, str | None], ...] = (
+    ("shape: computed", None), ("none", "none"), ("wedge", "wedge"),
+    ("biconcave", "biconcave"), ("crush", "crush"))
+#: table rows of the reader's override (not measurements: they come from the annotation)
+_READER_ROWS = {"genant_grade_reader": 0, "genant_shape_reader": 1}
 _UNIT_TEXT = {"mm": "mm", "px": "px", "deg": "°", "pct": "%", "grade": "", "": ""}
 _TRI = (("unknown", None), ("yes", True), ("no", False))
 _FINDING_FLAGS = (
@@ -127,6 +140,10 @@ HOTKEYS = {
     "F": "flag fractured: the vertebra under the mouse, else the one just finished",
     "T": "flag treated: the vertebra under the mouse, else the one just finished",
     "X": "flag excluded: the vertebra under the mouse, else the one just finished",
+    "G": "reader's Genant grade of the vertebra under the mouse, else the one just "
+         "finished: computed -> 0 -> 1 -> 2 -> 3 -> computed",
+    "Shift-G": "reader's Genant shape of the same vertebra: computed -> none -> wedge -> "
+               "biconcave -> crush -> computed",
     "Shift-S": "save",
 }
 """The plugin's keys. They work whichever layer is active (bound on every film and
@@ -171,6 +188,23 @@ def cement_summary(f: Any) -> str:
 
 
 _MISSING = object()
+#: marks a vertebra whose landmarks describe no vertebra (not measured), in the table
+#: header and on the film
+REFUSED_MARK = "⚠"
+
+
+def refused_levels(fm: Any) -> dict[str, str]:
+    """Level -> why the measurements of its vertebra were refused (implausible landmarks:
+    upside down, endplates crossing ... ``spine_measure.measurements.plausibility``), read
+    from the reasons the film's measurements ``fm`` carry."""
+    out = {}
+    for level, per in fm.vertebrae.items():
+        prefix = f"{level}: implausible landmarks: "
+        for r in per.values():
+            if r.reason and r.reason.startswith(prefix):
+                out[level] = r.reason[len(prefix):]
+                break
+    return out
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -318,11 +352,14 @@ class SpineAnnotationWidget(QWidget):
         self.controller: AnnotationController | None = None
         self._controllers: dict[str, AnnotationController] = {}
         self._image_layer: Any = None
+        self._watched: weakref.WeakSet[Any] = weakref.WeakSet()  # visibility followed
+        self._switching = False
         self._keys: list[tuple[str, str]] = []
         self._syncing = False
         self._placing = True
         self.last_refresh_ms = float("nan")
         self._cache: dict[str, Any] = {}
+        self._refused: dict[str, str] = {}  # level -> why it is not measured
         self.landmarks_layer: Any = None
         self.endplates_layer: Any = None
         self.preview_layer: Any = None
@@ -456,8 +493,21 @@ class SpineAnnotationWidget(QWidget):
         self.table.horizontalHeader().setMinimumSectionSize(20)
         self.table.horizontalHeader().setFont(small)
         self.table.verticalHeader().setFont(small)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._table_menu)
+        self.table.horizontalHeader().setContextMenuPolicy(
+            Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.horizontalHeader().customContextMenuRequested.connect(self._table_menu)
+        self.table.setToolTip("Right-click a vertebra's column: your own Genant grade/shape")
         self.table_box = table_box
         tl.addWidget(self.table)
+        # vertebrae whose landmarks describe no vertebra (a drag turned one upside down):
+        # kept in the table, with the reason here and in the status line
+        self.refused_label = QLabel("")
+        self.refused_label.setWordWrap(True)
+        self.refused_label.setStyleSheet("color: #ff8a80;")
+        self.refused_label.hide()
+        tl.addWidget(self.refused_label)
         root.addWidget(table_box, 1)
 
         file_row = QHBoxLayout()
@@ -479,7 +529,7 @@ class SpineAnnotationWidget(QWidget):
         for b in [*self.findChildren(QPushButton), *self.findChildren(QCheckBox)]:
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         for combo in (self.film_combo, self.level_combo, self.direction_combo,
-                      self.time_combo):
+                      self.time_combo, self.genant_grade_combo, self.genant_shape_combo):
             combo.activated.connect(lambda *_: self._focus_canvas())
 
     def _landmarks_tab(self) -> QWidget:
@@ -523,13 +573,33 @@ class SpineAnnotationWidget(QWidget):
         lay.addWidget(self.flags_label, 3, 0)
         lay.addLayout(flags, 3, 1, 1, 2)
 
-        lay.addWidget(QLabel("Time point"), 4, 0)
+        # the reader's own Genant grade / shape of the same vertebra (kept beside the
+        # computed one; also: G key, right-click on the table)
+        self.genant_label = QLabel("Genant (reader)")
+        self.genant_label.setToolTip("Your own Genant grade and shape of this vertebra: "
+                                     "saved beside the computed ones (computed = no override)")
+        lay.addWidget(self.genant_label, 4, 0)
+        self.genant_grade_combo = QComboBox()
+        self.genant_grade_combo.addItems([t for t, _ in GENANT_GRADE_CHOICES])
+        self.genant_grade_combo.setToolTip("Reader's Genant grade (G key: next grade of the "
+                                           "vertebra under the mouse / just finished)")
+        self.genant_grade_combo.currentIndexChanged.connect(
+            lambda i: self._genant_chosen(grade=GENANT_GRADE_CHOICES[i][1]))
+        self.genant_shape_combo = QComboBox()
+        self.genant_shape_combo.addItems([t for t, _ in GENANT_SHAPE_CHOICES])
+        self.genant_shape_combo.setToolTip("Reader's Genant shape")
+        self.genant_shape_combo.currentIndexChanged.connect(
+            lambda i: self._genant_chosen(shape=GENANT_SHAPE_CHOICES[i][1]))
+        lay.addWidget(self.genant_grade_combo, 4, 1)
+        lay.addWidget(self.genant_shape_combo, 4, 2)
+
+        lay.addWidget(QLabel("Time point"), 5, 0)
         self.time_combo = QComboBox()
         self.time_combo.addItems(["from DICOM dates", "preop", "postop", "followup"])
         self.time_combo.currentIndexChanged.connect(
             lambda i: self._call(self.controller.set_time_point,
                                  None if i == 0 else self.time_combo.itemText(i)))
-        lay.addWidget(self.time_combo, 4, 1, 1, 2)
+        lay.addWidget(self.time_combo, 5, 1, 1, 2)
         return w
 
     def _findings_tab(self) -> QWidget:
@@ -637,11 +707,26 @@ class SpineAnnotationWidget(QWidget):
             "F": lambda _: self.flag_here("fractured"),
             "T": lambda _: self.flag_here("treated"),
             "X": lambda _: self.flag_here("excluded"),
+            "G": lambda _: self.next_genant_here("grade"),
+            "Shift-G": lambda _: self.next_genant_here("shape"),
             "Shift-S": lambda _: self.save(),
         }
         target = self.viewer if layer is None else layer
         for key, fn in actions.items():
-            target.bind_key(key, fn, overwrite=True)
+            target.bind_key(key, self._guarded(fn), overwrite=True)
+
+    def _guarded(self, fn: Any) -> Any:
+        """A key's action; without a session (no film shown) it says so instead of
+        raising inside napari's key handling."""
+
+        def run(event: Any) -> Any:
+            try:
+                return fn(event)
+            except SessionError as exc:
+                self._status(str(exc), error=True)
+                return None
+
+        return run
 
     def _placing_shown(self) -> bool:
         lay = self.landmarks_layer
@@ -693,6 +778,67 @@ class SpineAnnotationWidget(QWidget):
             ctl.last_message = f"{level} {flag}: {'yes' if ctl.flags(level)[flag] else 'no'}"
             self.refresh()
 
+    def set_genant(self, level: str | None = None, **values: Any) -> str | None:
+        """The reader's own Genant ``grade=`` and/or ``shape=`` of ``level`` (default: the
+        vertebra the flags apply to); None = the computed value again."""
+        ctl = self._require()
+        level = level or self._flag_level()
+        if level is None:
+            self._status("no vertebra to grade yet", error=True)
+            return None
+        return self._call(ctl.set_genant_reader, level, **values)
+
+    def next_genant_here(self, field: str) -> None:
+        """G / Shift-G: the next reader grade (computed, 0, 1, 2, 3, computed ...) or shape
+        (computed, none, wedge, biconcave, crush, computed ...) of the vertebra under the
+        mouse, else of the vertebra just finished."""
+        ctl = self._require()
+        level = self._level_under_mouse() or self._flag_level()
+        if level is None or not ctl.points(level):
+            self._status("no vertebra to grade yet", error=True)
+            return
+        choices = GENANT_GRADE_CHOICES if field == "grade" else GENANT_SHAPE_CHOICES
+        values = [v for _t, v in choices]
+        now = ctl.genant_reader(level)[0 if field == "grade" else 1]
+        self.set_genant(level, **{field: values[(values.index(now) + 1) % len(values)]})
+
+    def _genant_chosen(self, **values: Any) -> None:
+        if not self._syncing and self.controller is not None:
+            self.set_genant(**values)
+
+    def _table_menu(self, pos: Any) -> None:
+        """Right-click on a vertebra's column of the table: the reader's Genant grade and
+        shape of that vertebra."""
+        ctl = self.controller
+        header = self.table.horizontalHeader()
+        j = header.logicalIndexAt(pos.x()) if self.sender() is header \
+            else self.table.columnAt(pos.x())
+        levels = self._cache.get("table_levels", [])
+        if ctl is None or not 0 <= j < len(levels):
+            return
+        level = levels[j]
+        menu = self._genant_menu(ctl, level)
+        menu.setObjectName("spine_measure_genant_menu")
+        widget = header if self.sender() is header else self.table.viewport()
+        menu.exec(widget.mapToGlobal(pos))
+
+    def _genant_menu(self, ctl: AnnotationController, level: str) -> QMenu:
+        menu = QMenu(self)
+        grade, shape = ctl.genant_reader(level)
+        menu.addSection(f"{level}: Genant (reader)")
+        for text, value in GENANT_GRADE_CHOICES:
+            a = menu.addAction(f"Grade {text.replace('grade: ', '')}")
+            a.setCheckable(True)
+            a.setChecked(value == grade)
+            a.triggered.connect(lambda _=False, v=value: self.set_genant(level, grade=v))
+        menu.addSeparator()
+        for text, value in GENANT_SHAPE_CHOICES:
+            a = menu.addAction(f"Shape {text.replace('shape: ', '')}")
+            a.setCheckable(True)
+            a.setChecked(value == shape)
+            a.triggered.connect(lambda _=False, v=value: self.set_genant(level, shape=v))
+        return menu
+
     # ================================================================== films
     def _film_layers(self) -> list[Any]:
         return [ly for ly in self.viewer.layers
@@ -700,6 +846,10 @@ class SpineAnnotationWidget(QWidget):
 
     def _films_changed(self, *_: Any) -> None:
         layers = self._film_layers()
+        for ly in layers:  # the eye icon of the layer list switches films too
+            if ly not in self._watched:
+                self._watched.add(ly)
+                ly.events.visible.connect(lambda _e=None, lay=ly: self._film_visibility(lay))
         names = [ly.name for ly in layers]
         if self._image_layer is not None and self._image_layer not in layers:
             # the film on screen was closed: its session stops receiving clicks
@@ -713,6 +863,26 @@ class SpineAnnotationWidget(QWidget):
             self.film_combo.blockSignals(False)
         if names and self._image_layer is None:
             self.set_film(layers[0])
+
+    def _film_visibility(self, layer: Any) -> None:
+        """A film shown or hidden with the layer list's eye icon (or ``layer.visible``): the
+        session follows the film the reader is looking at, by the same route as the Film
+        box (:meth:`set_film`: per-film sessions, unreadable annotations asked about).
+        Hiding the film on screen moves to the top visible film; with no film visible no
+        session receives clicks until one is shown."""
+        if self._switching or layer not in self._film_layers():
+            return
+        if layer.visible and (layer is not self._image_layer or self.controller is None):
+            self.set_film(layer)
+        elif not layer.visible and layer is self._image_layer:
+            shown = [ly for ly in self._film_layers() if ly.visible]
+            if shown:
+                self.set_film(shown[-1])  # the top one: what the reader sees
+            else:
+                self.controller = None  # nothing on screen: clicks go nowhere
+                self.prompt_label.setText("No film shown: show one (eye icon in the layer "
+                                          "list) or choose it in the Film box")
+                self._update_notice()
 
     def _layer_inserted(self, event: Any) -> None:
         """A layer was added (File > Open, drag and drop, the console). A film opened
@@ -752,7 +922,7 @@ class SpineAnnotationWidget(QWidget):
     def _film_selected(self, *_: Any) -> None:
         name = self.film_combo.currentText()
         layer = next((ly for ly in self._film_layers() if ly.name == name), None)
-        if layer is not None and layer is not self._image_layer:
+        if layer is not None and (layer is not self._image_layer or self.controller is None):
             self.set_film(layer)
 
     def _detach(self) -> None:
@@ -784,9 +954,13 @@ class SpineAnnotationWidget(QWidget):
             return None
         key = radiograph.metadata.path
         self.controller = None  # nothing may reach the previous film's session any more
-        for ly in self._film_layers():
-            ly.visible = ly is image_layer
         self._image_layer = image_layer
+        self._switching = True  # hiding the other films is part of this switch
+        try:
+            for ly in self._film_layers():
+                ly.visible = ly is image_layer
+        finally:
+            self._switching = False
         if self.film_combo.currentText() != image_layer.name:
             self.film_combo.blockSignals(True)
             self.film_combo.setCurrentText(image_layer.name)
@@ -829,7 +1003,10 @@ class SpineAnnotationWidget(QWidget):
                 "Recover unsaved work?",
                 f"An autosave of {Path(radiograph.metadata.path).name} exists (a session "
                 "ended without saving). Recover it?"):
-            ctl.recover()
+            try:
+                ctl.recover()
+            except SessionError as exc:  # the autosave is kept as it is
+                ctl.last_message = f"not recovered: {exc}"
         return ctl
 
     def _unreadable(self, ctl: AnnotationController, exc: Exception) -> None:
@@ -1044,7 +1221,8 @@ class SpineAnnotationWidget(QWidget):
     # ================================================================== actions
     def _require(self) -> AnnotationController:
         if self.controller is None:
-            raise SessionError("open a film first (File > Open, or the sample data)")
+            raise SessionError("no film being annotated: open one (File > Open, or the sample "
+                               "data) or show one (Film box, eye icon in the layer list)")
         return self.controller
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -1463,6 +1641,7 @@ class SpineAnnotationWidget(QWidget):
         self._syncing = True
         try:
             fm = ctl.measurements()  # once per redraw: table and on-film grades
+            self._refused = refused_levels(fm)
             self._refresh_layers(ctl, force_points, fm, light=light)
             self._refresh_controls(ctl)
             self._refresh_table(ctl, fm)
@@ -1523,8 +1702,11 @@ class SpineAnnotationWidget(QWidget):
             _assign(self.endplates_layer, todo)
 
         pos, text = _layers.level_label_points(ctl)
-        grades = _layers.grade_labels(fm, [t.split()[0] for t in text])
-        text = [f"{t} {g}".rstrip() for t, (g, _c) in zip(text, grades, strict=True)]
+        grades = _layers.grade_labels(fm, [t.split()[0] for t in text],
+                                      {lv: ctl.genant_reader(lv) for lv in ctl.points()})
+        text = [f"{t} {g}".rstrip() if t.split()[0] not in self._refused
+                else f"{t} {REFUSED_MARK} not measured"
+                for t, (g, _c) in zip(text, grades, strict=True)]
         text = self.review_panel.level_texts(ctl, text)
         colours = [c for _g, c in grades]
         # level names sit beside the body: moved only when the body moved by >= 8 px, so a
@@ -1646,6 +1828,15 @@ class SpineAnnotationWidget(QWidget):
         for flag, box in self.flag_boxes.items():
             box.setChecked(bool(level) and ctl.flags(level)[flag])
             box.setEnabled(level is not None)
+        grade, shape = ctl.genant_reader(level) if level else (None, None)
+        self.genant_label.setText(f"Genant of {level or '—'} (reader)")
+        self.genant_grade_combo.setCurrentIndex(
+            [v for _t, v in GENANT_GRADE_CHOICES].index(grade))
+        self.genant_shape_combo.setCurrentIndex(
+            [v for _t, v in GENANT_SHAPE_CHOICES].index(shape))
+        has_points = bool(level) and bool(ctl.points(level))
+        self.genant_grade_combo.setEnabled(has_points)
+        self.genant_shape_combo.setEnabled(has_points)
         tp = ctl.time_point
         self.time_combo.setCurrentIndex(0 if tp is None else
                                         ["preop", "postop", "followup"].index(tp) + 1)
@@ -1673,8 +1864,13 @@ class SpineAnnotationWidget(QWidget):
         saved = ("unsaved changes" if ctl.dirty else
                  f"saved, revision {ctl.revision}" if ctl.revision else "not saved yet")
         where = ctl.annotation_path.name if ctl.annotation_path else "no file"
+        refused = "; ".join(f"{lv} not measured: {why}" for lv, why in self._refused.items())
         if self._error:
             self._status(self._error, error=True)
+        elif refused:  # in red while it lasts (not kept after a fix, not logged per move)
+            self.status_label.setText(
+                f"{ctl.last_message} · {refused} · {where}: {saved}".strip(" ·"))
+            self.status_label.setStyleSheet("color: #ff8a80;")
         else:
             self._status(f"{ctl.last_message} · {where}: {saved}".strip(" ·"))
 
@@ -1723,6 +1919,9 @@ class SpineAnnotationWidget(QWidget):
         try:
             for i, (name, label) in enumerate(TABLE_ROWS):
                 unit = ""
+                if name in _READER_ROWS:  # not measurements: _mark_reader_and_refused
+                    labels.append(label)
+                    continue
                 for j, lv in enumerate(levels):
                     r = fm.vertebrae[lv].get(name)
                     if r is None:
@@ -1770,8 +1969,51 @@ class SpineAnnotationWidget(QWidget):
                  for i in range(len(labels))]
         if shown != labels:
             t.setVerticalHeaderLabels(labels)
+        self._mark_reader_and_refused(ctl, levels)
         self.review_panel.mark_table(ctl, fm, [name for name, _label in TABLE_ROWS])
         self._schedule_uncertainty()
+
+    def _mark_reader_and_refused(self, ctl: AnnotationController, levels: list[str]) -> None:
+        """The table's reader rows (the reader's own Genant grade and shape, from the
+        annotation) and the vertebrae not measured: ``⚠`` in red in the header, the reason
+        in its tooltip and under the table."""
+        t = self.table
+        self._cache["table_levels"] = levels
+        rows = {name: i for i, (name, _label) in enumerate(TABLE_ROWS) if name in _READER_ROWS}
+        for j, lv in enumerate(levels):
+            own = ctl.genant_reader(lv)
+            for name, i in rows.items():
+                value = own[_READER_ROWS[name]]
+                text = "—" if value is None else (
+                    _SHAPE_SHORT.get(str(value), str(value))
+                    if name == "genant_shape_reader" else str(value))
+                item = t.item(i, j)
+                if item is None:
+                    item = QTableWidgetItem(text)
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                          | Qt.AlignmentFlag.AlignVCenter)
+                    item.setToolTip("your own value (—: none, the computed one stands); "
+                                    "right-click to change")
+                    t.setItem(i, j, item)
+                elif item.text() != text:
+                    item.setText(text)
+                item.setData(Qt.ItemDataRole.ForegroundRole, None if own[0] is None
+                             else QColor(_layers.grade_colour(own[0])))
+        refused = self._refused
+        for j, lv in enumerate(levels):
+            h = t.horizontalHeaderItem(j)
+            if h is None:
+                continue
+            if lv in refused:
+                h.setText(f"{h.text()} {REFUSED_MARK}")
+                h.setForeground(QColor("#ff8a80"))
+                h.setToolTip(f"{lv} not measured: {refused[lv]}")
+            elif " not measured: " in h.toolTip():  # measured again (header items are reused)
+                h.setData(Qt.ItemDataRole.ForegroundRole, None)
+                h.setToolTip("")
+        self.refused_label.setText("\n".join(f"{REFUSED_MARK} {lv} not measured: {why}"
+                                             for lv, why in refused.items()))
+        self.refused_label.setVisible(bool(refused))
 
     def _schedule_uncertainty(self) -> None:
         """(Re)start the delay after which the table gets its "± u" (landmark SD set)."""
@@ -1803,7 +2045,7 @@ class SpineAnnotationWidget(QWidget):
             sd, source="napari landmark SD"))
         levels = list(fm.vertebrae)
         for i, (name, _label) in enumerate(TABLE_ROWS):
-            if REGISTRY[name].kind not in ("length", "angle", "ratio"):
+            if name not in REGISTRY or REGISTRY[name].kind not in ("length", "angle", "ratio"):
                 continue
             for j, lv in enumerate(levels):
                 item = self.table.item(i, j)

@@ -54,8 +54,15 @@ from spine_measure.io.annotation import (
     sidecar_path,
 )
 from spine_measure.io.calibration import Calibration
-from spine_measure.landmarks import LEVELS, SpineLandmarks, Vertebra, required_points
-from spine_measure.measurements.api import FilmMeasurements, measure_film
+from spine_measure.landmarks import (
+    GENANT_SHAPES,
+    LEVELS,
+    SpineLandmarks,
+    Vertebra,
+    required_points,
+)
+from spine_measure.measurements.api import FilmMeasurements
+from spine_measure.service import measure_with_calibration
 
 if TYPE_CHECKING:
     from spine_measure.cement.features import CementFeatures
@@ -99,6 +106,19 @@ AUTOSAVE_SCHEMA = "napari_spine_measure.autosave/1"
 _READER_REVIEW = LevelReview()
 _LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
 _UNDO_LIMIT = 500
+_KEEP = object()  # "leave this field as it is"
+
+
+def _genant_problem(level: str, grade: Any, shape: Any) -> str | None:
+    """Why ``grade`` / ``shape`` cannot be a reader's Genant override of ``level`` (each
+    0-3 / one of :data:`GENANT_SHAPES`, or None = computed), else None."""
+    if grade is not None and (isinstance(grade, bool) or not isinstance(grade, int | np.integer)
+                              or not 0 <= int(grade) <= 3):
+        return f"{level}: reader Genant grade must be 0-3 or computed; got {grade!r}"
+    if shape is not None and shape not in GENANT_SHAPES:
+        return (f"{level}: reader Genant shape must be one of {', '.join(GENANT_SHAPES)} or "
+                f"computed; got {shape!r}")
+    return None
 
 
 class SessionError(ValueError):
@@ -128,6 +148,9 @@ class _State:
     #: level -> review state of proposals (``docs/propagation.md``); a level not listed was
     #: placed by a reader and is confirmed
     review: dict[str, LevelReview] = field(default_factory=dict)
+    #: level -> the reader's own Genant (grade, shape) overriding the computed one; either
+    #: may be None (that one stays computed)
+    genant: dict[str, tuple[int | None, str | None]] = field(default_factory=dict)
 
     def copy(self) -> _State:
         return _State(
@@ -137,7 +160,7 @@ class _State:
             not_measurable=set(self.not_measurable),
             level=self.level, direction=self.direction, calibration=self.calibration,
             findings=self.findings, time_point=self.time_point, cement=dict(self.cement),
-            review=dict(self.review),
+            review=dict(self.review), genant=dict(self.genant),
         )
 
 
@@ -531,7 +554,7 @@ class AnnotationController:
         """Remove every point and flag of ``level``."""
         self._push("delete")
         for d in (self._state.points, self._state.flags, self._state.skipped,
-                  self._state.review):
+                  self._state.review, self._state.genant):
             d.pop(level, None)
         self._state.not_measurable.discard(level)
         self._changed()
@@ -558,8 +581,8 @@ class AnnotationController:
         src = dict(state.point_source)
         src[name] = source
         conf = {k: c for k, c in state.confidence.items() if k != name}
-        self._state.review[level] = LevelReview(confirmed=state.confirmed, point_source=src,
-                                                confidence=conf)
+        self._state.review[level] = dataclasses.replace(state, point_source=src,
+                                                        confidence=conf)
 
     def _refine(self, level: str, name: str) -> str:
         """Apply :attr:`refiner` to the point just placed or dropped; returns a note for the
@@ -589,9 +612,7 @@ class AnnotationController:
             self.last_message = f"{level} is already confirmed"
             return self.last_message
         self._push("confirm")
-        self._state.review[level] = LevelReview(confirmed=True,
-                                                point_source=state.point_source,
-                                                confidence=state.confidence)
+        self._state.review[level] = dataclasses.replace(state, confirmed=True)
         self.last_message = f"{level} confirmed"
         self._changed()
         return self.last_message
@@ -604,7 +625,7 @@ class AnnotationController:
             raise SessionError(f"{level}: no points to reject")
         self._push("reject")
         for d in (self._state.points, self._state.flags, self._state.skipped,
-                  self._state.review):
+                  self._state.review, self._state.genant):
             d.pop(level, None)
         self._state.not_measurable.discard(level)
         self.last_message = f"{level} proposal rejected (not measurable)"
@@ -625,6 +646,8 @@ class AnnotationController:
         for v in new:
             self._state.points[v.level] = dict(v.points)
             self._state.flags[v.level] = {f: getattr(v, f) for f in FLAGS}
+            if v.genant_grade_reader is not None or v.genant_shape_reader is not None:
+                self._state.genant[v.level] = (v.genant_grade_reader, v.genant_shape_reader)
             optional = [p for p in self.order(v.level) if p not in v.points]
             if optional:
                 self._state.skipped[v.level] = set(optional)
@@ -668,6 +691,56 @@ class AnnotationController:
         self._push("flag")
         self._state.flags.setdefault(level, {})[flag] = bool(value)
         self._changed()
+
+    def genant_reader(self, level: str) -> tuple[int | None, str | None]:
+        """The reader's own Genant ``(grade, shape)`` of ``level``; None = the computed one."""
+        return self._state.genant.get(level, (None, None))
+
+    def set_genant_reader(self, level: str, *, grade: Any = _KEEP,
+                          shape: Any = _KEEP) -> str:
+        """Override the computed Genant grade and/or shape of ``level`` with the reader's
+        (kept in the annotation as ``genant_grade_reader`` / ``genant_shape_reader`` and
+        exported beside the computed ones); None goes back to the computed value. One undo
+        step. Returns a one-line description.
+
+        Grade 0 goes with shape ``none`` only: setting grade 0 sets the shape to ``none``,
+        setting shape ``none`` sets grade 0, and a grade 1-3 or a deformity shape clears the
+        other field when it was the "normal" one (it is then computed again); the
+        description says so.
+        """
+        if level not in _LEVEL_INDEX:
+            raise SessionError(f'"{level}" is not a vertebral level')
+        if level not in self._state.points:
+            raise SessionError(f"{level}: no points, nothing to grade")
+        old_g, old_s = self.genant_reader(level)
+        g = old_g if grade is _KEEP else grade
+        sh = old_s if shape is _KEEP else shape
+        why = _genant_problem(level, g, sh)
+        if why:
+            raise SessionError(why)
+        g = None if g is None else int(g)
+        note = ""
+        if grade is not _KEEP and g == 0 and sh != "none":
+            sh, note = "none", " (shape none: grade 0)"
+        elif grade is not _KEEP and g is not None and sh == "none":
+            sh, note = None, " (shape computed again)"
+        elif shape is not _KEEP and sh == "none" and g != 0:
+            g, note = 0, " (grade 0: shape none)"
+        elif shape is not _KEEP and sh is not None and g == 0:
+            g, note = None, " (grade computed again)"
+        if (g, sh) == (old_g, old_s):
+            return ""
+        self._push("genant")
+        if g is None and sh is None:
+            self._state.genant.pop(level, None)
+        else:
+            self._state.genant[level] = (g, sh)
+        self.last_message = (f"{level} reader Genant: "
+                             + ("computed" if g is None and sh is None else
+                                f"grade {'computed' if g is None else g}, shape "
+                                f"{'computed' if sh is None else sh}") + note)
+        self._changed()
+        return self.last_message
 
     def set_finding(self, name: str, value: Any) -> None:
         """Set one reader finding (docs/annotation_format.md); ``None`` = unknown. ``ct_hu`` takes a
@@ -778,7 +851,9 @@ class AnnotationController:
                 continue
             if not all(p in pts for p in required_points(level, self.view)):
                 continue
-            verts.append(Vertebra(level, self.view, pts, **self.flags(level)))  # type: ignore[arg-type]
+            grade, shape = self._state.genant.get(level, (None, None))
+            verts.append(Vertebra(level, self.view, pts, **self.flags(level),  # type: ignore[arg-type]
+                                  genant_grade_reader=grade, genant_shape_reader=shape))
         return SpineLandmarks(self.view, tuple(verts))  # type: ignore[arg-type]
 
     def incomplete_levels(self) -> tuple[str, ...]:
@@ -803,12 +878,13 @@ class AnnotationController:
 
     def measurements(self) -> FilmMeasurements:
         """Every single-film measurement (docs/measurements.md) of the measurable vertebrae,
-        with the calibration in force; the same call the batch run makes."""
-        cal = self.calibration
-        return measure_film(self.landmarks(), spacing=cal.spacing,
-                            calibration_source=str(cal.source.value),
-                            metadata={"sop_instance_uid": self.image.sop_instance_uid}
-                            if self.image.sop_instance_uid else {})
+        with the calibration in force: the one measuring service
+        (:func:`spine_measure.service.measure_with_calibration`), which ``measure`` and
+        ``batch`` reach through ``measure_film_file``."""
+        return measure_with_calibration(
+            self.header_calibration, self.annotation(),
+            metadata={"sop_instance_uid": self.image.sop_instance_uid}
+            if self.image.sop_instance_uid else {})
 
     def annotation(self) -> Annotation:
         """The annotation file's content for the current state."""
@@ -871,6 +947,9 @@ class AnnotationController:
         st.time_point = ann.time_point
         st.cement = {m.level: m for m in ann.cement}
         st.review = dict(ann.review)
+        st.genant = {v.level: (v.genant_grade_reader, v.genant_shape_reader)
+                     for v in ann.landmarks
+                     if v.genant_grade_reader is not None or v.genant_shape_reader is not None}
         if st.level in st.points:
             st.level = next((lv for lv in LEVELS if lv not in st.points), None)
         return st
@@ -951,8 +1030,10 @@ class AnnotationController:
             "findings": s.findings.to_dict(),
             "time_point": s.time_point,
             "cement": [m.to_dict() for m in s.cement.values()],
+            "genant": {lv: list(g) for lv, g in s.genant.items()},
             "review": {lv: {"confirmed": r.confirmed, "point_source": dict(r.point_source),
-                            "confidence": dict(r.confidence)}
+                            "confidence": dict(r.confidence),
+                            "flag_source": dict(r.flag_source)}
                        for lv, r in s.review.items()},
         }
 
@@ -1016,12 +1097,23 @@ class AnnotationController:
         st.time_point = data.get("time_point")
         st.cement = {m["level"]: CementMask.from_dict(m) for m in data.get("cement", [])}
         try:
+            st.genant = {}
+            for lv, (g, sh) in (data.get("genant") or {}).items():
+                why = _genant_problem(lv, g, sh)
+                if why is None and g is not None and sh is not None \
+                        and (g == 0) != (sh == "none"):
+                    why = f"{lv}: reader Genant grade {g} contradicts shape {sh}"
+                if why:
+                    raise ValueError(why)
+                st.genant[lv] = (g, sh)
             st.review = {lv: LevelReview(confirmed=bool(r.get("confirmed", True)),
                                          point_source=r.get("point_source") or {},
-                                         confidence=r.get("confidence") or {})
+                                         confidence=r.get("confidence") or {},
+                                         flag_source=r.get("flag_source") or {})
                          for lv, r in (data.get("review") or {}).items()}
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise SessionError(f"{p}: invalid review state in the autosave ({exc})") from None
+        except (AttributeError, TypeError, ValueError, IndexError, KeyError) as exc:
+            raise SessionError(f"{p}: invalid review or Genant state in the autosave "
+                               f"({exc})") from None
         base_rev = int(data.get("base_revision", 0))
         if self._base is not None and self._base.revision != base_rev:
             # the file moved on since the crashed session loaded it: keep the crashed base
