@@ -1551,6 +1551,7 @@ class SpineAnnotationWidget(QWidget):
                 self.controller.end_move()  # may refine the point: redraws when it does
                 if self._drag_pending:  # the release shows the final points exactly
                     self.refresh()
+                self._update_notice()  # the autosave was written at the release
 
     def _cement_painted(self, *_: Any) -> None:
         ctl = self.controller
