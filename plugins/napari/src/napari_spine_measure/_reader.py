@@ -242,6 +242,10 @@ class _LazyValues:
     def __len__(self) -> int:
         return self.shape[0]
 
+    @property
+    def size(self) -> int:
+        return int(self.shape[0]) * int(self.shape[1])
+
     def _values(self) -> np.ndarray:
         if not self._failed:
             try:
