@@ -236,3 +236,38 @@ def test_chain_propagate_review_measure(make_napari_viewer, qtbot, tmp_path, cap
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert {x["level"] for x in lines if "wedge_angle_deg" in x} == {"T10"}
     widget.ask = False
+
+
+def test_machine_set_flags_are_marked_until_confirmed(make_napari_viewer, qtbot, tmp_path):
+    """A flag propagation set (L1 treated: cement seen in the post-op body; fractured: carried
+    from the pre-op film) shows "?" in the table header with why, and the review prompt asks
+    the reader to check it; confirming with Enter makes it the reader's flag."""
+    film = film_with_proposals(tmp_path)
+    viewer, widget = _window(make_napari_viewer, qtbot, film)
+    ctl, panel = widget.controller, widget.review_panel
+    col = list(widget.controller.points()).index("L1")
+
+    def header():
+        h = widget.table.horizontalHeaderItem(col)
+        return h.text(), h.toolTip()
+
+    text, tip = header()
+    assert "●T?" in text and " F?" in text, text
+    assert "cement seen in the body" in tip and "carried from the other film" in tip, tip
+    assert "not confirmed yet" in tip  # the review's own note is kept beside it
+    t10 = widget.table.horizontalHeaderItem(0)
+    assert "?" not in t10.text() and "cement" not in t10.toolTip()
+
+    panel.review_button.click()
+    focus_canvas(qtbot, viewer)
+    for lv in ("T10", "T11", "T12"):
+        assert panel.current == lv
+        assert "check the flag" not in widget.prompt_label.text()
+        key(qtbot, viewer, Qt.Key.Key_Return)
+    assert panel.current == "L1"
+    assert widget.prompt_label.text().endswith("check the flag fractured, treated")
+    key(qtbot, viewer, Qt.Key.Key_Return)
+    assert ctl.review_of("L1").confirmed
+    qtbot.waitUntil(lambda: "?" not in header()[0], timeout=3000)
+    text, tip = header()
+    assert "●T" in text and " F" in text and "cement" not in tip

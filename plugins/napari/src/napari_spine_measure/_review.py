@@ -568,8 +568,11 @@ class ReviewPanel(QWidget):
         if self.active and self.current is not None:
             c = self.level_confidence(ctl, self.current)
             conf = f" (proposed, {_conf_text(c)})" if c is not None else ""
+            fl = ctl.flags(self.current)
+            machine = sorted(f for f in ctl.review_of(self.current).flag_source if fl.get(f))
+            check = f" · check the flag {', '.join(machine)}" if machine else ""
             self.w.prompt_label.setText(f"Reviewing {self.current}{conf}: Enter confirms · "
-                                        "drag a point to fix it · N not measurable")
+                                        f"drag a point to fix it · N not measurable{check}")
         counts = {"propagated": 0, "refined": 0, "reader": 0}
         for lv, pts in ctl.points().items():
             state = ctl.review_of(lv)
@@ -647,7 +650,9 @@ class ReviewPanel(QWidget):
                 h = t.horizontalHeaderItem(j)
                 if h is not None:
                     h.setText(f"{h.text()} {UNCONFIRMED_MARK}")
-                    h.setToolTip(f"{lv}: proposed points not confirmed yet")
+                    tip = h.toolTip()
+                    h.setToolTip(f"{lv}: proposed points not confirmed yet"
+                                 + (f"; {tip}" if tip else ""))
             for i, name in enumerate(rows):
                 item = t.item(i, j)
                 r = fm.vertebrae[lv].get(name)

@@ -64,6 +64,14 @@ __all__ = ["TABLE_ROWS", "SpineAnnotationWidget", "cement_segmenter", "cement_su
 log = logging.getLogger(__name__)
 
 #: Measurement table rows: registry name, label (unit and calibration added per film).
+
+_FLAG_SOURCE_TEXT = {
+    "propagated": "proposed, carried from the other film - check it",
+    "cement": "proposed, cement seen in the body on this film - check it",
+    "clinical": "proposed, the clinical table names this level - check it",
+}
+"""Why a machine set a proposal's flag (``flag_source``), shown until the reader confirms."""
+
 TABLE_ROWS: tuple[tuple[str, str], ...] = (
     ("ha", "ha anterior"),
     ("hm", "hm middle"),
@@ -1899,15 +1907,26 @@ class SpineAnnotationWidget(QWidget):
         if t.columnCount() != len(levels):
             t.setColumnCount(len(levels))
         headers = []
+        flag_tips = []
         for lv in levels:
             fl = ctl.flags(lv)
-            marks = "".join(m for f, m in (("treated", " ●T"), ("fractured", " F"),
-                                           ("excluded", " ✕")) if fl[f])
+            # a flag a machine set on a proposal (still unconfirmed) carries "?" and says why
+            machine = (dict(ctl.review_of(lv).flag_source)
+                       if lv in ctl.unconfirmed_levels() else {})
+            marks = "".join(m + ("?" if f in machine else "")
+                            for f, m in (("treated", " ●T"), ("fractured", " F"),
+                                         ("excluded", " ✕")) if fl[f])
             headers.append(lv + marks)
+            flag_tips.append("; ".join(f"{f}: {_FLAG_SOURCE_TEXT.get(src, src)}"
+                                       for f, src in sorted(machine.items()) if fl.get(f)))
         shown = [(h.text() if (h := t.horizontalHeaderItem(j)) is not None else None)
                  for j in range(len(levels))]
         if shown != headers:
             t.setHorizontalHeaderLabels(headers)
+        for j, tip in enumerate(flag_tips):
+            h = t.horizontalHeaderItem(j)
+            if h is not None and h.toolTip() != tip:
+                h.setToolTip(tip)
         colours = getattr(self, "_cell_colours", None)
         if colours is None:
             colours = self._cell_colours = {}
@@ -2008,10 +2027,14 @@ class SpineAnnotationWidget(QWidget):
             if lv in refused:
                 h.setText(f"{h.text()} {REFUSED_MARK}")
                 h.setForeground(QColor("#ff8a80"))
-                h.setToolTip(f"{lv} not measured: {refused[lv]}")
-            elif " not measured: " in h.toolTip():  # measured again (header items are reused)
+                tip = h.toolTip()
+                h.setToolTip(f"{lv} not measured: {refused[lv]}" + (f"; {tip}" if tip else ""))
+            elif h.data(Qt.ItemDataRole.ForegroundRole) is not None:
+                # measured again (header items are reused): drop the red and the reason
                 h.setData(Qt.ItemDataRole.ForegroundRole, None)
-                h.setToolTip("")
+                tip = h.toolTip()
+                if " not measured: " in tip:
+                    h.setToolTip(tip.split("; ", 1)[1] if "; " in tip else "")
         self.refused_label.setText("\n".join(f"{REFUSED_MARK} {lv} not measured: {why}"
                                              for lv, why in refused.items()))
         self.refused_label.setVisible(bool(refused))
