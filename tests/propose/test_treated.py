@@ -43,6 +43,19 @@ def _treated_level(pid: str) -> str:
     return level
 
 
+def _sm001_treated_pair(options):
+    """SM001 pre-op -> post-op around its treated level with ``options``: (level, the source
+    truth, the target truth, the propagation)."""
+    level = _treated_level("SM001")
+    src, slm = _film("SM001", "preop")
+    tgt, tlm = _film("SM001", "postop")
+    order = slm.levels()
+    i = order.index(level)
+    prop = propagate_landmarks(src.density, slm, tgt.density, levels=order[i - 1: i + 2],
+                               options=options)
+    return level, slm, tlm, prop
+
+
 @pytest.mark.parametrize(("pid", "source", "target"), [
     ("SM001", "preop", "postop"),     # wedge fracture, height restored
     ("SM004", "preop", "postop"),     # the vertebra above is an old (flagged) fracture
@@ -80,13 +93,7 @@ def test_a_fractured_vertebra_without_stage_3_keeps_its_source_shape():
     moved rigidly, so its wedge angle is the pre-op one (what stage 3 corrects above)."""
     from spine_measure.propose import ProposeOptions
 
-    level = _treated_level("SM001")
-    src, slm = _film("SM001", "preop")
-    tgt, tlm = _film("SM001", "postop")
-    order = slm.levels()
-    i = order.index(level)
-    prop = propagate_landmarks(src.density, slm, tgt.density, levels=order[i - 1: i + 2],
-                               options=ProposeOptions(refine_points=False))
+    level, slm, tlm, prop = _sm001_treated_pair(ProposeOptions(refine_points=False))
     (pv,) = [v for v in prop.vertebrae if v.level == level]
     assert pv.ok and not pv.refined
     assert _wedge_deg(pv.points) == pytest.approx(_wedge_deg(slm[level].points), abs=0.5)
@@ -98,13 +105,7 @@ def test_an_endplate_that_is_not_found_fails_the_vertebra_with_a_reason():
     the treated vertebra is not proposed (its reason names the endplate), the others are."""
     from spine_measure.propose import ProposeOptions
 
-    level = _treated_level("SM001")
-    src, slm = _film("SM001", "preop")
-    tgt, _ = _film("SM001", "postop")
-    order = slm.levels()
-    i = order.index(level)
-    prop = propagate_landmarks(src.density, slm, tgt.density, levels=order[i - 1: i + 2],
-                               options=ProposeOptions(min_endplate_confidence=0.99))
+    level, _, _, prop = _sm001_treated_pair(ProposeOptions(min_endplate_confidence=0.99))
     failed = {v.level: v.reason for v in prop.failed()}
     assert set(failed) == {level}
     assert "endplate is not found" in failed[level] and "< 0.99" in failed[level]

@@ -22,6 +22,16 @@ def postop_film(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def window(make_napari_viewer, qtbot, postop_film):
+    """A shown viewer with SM001_postop.dcm and the dock widget, the canvas focused."""
+    from napari_gui import shown_film
+
+    viewer, widget = shown_film(make_napari_viewer, qtbot, postop_film)
+    yield viewer, widget
+    widget.ask = False
+
+
+@pytest.fixture
 def study_folder(tmp_path: Path) -> Path:
     """The three lateral films of SM001 in a temporary folder."""
     for tp in ("preop", "postop", "followup"):

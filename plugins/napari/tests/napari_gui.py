@@ -137,3 +137,26 @@ def click_eye(qtbot, viewer, layer) -> None:
     assert check.isValid() and option.rect.contains(check.center()), (check, option.rect)
     QTest.mouseClick(view.viewport(), LEFT, Qt.KeyboardModifier.NoModifier, check.center())
     qtbot.wait(10)
+
+
+def place_level(qtbot, viewer, widget, film: Path, level: str, n: int = 6) -> None:
+    """Click ``n`` points of ``level`` at the film's ground-truth positions, in the order the
+    widget prompts for them."""
+    from napari_samples import truth_points
+
+    pts = truth_points(film, level)
+    for _ in range(n):
+        click(qtbot, viewer, widget.landmarks_layer, *pts[widget.controller.next_point()[1]])
+
+
+def shown_film(make_napari_viewer, qtbot, film: Path | str, *, size: tuple[int, int] | None
+               = None, **kwargs: Any):
+    """A shown viewer (resized to ``size``) with ``film`` and the dock widget, the whole film
+    in view and the canvas focused: ``(viewer, widget)``."""
+    viewer = make_napari_viewer(show=True)
+    if size is not None:
+        viewer.window._qt_window.resize(*size)
+    widget = open_film(viewer, film, **kwargs)
+    viewer.reset_view()
+    focus_canvas(qtbot, viewer)
+    return viewer, widget

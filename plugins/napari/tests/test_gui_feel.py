@@ -6,28 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from napari_gui import click, drag, focus_canvas, key, open_film
+from napari_gui import drag, focus_canvas, key, open_film, place_level, shown_film
 from napari_samples import truth_points
 from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
 
 pytestmark = pytest.mark.gui
-
-
-def _place(qtbot, viewer, widget, film, level, n=6):
-    pts = truth_points(film, level)
-    for _ in range(n):
-        click(qtbot, viewer, widget.landmarks_layer, *pts[widget.controller.next_point()[1]])
-
-
-@pytest.fixture
-def window(make_napari_viewer, qtbot, postop_film):
-    viewer = make_napari_viewer(show=True)
-    widget = open_film(viewer, postop_film)
-    viewer.reset_view()
-    focus_canvas(qtbot, viewer)
-    yield viewer, widget
-    widget.ask = False
 
 
 def test_keys_work_with_another_layer_active(window, qtbot, postop_film):
@@ -81,8 +65,8 @@ def test_flags_go_to_the_vertebra_just_finished_or_under_the_mouse(window, qtbot
     viewer, widget = window
     ctl = widget.controller
     widget.select_level("T12")
-    _place(qtbot, viewer, widget, postop_film, "T12")
-    _place(qtbot, viewer, widget, postop_film, "L1")
+    place_level(qtbot, viewer, widget, postop_film, "T12")
+    place_level(qtbot, viewer, widget, postop_film, "L1")
     assert ctl.level == "L2" and not ctl.points("L2")
     # just finished: L1 (the sequence stays at L2)
     canvas = viewer.window._qt_viewer.canvas.native
@@ -109,7 +93,7 @@ def test_drag_while_placing_and_table_follows_mid_drag(window, qtbot, postop_fil
     ctl = widget.controller
     widget.select_level("T12")
     for lv in ("T12", "L1", "L2"):
-        _place(qtbot, viewer, widget, postop_film, lv)
+        place_level(qtbot, viewer, widget, postop_film, lv)
     col = [widget.table.horizontalHeaderItem(j).text().split()[0]
            for j in range(widget.table.columnCount())].index("L1")
     before = widget.table.item(0, col).text()
@@ -151,7 +135,7 @@ def test_reopening_resumes_at_the_next_unannotated_level(make_napari_viewer, qtb
     focus_canvas(qtbot, viewer)
     widget.select_level("T12")
     for lv in ("T12", "L1"):
-        _place(qtbot, viewer, widget, postop_film, lv)
+        place_level(qtbot, viewer, widget, postop_film, lv)
     assert widget.save() is not None
     viewer2 = make_napari_viewer(show=True)
     widget2 = open_film(viewer2, postop_film)
@@ -165,14 +149,10 @@ def test_seven_levels_fit_and_grades_show_on_the_film(make_napari_viewer, qtbot,
     """Seven vertebrae clicked: the table shows all seven columns without a horizontal
     scroll bar in the docked widget, and the film shows the fractured vertebra's Genant grade
     and shape in the grade colour (normal ones: the level name alone)."""
-    viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1500, 1000)
-    widget = open_film(viewer, postop_film)
-    viewer.reset_view()
-    focus_canvas(qtbot, viewer)
+    viewer, widget = shown_film(make_napari_viewer, qtbot, postop_film, size=(1500, 1000))
     widget.select_level("T10")
     for lv in ("T10", "T11", "T12", "L1", "L2", "L3", "L4"):
-        _place(qtbot, viewer, widget, postop_film, lv)
+        place_level(qtbot, viewer, widget, postop_film, lv)
     # L1 anterior-superior corner dragged down by 30 % of its anterior height: a wedge
     p = widget.controller.points("L1")
     ha = p["Ai"][0] - p["As"][0]
@@ -238,7 +218,7 @@ def test_window_level_on_modality_values_never_changes_measurements(window, qtbo
     qtbot.mouseClick(widget.window_buttons["bone"], Qt.MouseButton.LeftButton)
     bone = tuple(film.contrast_limits)
     widget.select_level("L1")
-    _place(qtbot, viewer, widget, postop_film, "L1")
+    place_level(qtbot, viewer, widget, postop_film, "L1")
     before = widget.controller.measurements()
     n_points = len(widget.landmarks_layer.data)
     # a right-drag on the canvas: wider and lower; no point is placed
@@ -302,7 +282,7 @@ def test_view_follows_to_the_next_vertebra(window, qtbot, postop_film):
     camera.zoom *= 4
     camera.center = tuple(centre * scale)
     qtbot.wait(50)
-    _place(qtbot, viewer, widget, postop_film, "T12")
+    place_level(qtbot, viewer, widget, postop_film, "T12")
     ring = widget.controller.preview()
     assert widget.controller.level == "L1" and ring is not None
     assert np.allclose(np.asarray(camera.center)[-2:], np.asarray(ring) * scale, atol=1e-6)

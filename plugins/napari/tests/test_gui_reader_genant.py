@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 import pytest
-from napari_gui import click, drag, focus_canvas, key, open_film, to_canvas
+from napari_gui import drag, focus_canvas, key, place_level, shown_film, to_canvas
 from napari_samples import truth_points
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QContextMenuEvent
@@ -24,22 +24,12 @@ from spine_measure.io.annotation import load_annotation
 pytestmark = pytest.mark.gui
 
 
-def _place(qtbot, viewer, widget, film, level):
-    pts = truth_points(film, level)
-    for _ in range(6):
-        click(qtbot, viewer, widget.landmarks_layer, *pts[widget.controller.next_point()[1]])
-
-
 @pytest.fixture
 def window(make_napari_viewer, qtbot, postop_film):
-    viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1500, 1000)
-    widget = open_film(viewer, postop_film)
-    viewer.reset_view()
-    focus_canvas(qtbot, viewer)
+    viewer, widget = shown_film(make_napari_viewer, qtbot, postop_film, size=(1500, 1000))
     widget.select_level("T12")
     for lv in ("T12", "L1", "L2"):
-        _place(qtbot, viewer, widget, postop_film, lv)
+        place_level(qtbot, viewer, widget, postop_film, lv)
     assert widget.controller.level == "L3"
     yield viewer, widget
     widget.ask = False

@@ -61,16 +61,6 @@ def _table_matches(widget, expected: dict) -> None:
                 (lv, name, item.text(), value)
 
 
-@pytest.fixture
-def window(make_napari_viewer, qtbot, postop_film):
-    viewer = make_napari_viewer(show=True)
-    widget = open_film(viewer, postop_film)
-    viewer.reset_view()
-    focus_canvas(qtbot, viewer)
-    yield viewer, widget
-    widget.ask = False
-
-
 def test_drag_redraws_are_coalesced_yet_catch_up_and_the_release_is_exact(
         window, qtbot, postop_film):
     viewer, widget = window

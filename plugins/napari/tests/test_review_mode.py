@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
-from napari_gui import drag, focus_canvas, key, open_film
+from napari_gui import drag, focus_canvas, key, open_film, shown_film
 from napari_proposals import film_with_proposals, proposed_postop
 from napari_samples import SAMPLES, copy_film, truth_points
 from qtpy.QtCore import Qt
@@ -22,11 +22,7 @@ pytestmark = pytest.mark.gui
 
 
 def _window(make_napari_viewer, qtbot, film):
-    viewer = make_napari_viewer(show=True)
-    widget = open_film(viewer, film)
-    viewer.reset_view()
-    focus_canvas(qtbot, viewer)
-    return viewer, widget
+    return shown_film(make_napari_viewer, qtbot, film)
 
 
 def _click_tab(qtbot, widget, page):
