@@ -46,15 +46,16 @@ def test_export_sr_leaves_proposals_out_unless_asked(proposed, tmp_path, capsys,
     ann = load_annotation(ann_dir / "SM001_postop.sm.json")
     levels = ann.landmarks.levels()
     capsys.readouterr()
-    # default: nothing confirmed -> no vertebra in the SR, one line naming them
+    # default, nothing confirmed: no SR at all (it would read as a film with no vertebra),
+    # one line naming the film and the vertebrae, exit 3 (nothing done)
+    (tmp_path / "sr0").mkdir()
     assert main(["export-sr", str(film), "--annotations", str(ann_dir), "--out",
-                 str(tmp_path / "sr0")]) == 0
+                 str(tmp_path / "sr0")]) == 3
     err = capsys.readouterr().err
     note = [ln for ln in err.splitlines() if "unconfirmed" in ln]
-    assert len(note) == 1 and f"{len(levels)} unconfirmed vertebra(e) left out" in note[0]
+    assert len(note) == 1 and "every vertebra" in note[0] and str(film) in note[0]
     assert "--accept-proposed" in note[0] and ", ".join(levels) in note[0]
-    back = read_sr(_one_sr(tmp_path / "sr0"))
-    assert len(back.landmarks) == 0 and not back.unconfirmed
+    assert not list((tmp_path / "sr0").iterdir())
     # --accept-proposed: every proposal exported, marked propagated, flags as proposed
     assert main(["export-sr", str(film), "--annotations", str(ann_dir), "--out",
                  str(tmp_path / "sr1"), "--accept-proposed"]) == 0
@@ -108,3 +109,24 @@ def test_batch_sr_marks_accepted_proposals(proposed, tmp_path, monkeypatch):
     assert dict(srs[post.image.sop_instance_uid].unconfirmed) == dict.fromkeys(
         post.landmarks.levels(), "propagated")
     assert not srs[pre.image.sop_instance_uid].unconfirmed  # the reader's own film
+
+
+def test_batch_sr_writes_no_sr_for_a_film_of_unconfirmed_proposals(proposed, tmp_path,
+                                                                     monkeypatch):
+    """Without --accept-proposed the post-op film (all proposals) gets no SR, and says so in
+    errors.csv; the pre-op film's SR is written as usual."""
+    import csv
+
+    monkeypatch.setenv("SPINE_MEASURE_PSEUDONYM_KEY", "test-key")
+    out = tmp_path / "run"
+    main(["batch", str(proposed / "films"), "--annotations", str(proposed / "proposed"),
+          "--out", str(out), "--sr", "--no-progress"])
+    srs = {read_sr(p).source_sop_instance_uid for p in (out / "sr").rglob("*.sr.dcm")}
+    post = load_annotation(proposed / "proposed" / "SM001_postop.sm.json")
+    pre = load_annotation(proposed / "films" / "SM001_preop.sm.json")
+    assert srs == {pre.image.sop_instance_uid}
+    with open(out / "errors.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    sr_rows = [r for r in rows if r.get("stage") == "sr"]
+    assert len(sr_rows) == 1, rows
+    assert "every vertebra is an unconfirmed proposal" in " ".join(sr_rows[0].values())

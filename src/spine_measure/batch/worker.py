@@ -222,6 +222,11 @@ def _add_sr(task: FilmTask, rec: dict[str, Any], res: Any) -> None:
     from spine_measure.sr.export import film_sr
 
     rec["stage_hint"] = "sr"
+    if res.unconfirmed and not res.annotation.landmarks.levels():
+        # as export-sr: an SR with no vertebra would look like a reading of nothing
+        rec["warnings"].append(("sr", "SR not written: every vertebra is an unconfirmed "
+                                      "proposal (confirm them, or pass --accept-proposed)"))
+        return
     try:
         sr, _skipped = film_sr(res, pseudonym=None if task.identifiers else task.pseudo_id,
                                uncertainty=task.sr_uncertainty)

@@ -611,6 +611,7 @@ def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike
     Raises
     ------
     FileError
+        Every vertebra is an unconfirmed proposal (and not ``accept_proposed``): no SR.
         Not a DICOM image, no annotation or another image's, unreadable file, the SR
         cannot be written, or the pseudonymisation key cannot be used
         (:class:`~spine_measure.batch.pseudonym.PseudonymKeyError`; one line naming the
@@ -630,6 +631,11 @@ def write_film_sr(image_path: str | os.PathLike[str], out_dir: str | os.PathLike
         finder = AnnotationFinder(annotations_dir)
     result = measure_film_file(path, finder=finder, cobb=list(cobb), cement=with_cement,
                                accept_proposed=accept_proposed)
+    if result.unconfirmed and not result.annotation.landmarks.levels():
+        # an SR with no vertebra would look like a reading of nothing: none is written
+        levels = ", ".join(lv for lv, _ in result.unconfirmed)
+        raise FileError(path, f"every vertebra ({levels}) is an unconfirmed proposal: no SR "
+                              "written; confirm them, or pass --accept-proposed")
     pseudo = None
     if not include_identifiers:
         from spine_measure.batch.pseudonym import pseudonym, resolve_key
