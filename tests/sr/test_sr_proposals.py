@@ -124,7 +124,7 @@ def test_batch_sr_writes_no_sr_for_a_film_of_unconfirmed_proposals(proposed, tmp
     srs = {read_sr(p).source_sop_instance_uid for p in (out / "sr").rglob("*.sr.dcm")}
     post = load_annotation(proposed / "proposed" / "SM001_postop.sm.json")
     pre = load_annotation(proposed / "films" / "SM001_preop.sm.json")
-    assert srs == {pre.image.sop_instance_uid}
+    assert srs == {pre.image.sop_instance_uid} and post.image.sop_instance_uid not in srs
     with open(out / "errors.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     sr_rows = [r for r in rows if r.get("stage") == "sr"]
