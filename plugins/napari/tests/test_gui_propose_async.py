@@ -132,3 +132,39 @@ def test_propose_result_for_a_closed_film_is_dropped(make_napari_viewer, qtbot, 
     for c in widget._controllers.values():
         assert c.unconfirmed_levels() == ()
         c.dirty = False
+
+
+def test_a_cancelled_proposal_adds_nothing(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """Cancel (a real click) while the worker runs: its result is discarded when it arrives,
+    no session or autosave gets a point, a new Propose waits until the cancelled one is done
+    (never two registrations at once) and then works."""
+    pre = copy_film(tmp_path, "SM001", "SM001_preop")
+    shutil.copy(SAMPLES / "SM001" / "SM001_preop.sm.json", pre.with_suffix(".sm.json"))
+    post = copy_film(tmp_path, "SM001", "SM001_postop")
+    release = threading.Event()
+    real = _review._compute_proposal
+    monkeypatch.setattr(_review, "_compute_proposal",
+                        lambda *a: (release.wait(120), real(*a))[1])
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1500, 1000)
+    widget = open_film(viewer, pre.parent)
+    panel = widget.review_panel
+    click_eye(qtbot, viewer, _layer(viewer, post))
+    widget.tabs.setCurrentWidget(panel)
+    assert panel.propose(pre) is not None and panel.busy
+    qtbot.waitUntil(panel.cancel_button.isVisible, timeout=5000)
+    QTest.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
+    assert "cancelled" in panel.result_label.text()
+    assert panel.propose(pre) is None  # the cancelled registration is still running
+    assert "still finishing" in widget.status_label.text()
+    release.set()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=120_000)
+    assert "discarded, nothing added" in widget.status_label.text()
+    assert not panel.cancel_button.isVisible()
+    assert widget.controller.points() == {} and _autosaved(post) is None
+    # a new proposal is taken as usual
+    assert panel.propose(pre) is not None
+    qtbot.waitUntil(lambda: not panel.busy, timeout=120_000)
+    assert widget.controller.unconfirmed_levels() == proposed_postop()[0].unconfirmed_levels()
+    for c in widget._controllers.values():
+        c.dirty = False

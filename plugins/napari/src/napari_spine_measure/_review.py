@@ -129,6 +129,7 @@ class _ProposalJob:
     film_name: str
     worker: Any = None
     result: Any = None
+    cancelled: bool = False  # the reader cancelled: the result is discarded
 
 
 def _compute_proposal(source_rg: Any, source: Path, source_annotation: Any, target: Any,
@@ -187,7 +188,15 @@ class ReviewPanel(QWidget):
         self.busy_bar.setMaximumHeight(8)
         self.busy_bar.setTextVisible(False)
         self.busy_bar.hide()
-        lay.addWidget(self.busy_bar)
+        busy_row = QHBoxLayout()
+        busy_row.addWidget(self.busy_bar, 1)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Discard the proposal being computed (nothing of it is "
+                                      "added to the film)")
+        self.cancel_button.clicked.connect(lambda: self.cancel())
+        self.cancel_button.hide()
+        busy_row.addWidget(self.cancel_button)
+        lay.addLayout(busy_row)
         self.result_label = QLabel("")
         self.result_label.setWordWrap(True)
         lay.addWidget(self.result_label)
@@ -285,8 +294,9 @@ class ReviewPanel(QWidget):
         ctl = self.w.controller
         target = self._radiograph()
         if self._job is not None:
-            self.w._status(f"already proposing for {self._job.film_name}: wait for it",
-                           error=True)
+            what = ("a cancelled proposal is still finishing" if self._job.cancelled
+                    else f"already proposing for {self._job.film_name}")
+            self.w._status(f"{what}: wait for it", error=True)
             return None
         if source is None:
             if self._sources_stale:
@@ -330,11 +340,27 @@ class ReviewPanel(QWidget):
         job.worker = worker
         self.propose_button.setEnabled(False)
         self.busy_bar.show()
+        self.cancel_button.setEnabled(True)
+        self.cancel_button.show()
         self.result_label.setText(f"Proposing {job.film_name} from {source.name}… (the "
                                   "window stays usable; the result goes to this film)")
         self.w._status(f"proposing from {source.name} in the background")
         worker.start()
         return job
+
+    def cancel(self) -> None:
+        """Discard the proposal being computed: its result will not touch any session. The
+        registration itself cannot be interrupted; it finishes in the background (a new
+        proposal waits for it, so two never run at once)."""
+        job = self._job
+        if job is None or job.cancelled:
+            return
+        job.cancelled = True
+        self.cancel_button.setEnabled(False)
+        msg = (f"proposal for {job.film_name} from {job.source.name} cancelled: its result "
+               "will be discarded")
+        self.result_label.setText(msg)
+        self.w._status(msg)
 
     def _deliver(self, fn: Any, *args: Any) -> None:
         """Hand the worker's outcome to ``fn`` unless the window was closed meanwhile (the
@@ -352,9 +378,13 @@ class ReviewPanel(QWidget):
         if self._job is job:
             self._job = None
         self.busy_bar.hide()
+        self.cancel_button.hide()
         self.propose_button.setEnabled(self.source_combo.count() > 0)
 
     def _failed(self, job: _ProposalJob, exc: BaseException) -> None:
+        if job.cancelled:
+            self.result_label.setText(f"Cancelled proposal from {job.source.name}: discarded")
+            return
         if not isinstance(exc, SessionError | SpineMeasureError | ValueError | OSError):
             log.exception("proposing from %s failed", job.source, exc_info=exc)
         self._say_error(job.source, exc)
@@ -366,6 +396,12 @@ class ReviewPanel(QWidget):
         films = {ly.metadata["radiograph"].metadata.path for ly in self.w._film_layers()}
         ctl = self.w._controllers.get(job.film)
         job.result = result
+        if job.cancelled:
+            msg = (f"cancelled proposal for {job.film_name} from {job.source.name}: "
+                   "discarded, nothing added")
+            self.w._status(msg)
+            self.result_label.setText(msg)
+            return
         if ctl is not job.ctl or job.film not in films:
             msg = (f"proposals from {job.source.name} dropped: {job.film_name} was closed "
                    "while they were computed")
