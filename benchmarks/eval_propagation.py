@@ -508,6 +508,7 @@ def run_figures(out: Path, docs: Path, only: str | None = None) -> int:
                                 "kyphotic\ntreated"])
     ax.axhline(1.0, color="grey", ls="--")
     ax.set_yscale("symlog", linthresh=0.1)
+    ax.set_ylim(bottom=0)  # absolute differences: no negative half of the symlog axis
     ax.set_ylabel("|proposed - truth| (deg)")
     ax.set_title("Synthetic series: angles from unedited proposals")
     ax = axes[1, 0]
