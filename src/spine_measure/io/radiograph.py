@@ -49,6 +49,8 @@ __all__ = [
     "RadiographMetadata",
     "Radiograph",
     "Window",
+    "header_voi_lut",
+    "header_window",
     "load_radiograph",
     "radiograph_from_array",
     "metadata_from_dataset",
@@ -759,7 +761,10 @@ def _to_grey(arr: np.ndarray, path: str, what: str) -> np.ndarray:
     return grey.astype(np.float32)
 
 
-def _voi_lut(ds: Any) -> tuple[np.ndarray, int] | None:
+def header_voi_lut(ds: Any) -> tuple[np.ndarray, int] | None:
+    """The first VOI LUT of a DICOM dataset's header (``VOILUTSequence``) as ``(values,
+    first mapped pixel value)``; None when there is none or it cannot be read. Needs no
+    pixel data (a ``stop_before_pixels`` read is enough)."""
     try:
         seq = ds.get("VOILUTSequence")
         if not seq:
@@ -782,7 +787,9 @@ def _voi_lut(ds: Any) -> tuple[np.ndarray, int] | None:
         return None
 
 
-def _window(ds: Any) -> Window | None:
+def header_window(ds: Any) -> Window | None:
+    """The first WindowCenter/WindowWidth pair of a DICOM dataset's header; None when either
+    is missing, not a number or the width is not positive. Needs no pixel data."""
     try:
         center = ds.get("WindowCenter")
         width = ds.get("WindowWidth")
@@ -912,8 +919,8 @@ def radiograph_from_dataset(ds: Any, path: str | os.PathLike[str] = "<dataset>",
             metadata=meta,
             rescale=(1.0, 0.0) if rescaled else _rescale(ds),
             monochrome1=photometric == "MONOCHROME1",
-            window=_window(ds),
-            voi_lut=_voi_lut(ds),
+            window=header_window(ds),
+            voi_lut=header_voi_lut(ds),
         )
     except ValueError as exc:
         raise RadiographError(path, str(exc)) from None

@@ -268,13 +268,13 @@ def _header_window(path: str) -> tuple[float, float] | None:
     or the header cannot be read."""
     import pydicom
 
-    from spine_measure.io.radiograph import _voi_lut, _window
+    from spine_measure.io.radiograph import header_voi_lut, header_window
 
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception:  # the decoder says why, when the film is shown
         return None
-    window, lut = _window(ds), _voi_lut(ds)
+    window, lut = header_window(ds), header_voi_lut(ds)
     if lut is not None and window is None:
         values, first = lut
         return float(first), float(first + len(values) - 1)
