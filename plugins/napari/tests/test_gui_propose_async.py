@@ -110,8 +110,9 @@ def test_propose_result_goes_to_its_own_film_after_a_switch(make_napari_viewer, 
         c.dirty = False
 
 
-def test_propose_result_for_a_closed_film_is_dropped(make_napari_viewer, qtbot, tmp_path,
-                                                     monkeypatch):
+def _held_pair(tmp_path, monkeypatch):
+    """SM001's annotated pre-op and bare post-op films; the proposal's computation waits
+    for the returned event (no timing in the tests)."""
     pre = copy_film(tmp_path, "SM001", "SM001_preop")
     shutil.copy(SAMPLES / "SM001" / "SM001_preop.sm.json", pre.with_suffix(".sm.json"))
     post = copy_film(tmp_path, "SM001", "SM001_postop")
@@ -119,6 +120,12 @@ def test_propose_result_for_a_closed_film_is_dropped(make_napari_viewer, qtbot, 
     real = _review._compute_proposal
     monkeypatch.setattr(_review, "_compute_proposal",
                         lambda *a: (release.wait(120), real(*a))[1])
+    return pre, post, release
+
+
+def test_propose_result_for_a_closed_film_is_dropped(make_napari_viewer, qtbot, tmp_path,
+                                                     monkeypatch):
+    pre, post, release = _held_pair(tmp_path, monkeypatch)
     viewer = make_napari_viewer(show=True)
     widget = open_film(viewer, pre.parent)
     panel = widget.review_panel
@@ -138,13 +145,7 @@ def test_a_cancelled_proposal_adds_nothing(make_napari_viewer, qtbot, tmp_path, 
     """Cancel (a real click) while the worker runs: its result is discarded when it arrives,
     no session or autosave gets a point, a new Propose waits until the cancelled one is done
     (never two registrations at once) and then works."""
-    pre = copy_film(tmp_path, "SM001", "SM001_preop")
-    shutil.copy(SAMPLES / "SM001" / "SM001_preop.sm.json", pre.with_suffix(".sm.json"))
-    post = copy_film(tmp_path, "SM001", "SM001_postop")
-    release = threading.Event()
-    real = _review._compute_proposal
-    monkeypatch.setattr(_review, "_compute_proposal",
-                        lambda *a: (release.wait(120), real(*a))[1])
+    pre, post, release = _held_pair(tmp_path, monkeypatch)
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1500, 1000)
     widget = open_film(viewer, pre.parent)
