@@ -50,6 +50,21 @@ def reference(tmp_path_factory):
     return src, _snapshot(out)
 
 
+def _processes_writing(out) -> list[int]:
+    """Pids of live processes whose command line names ``out`` (Linux /proc)."""
+    pids = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (d / "cmdline").read_bytes()
+            state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(out).encode() in cmd and state != "Z":
+            pids.append(int(d.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
 def test_resume_after_kill_is_byte_identical(reference, tmp_path):
     src, ref = reference
     out = tmp_path / "out"
@@ -65,6 +80,11 @@ def test_resume_after_kill_is_byte_identical(reference, tmp_path):
     assert proc.poll() is None, "the run ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    # its worker processes do not outlive it (they used to wait for work forever)
+    deadline = time.monotonic() + 60
+    while _processes_writing(out) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _processes_writing(out), "worker processes outlived the killed batch"
     n_journal = len(list(journal.glob("f_*.json")))
     assert 3 <= n_journal < 9
     assert not (out / "features_wide.csv").exists()

@@ -176,7 +176,8 @@ def _execute_pool(chunks: list[list[FilmTask]], jobs: int) -> Iterator[dict[str,
 
     ctx = multiprocessing.get_context("fork")
     lost: list[FilmTask] = []
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
+                             initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(process_chunk, c): c for c in chunks}
         for fut in as_completed(futures):
             try:
@@ -207,9 +208,10 @@ def _signal_name(code: int | None) -> str:
 def _run_isolated(task: FilmTask, ctx: Any) -> dict[str, Any]:
     """Process one film alone in a fresh process; its death becomes its failed record."""
     recv, send = ctx.Pipe(duplex=False)
+    parent = os.getpid()
 
     def child() -> None:
-        _worker_init()
+        _worker_init(parent)
         try:
             out: Any = ("ok", process_chunk([task]))
         except BaseException as exc:  # noqa: BLE001 - reported to the parent
@@ -278,12 +280,27 @@ def _execute_dask(tasks: list[FilmTask], scheduler: str,
             yield from records
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int | None = None) -> None:
     """Workers ignore Ctrl-C: the parent alone handles it (it stops the pool and says how to
-    resume) instead of every worker printing its own traceback."""
+    resume) instead of every worker printing its own traceback. A worker whose ``parent``
+    dies (killed with SIGKILL, or by the out-of-memory killer) exits instead of waiting for
+    work forever: the journal already holds every film finished, and a re-run resumes."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent is not None:
+        import threading
+
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True,
+                         name="spine-measure-orphan-watch").start()
+
+
+def _exit_when_orphaned(parent: int, interval_s: float = 0.5) -> None:
+    """Poll the parent's pid; end this process at once when it is no longer the parent
+    (a forked worker holds both ends of the pool's pipes, so it never sees them close)."""
+    while os.getppid() == parent:
+        time.sleep(interval_s)
+    os._exit(1)
 
 
 def _versions() -> dict[str, str]:
