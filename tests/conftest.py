@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))  # dicom_helpers, imported by name
 
 
 @pytest.fixture(scope="session", autouse=True)

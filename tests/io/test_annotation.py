@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from dicom_helpers import make_dicom
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from spine_measure.io import annotation as ann
 from spine_measure.io.annotation import (
@@ -49,28 +48,6 @@ UTC = dt.UTC
 # --------------------------------------------------------------------------- helpers
 
 
-def make_dicom(path: Path, *, rows: int = 64, cols: int = 64, uid: str | None = None) -> str:
-    """Write a small valid DICOM file; return its SOPInstanceUID."""
-    uid = uid or generate_uid()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
-    meta.MediaStorageSOPInstanceUID = uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = uid
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = "OT"
-    ds.PatientID = "T1"
-    ds.Rows, ds.Columns = rows, cols
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = (np.arange(rows * cols, dtype=np.uint16) % 4096).tobytes()
-    pydicom.dcmwrite(path, ds, enforce_file_format=True)
-    return uid
 
 
 def lateral(level: str, r0: float = 10.0, c0: float = 10.0, **flags: bool) -> Vertebra:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pydicom
 import pytest
+from dicom_helpers import make_dicom
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from spine_measure.cli import main
 from spine_measure.io.annotation import Findings, load_annotation, pixel_hash, save_annotation
@@ -17,28 +15,6 @@ from spine_measure.io.landmark_csv import (
     read_landmark_csv,
     xy_to_rowcol,
 )
-
-
-def make_dicom(path, *, rows=64, cols=64):
-    uid = generate_uid()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    meta.MediaStorageSOPInstanceUID = uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = uid
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = "OT"
-    ds.Rows, ds.Columns = rows, cols
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = np.zeros(rows * cols, np.uint8).tobytes()
-    pydicom.dcmwrite(path, ds, enforce_file_format=True)
-    return uid
 
 
 def lat_rows(image, level, r0, c0, extra=""):

@@ -4,13 +4,10 @@ identity check (``check_identity``) of every command."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from dicom_helpers import make_dicom
 
 from spine_measure.io.annotation import (
     Annotation,
@@ -22,25 +19,6 @@ from spine_measure.io.annotation import (
 )
 from spine_measure.landmarks import SpineLandmarks, Vertebra
 from spine_measure.service import AnnotationFinder, FilmError, check_identity, measure_film_file
-
-
-def make_dicom(path: Path, *, rows: int = 64, cols: int = 64) -> str:
-    uid = generate_uid()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    meta.MediaStorageSOPInstanceUID = uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, uid
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.PatientID = "OT", "T1"
-    ds.Rows, ds.Columns = rows, cols
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = (np.arange(rows * cols, dtype=np.uint16) % 4096).tobytes()
-    pydicom.dcmwrite(path, ds, enforce_file_format=True)
-    return uid
 
 
 def lateral(level: str, r0: float = 10.0, c0: float = 10.0) -> Vertebra:
