@@ -231,31 +231,29 @@ def refine_point(image: np.ndarray, click: tuple[float, float], *, endplate_dir:
         offs = np.linspace(0.5 * radius_px, reach, N_PROFILES)
     else:
         offs = np.linspace(-reach / 2, reach / 2, N_PROFILES)
-    # endplate: profiles across the endplate, rising into the body along the wall / normal
-    normal_in = w if not corner else _towards(np.array([-d[1], d[0]]), w)
-    ep_pts, _ = _edge_points(gr, gc, origin, c, d, normal_in, offs, radius_px, floor)
-    ep = _fit_line(ep_pts, sigma_px)
-    if ep is None:
-        return Refinement(tuple(c), False, "no clear endplate edge near the click", 0.0)
     max_rms = 1.0 + 0.5 * sigma_px
-    if ep[2] > max_rms:
-        return Refinement(tuple(c), False, f"the endplate edge is not straight (RMS "
-                                           f"{ep[2]:.1f} px)", 0.0)
-    if _angle(ep[1], d) > 25.0:
-        return Refinement(tuple(c), False, "the edge found does not run along the endplate",
-                          0.0)
+
+    def side(name: str, along: np.ndarray, inward: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, float] | str:
+        """The edge line of one side (endplate or wall), or the reason there is none."""
+        pts, _ = _edge_points(gr, gc, origin, c, along, inward, offs, radius_px, floor)
+        line = _fit_line(pts, sigma_px)
+        if line is None:
+            return f"no clear {name} edge near the click"
+        if line[2] > max_rms:
+            return f"the {name} edge is not straight (RMS {line[2]:.1f} px)"
+        if _angle(line[1], along) > 25.0:
+            return f"the edge found does not run along the {name}"
+        return line
+
+    # endplate: profiles across the endplate, rising into the body along the wall / normal
+    ep = side("endplate", d, w if not corner else _towards(np.array([-d[1], d[0]]), w))
+    if isinstance(ep, str):
+        return Refinement(tuple(c), False, ep, 0.0)
     if corner:
-        wall_in = _towards(np.array([-w[1], w[0]]), d)
-        wall_pts, _ = _edge_points(gr, gc, origin, c, w, wall_in, offs, radius_px, floor)
-        wl = _fit_line(wall_pts, sigma_px)
-        if wl is None:
-            return Refinement(tuple(c), False, "no clear wall edge near the click", 0.0)
-        if wl[2] > max_rms:
-            return Refinement(tuple(c), False, f"the wall edge is not straight (RMS "
-                                               f"{wl[2]:.1f} px)", 0.0)
-        if _angle(wl[1], w) > 25.0:
-            return Refinement(tuple(c), False, "the edge found does not run along the wall",
-                              0.0)
+        wl = side("wall", w, _towards(np.array([-w[1], w[0]]), d))
+        if isinstance(wl, str):
+            return Refinement(tuple(c), False, wl, 0.0)
         if _angle(ep[1], wl[1]) < 30.0:
             return Refinement(tuple(c), False, "endplate and wall edges are nearly parallel",
                               0.0)
