@@ -165,3 +165,17 @@ def test_a_short_edge_is_not_an_answer():
             assert np.allclose(r.point, (39.5, 39.5), atol=0.3)
         else:
             assert r.point == (42.0, 38.0) and "no clear" in r.reason
+
+
+def test_refine_refuses_two_radii(tmp_path, capsys):
+    """--radius-px and --radius-mm together: one usage line, exit 2, nothing written (the
+    mm radius used to win silently)."""
+    film = tmp_path / "SM001_preop.dcm"
+    shutil.copy(SAMPLE / "SM001" / "SM001_preop.dcm", film)
+    shutil.copy(SAMPLE / "SM001" / "SM001_preop.sm.json", tmp_path)
+    out = tmp_path / "out"
+    rc = main(["refine", str(film), "--out", str(out), "--radius-px", "5", "--radius-mm",
+               "1.5", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--radius-px 5 and --radius-mm 1.5" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()

@@ -274,17 +274,23 @@ def refine(
                                                       "files and refinement.csv."),
     annotations: Path | None = typer.Option(
         None, "--annotations", help="Folder of annotation files (default: next to the films)."),
-    radius_px: float = typer.Option(8.0, "--radius-px", min=0.5,
-                                    help="Largest move of a point, pixels."),
+    radius_px: float | None = typer.Option(
+        None, "--radius-px", min=0.5, help="Largest move of a point, pixels (default 8)."),
     radius_mm: float | None = typer.Option(
         None, "--radius-mm", min=0.05, help="Largest move of a point, mm (calibrated films; "
-                                            "overrides --radius-px)."),
+                                            "instead of --radius-px)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Move each landmark to the corner / endplate edge the image shows nearby."""
     err = lambda msg: typer.echo(msg, err=True)  # noqa: E731
     require_annotations_folder(annotations)
+    if radius_px is not None and radius_mm is not None:
+        err(f"Error: --radius-px {radius_px:g} and --radius-mm {radius_mm:g}: give one "
+            "radius, not both")
+        raise typer.Exit(EXIT_USAGE)
+    if radius_px is None:
+        radius_px = 8.0
     for f in films:
         if not f.is_file():
             err(f"Error: {f}: no such file")
